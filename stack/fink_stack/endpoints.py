@@ -24,6 +24,8 @@ class Endpoints:
             "FINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "FINK_HBASE_THRIFT": f"{self.hbase_thrift_host}:{self.hbase_thrift_port}",
             "FINK_SPARK_JARS": ",".join(str(p) for p in self.spark_jars),
+            # keep Spark's driver on loopback like every other server of the stack
+            "SPARK_LOCAL_IP": "127.0.0.1",
         }
 
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: install, bring the real local stack up, lint, run every test.
+# A stack that was already running is left running; one started here is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export SPARK_LOCAL_IP=127.0.0.1
+
+was_running=0
+.venv/bin/fink-stack status >/dev/null 2>&1 && was_running=1
+stop_stack() { [ "$was_running" = 1 ] || .venv/bin/fink-stack down; }
+trap stop_stack EXIT
+
+.venv/bin/fink-stack up
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/pytest "$@"

@@ -1,0 +1,345 @@
+"""Build or download what the stack runs, once per version, into the cache.
+
+Each artefact is a directory under the cache named by its versions and a hash
+of its recipe; it is assembled in a temporary directory and renamed into place
+only when complete, so an interrupted build is simply redone next time.
+Kubernetes and etcd are compiled from the Go module proxy; Kafka, HBase and the
+Spark connectors are Maven Central jars.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import versions
+from .process import tail
+
+
+class BuildError(RuntimeError):
+    """An artefact could not be built; the message names the log to read."""
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Serialise builds and `up` between concurrent processes (tests, CLI, helpers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(argv: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        result = subprocess.run(
+            argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    if result.returncode != 0:
+        raise BuildError(
+            f"`{' '.join(argv[:3])} ...` failed (exit {result.returncode}); "
+            f"full log: {log}\n{tail(log)}"
+        )
+
+
+def _recipe_hash(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A cached directory produced by `assemble`."""
+
+    name: str
+    recipe: str  # anything that, if changed, must trigger a rebuild
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{_recipe_hash(self.recipe)}"
+
+    def path(self, cache: Path) -> Path:
+        return cache / self.key
+
+    def is_ready(self, cache: Path) -> bool:
+        return (self.path(cache) / ".complete").exists()
+
+    def ensure(self, cache: Path) -> Path:
+        target = self.path(cache)
+        if self.is_ready(cache):
+            return target
+        with file_lock(cache / "locks" / f"{self.key}.lock"):
+            if self.is_ready(cache):
+                return target
+            log = cache / "logs" / f"{self.key}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=cache))
+            try:
+                self.assemble(work, log)
+                (work / ".complete").write_text(self.recipe)
+                shutil.rmtree(target, ignore_errors=True)
+                work.rename(target)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return target
+
+    def assemble(self, work: Path, log: Path) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def _staging_modules(kubernetes_go_mod: str) -> list[str]:
+    """k8s.io/kubernetes maps its staging modules to ./staging; we map them to releases."""
+    return re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", kubernetes_go_mod, re.MULTILINE)
+
+
+class KubernetesBinaries(Artefact):
+    """kube-apiserver & co. and etcd, compiled from the Go module proxy.
+
+    k8s.io/kubernetes cannot be `go install`ed: its go.mod points staging
+    modules at local directories. A wrapper module requires it and replaces
+    every staging module with its published v0.X.Y twin.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            name=f"kubernetes-{versions.KUBERNETES}-etcd-{versions.ETCD}",
+            recipe=f"k8s={versions.KUBERNETES};etcd={versions.ETCD};cmds={','.join(K8S_COMMANDS)}",
+        )
+
+    def binary(self, cache: Path, command: str) -> Path:
+        return self.path(cache) / "bin" / command
+
+    def assemble(self, work: Path, log: Path) -> None:
+        if shutil.which("go") is None:
+            raise BuildError("Go is needed to build kube-apiserver and etcd; install Go >= 1.26")
+        k8s = versions.KUBERNETES
+        staging_version = "v0" + k8s[2:]  # v1.36.3 -> v0.36.3
+        env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        src = work / "src"
+        src.mkdir()
+        download = subprocess.run(
+            ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{k8s}"],
+            cwd=src,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        if download.returncode != 0:
+            raise BuildError(f"cannot fetch k8s.io/kubernetes@{k8s}: {download.stdout[-2000:]}")
+        go_mod_path = re.search(r'"GoMod":\s*"([^"]+)"', download.stdout)
+        if not go_mod_path:
+            raise BuildError(f"no go.mod for k8s.io/kubernetes@{k8s} in: {download.stdout[:500]}")
+        upstream = Path(go_mod_path.group(1)).read_text()
+        go_line = re.search(r"^go (\S+)", upstream, re.MULTILINE)
+        replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in _staging_modules(upstream))
+        (src / "go.mod").write_text(
+            "module local/finkstack/k8sbins\n\n"
+            f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
+            f"require k8s.io/kubernetes {k8s}\n\nreplace (\n{replaces}\n)\n"
+        )
+        imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in K8S_COMMANDS)
+        (src / "tools.go").write_text(
+            f'//go:build tools\n\npackage tools\n\nimport (\n\t_ "go.etcd.io/etcd/server/v3"\n{imports}\n)\n'
+        )
+        _run(
+            ["go", "get", f"k8s.io/kubernetes@{k8s}", f"go.etcd.io/etcd/server/v3@{versions.ETCD}"],
+            cwd=src,
+            log=log,
+            env=env,
+        )
+        _run(["go", "mod", "tidy"], cwd=src, log=log, env=env)
+        major, minor = k8s[1:].split(".")[:2]
+        ldflags = " ".join(
+            ["-s", "-w"]
+            + [
+                f"-X {pkg}.{var}={value}"
+                for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+                for var, value in (("gitVersion", k8s), ("gitMajor", major), ("gitMinor", minor))
+            ]
+            + ["-X k8s.io/component-base/version.gitTreeState=clean"]
+        )
+        bin_dir = work / "bin"
+        bin_dir.mkdir()
+        _run(
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", f"{bin_dir}/"]
+            + [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS],
+            cwd=src,
+            log=log,
+            env=env,
+        )
+        _run(
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                str(bin_dir / "etcd"),
+                "go.etcd.io/etcd/server/v3",
+            ],
+            cwd=src,
+            log=log,
+            env=env,
+        )
+
+
+# ---------------------------------------------------------------- Maven bundles
+
+
+@dataclass(frozen=True)
+class Dependency:
+    group: str
+    artifact: str
+    version: str
+    exclude_groups: tuple[str, ...] = ()
+
+    def xml(self) -> str:
+        exclusions = "".join(
+            f"<exclusion><groupId>{g}</groupId><artifactId>*</artifactId></exclusion>"
+            for g in self.exclude_groups
+        )
+        return (
+            f"<dependency><groupId>{self.group}</groupId><artifactId>{self.artifact}</artifactId>"
+            f"<version>{self.version}</version>"
+            + (f"<exclusions>{exclusions}</exclusions>" if exclusions else "")
+            + "</dependency>"
+        )
+
+
+def _log4j2() -> tuple[Dependency, ...]:
+    return tuple(
+        Dependency("org.apache.logging.log4j", a, versions.LOG4J)
+        for a in ("log4j-core", "log4j-slf4j-impl", "log4j-1.2-api")
+    )
+
+
+class MavenBundle(Artefact):
+    """A directory lib/ holding a set of jars and everything they need at runtime."""
+
+    def __init__(
+        self, name: str, dependencies: tuple[Dependency, ...], drop: tuple[str, ...] = ()
+    ) -> None:
+        self.dependencies = dependencies
+        self.drop = drop  # jar name prefixes removed after resolution
+        super().__init__(
+            name=name, recipe="\n".join(d.xml() for d in dependencies) + f"\ndrop={drop}"
+        )
+
+    def jars(self, cache: Path) -> list[Path]:
+        return sorted((self.path(cache) / "lib").glob("*.jar"))
+
+    def classpath(self, cache: Path) -> str:
+        return str(self.path(cache) / "lib" / "*")
+
+    def assemble(self, work: Path, log: Path) -> None:
+        if shutil.which("mvn") is None:
+            raise BuildError("Maven (mvn) is needed to fetch Kafka/HBase/Spark jars")
+        pom = work / "pom.xml"
+        pom.write_text(
+            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            f"<groupId>local.finkstack</groupId><artifactId>{self.name}</artifactId>"
+            "<version>1</version><packaging>pom</packaging><dependencies>"
+            + "".join(d.xml() for d in self.dependencies)
+            + "</dependencies></project>"
+        )
+        _run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={work / 'lib'}",
+                "-DincludeScope=runtime",
+            ],
+            cwd=work,
+            log=log,
+        )
+        for jar in (work / "lib").glob("*.jar"):
+            if jar.name.startswith(self.drop) or self.is_redundant(jar):
+                jar.unlink()
+
+    def is_redundant(self, jar: Path) -> bool:
+        return False
+
+
+def kafka_bundle() -> MavenBundle:
+    return MavenBundle(
+        f"kafka-{versions.KAFKA}",
+        (Dependency("org.apache.kafka", "kafka_2.13", versions.KAFKA), *_log4j2()),
+    )
+
+
+def hbase_bundle() -> MavenBundle:
+    # hbase-thrift is published without the -hadoop3 flavour; its Hadoop 2 jars
+    # are excluded so that the hadoop3 server's Hadoop 3 jars are the only ones.
+    return MavenBundle(
+        f"hbase-{versions.HBASE}",
+        (
+            Dependency("org.apache.hbase", "hbase-server", f"{versions.HBASE}-hadoop3"),
+            Dependency(
+                "org.apache.hbase",
+                "hbase-thrift",
+                versions.HBASE,
+                exclude_groups=("org.apache.hadoop",),
+            ),
+            *_log4j2(),
+        ),
+        drop=("slf4j-reload4j", "reload4j"),  # a second slf4j binding beside log4j2
+    )
+
+
+_VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d+\.[^/]*\.jar$")
+
+
+def _artifact_of(jar_name: str) -> str:
+    match = _VERSIONED_JAR.match(jar_name)
+    return match.group("artifact") if match else jar_name
+
+
+class SparkConnectors(MavenBundle):
+    """spark-sql-kafka and spark-avro for the installed pyspark, minus what pyspark ships.
+
+    Jars that pyspark already carries (scala-library, slf4j, snappy, hadoop
+    client...) are dropped so that exactly one version of each is on the
+    classpath.
+    """
+
+    def __init__(self, spark: str) -> None:
+        super().__init__(
+            f"spark-connectors-{spark}",
+            (
+                Dependency("org.apache.spark", "spark-sql-kafka-0-10_2.13", spark),
+                Dependency("org.apache.spark", "spark-avro_2.13", spark),
+            ),
+        )
+
+    def is_redundant(self, jar: Path) -> bool:
+        import pyspark
+
+        shipped = Path(pyspark.__file__).parent / "jars"
+        artifacts = {_artifact_of(j.name) for j in shipped.glob("*.jar")}
+        return _artifact_of(jar.name) in artifacts
+
+
+def spark_connectors() -> SparkConnectors:
+    return SparkConnectors(versions.spark_version())

@@ -1,0 +1,123 @@
+"""Background server processes tracked by pid file.
+
+`up` spawns each server in its own session (so it outlives the CLI and can be
+signalled as a group) and records its pid with a marker string from its command
+line. `down` only signals a pid whose environment still carries that marker
+(FINK_STACK_SERVICE, set at spawn), so a pid reused by an unrelated process
+after a reboot is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER_VARIABLE = "FINK_STACK_SERVICE"
+
+
+@dataclass(frozen=True)
+class Running:
+    pid: int
+    marker: str
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    pidfile: Path,
+    marker: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Running:
+    """Start argv detached from this process, appending its output to log.
+
+    The process inherits `marker` in its environment; see is_ours.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(
+            f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode()
+        )
+        out.flush()
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {}), MARKER_VARIABLE: marker},
+            start_new_session=True,
+        )
+    running = Running(pid=process.pid, marker=marker)
+    pidfile.write_text(json.dumps({"pid": running.pid, "marker": marker}))
+    return running
+
+
+def read(pidfile: Path) -> Running | None:
+    """The process recorded in pidfile, if it is still alive and still ours."""
+    try:
+        record = json.loads(pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    running = Running(pid=int(record["pid"]), marker=str(record["marker"]))
+    return running if is_ours(running) else None
+
+
+def is_ours(running: Running) -> bool:
+    try:
+        environ = Path(f"/proc/{running.pid}/environ").read_bytes()
+        status = Path(f"/proc/{running.pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = status.rsplit(")", 1)[-1].split()[0]
+    if state == "Z":  # a zombie is gone for our purposes
+        return False
+    return f"{MARKER_VARIABLE}={running.marker}".encode() in environ.split(b"\0")
+
+
+def stop(pidfile: Path, *, grace_seconds: float = 30.0) -> bool:
+    """Terminate the recorded process group (TERM, then KILL after grace); True if one ran."""
+    running = read(pidfile)
+    if running is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    _signal_group(running.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and is_ours(running):
+        time.sleep(0.2)
+    if is_ours(running):
+        _signal_group(running.pid, signal.SIGKILL)
+        while is_ours(running):
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log, to put in an error message."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return "(no log yet)"
+    return "\n".join(text.splitlines()[-lines:])

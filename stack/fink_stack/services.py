@@ -1,0 +1,482 @@
+"""The servers of the local stack: how each is configured, started and checked.
+
+A Service knows its command line (built from cached artefacts), the services
+it needs first, and a health probe. Components group services the way users
+think of them (kubernetes, kafka, hbase); Spark has no server, only jars.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import artefacts, pki
+from .layout import HOST, PORTS, Layout
+
+Probe = Callable[[Layout], bool]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    component: str
+    needs: tuple[str, ...]
+    argv: Callable[[Layout], list[str]]
+    probe: Probe
+    prepare: Callable[[Layout], None] = lambda layout: None
+    port: int | None = None  # must be free before start: a foreign server there is an error
+    startup_seconds: float = 120.0
+    data_dirs: tuple[str, ...] = field(default_factory=tuple)
+
+    def marker(self, layout: Layout) -> str:
+        """A string unique to this service in this state directory, checked before signalling it."""
+        return f"fink-stack/{self.name}@{layout.state}"
+
+
+# ---------------------------------------------------------------- probes
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _admin_tls(layout: Layout) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    context.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
+    return context
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    # kube-controller-manager and kube-scheduler serve /healthz with self-signed certs
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _etcd_healthy(layout: Layout) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{PORTS.etcd_client}/health", timeout=2) as r:
+            return json.loads(r.read()).get("health") == "true"
+    except (OSError, ValueError):
+        return False
+
+
+def _apiserver_ready(layout: Layout) -> bool:
+    if not (layout.pki / "complete").exists():
+        return False
+    return _http_ok(f"https://{HOST}:{PORTS.apiserver}/readyz", _admin_tls(layout))
+
+
+def _kafka_ready(layout: Layout) -> bool:
+    if not port_open(PORTS.kafka):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"{HOST}:{PORTS.kafka}", "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=3)
+    except Exception:
+        return False
+    return bool(metadata.brokers)
+
+
+def _hbase_master_ready(layout: Layout) -> bool:
+    return port_open(PORTS.hbase_master) and port_open(PORTS.hbase_regionserver)
+
+
+def _hbase_thrift_ready(layout: Layout) -> bool:
+    if not port_open(PORTS.hbase_thrift):
+        return False
+    import happybase
+
+    try:
+        connection = happybase.Connection(HOST, PORTS.hbase_thrift, timeout=5000)
+        try:
+            connection.tables()  # needs the master and a region server behind Thrift
+        finally:
+            connection.close()
+    except Exception:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- kubernetes
+
+KUBERNETES = artefacts.KubernetesBinaries()
+
+
+def _k8s(layout: Layout, command: str) -> str:
+    return str(KUBERNETES.binary(layout.cache, command))
+
+
+def _prepare_pki(layout: Layout) -> None:
+    pki.ensure_pki(layout.pki)
+    pki.write_kubeconfig(layout.kubeconfig, layout.pki, f"https://{HOST}:{PORTS.apiserver}")
+
+
+def _etcd_argv(layout: Layout) -> list[str]:
+    return [
+        _k8s(layout, "etcd"),
+        "--name=fink-stack",
+        f"--data-dir={layout.data / 'etcd'}",
+        f"--listen-client-urls=http://{HOST}:{PORTS.etcd_client}",
+        f"--advertise-client-urls=http://{HOST}:{PORTS.etcd_client}",
+        f"--listen-peer-urls=http://{HOST}:{PORTS.etcd_peer}",
+        f"--initial-advertise-peer-urls=http://{HOST}:{PORTS.etcd_peer}",
+        f"--initial-cluster=fink-stack=http://{HOST}:{PORTS.etcd_peer}",
+        "--listen-metrics-urls=",
+        "--unsafe-no-fsync=true",  # a throw-away dev store: speed over durability
+        "--quota-backend-bytes=4294967296",
+    ]
+
+
+def _apiserver_argv(layout: Layout) -> list[str]:
+    p = layout.pki
+    return [
+        _k8s(layout, "kube-apiserver"),
+        f"--etcd-servers=http://{HOST}:{PORTS.etcd_client}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
+        f"--secure-port={PORTS.apiserver}",
+        f"--tls-cert-file={p / 'apiserver.crt'}",
+        f"--tls-private-key-file={p / 'apiserver.key'}",
+        f"--client-ca-file={p / 'ca.crt'}",
+        f"--service-account-issuer=https://{HOST}:{PORTS.apiserver}",
+        f"--service-account-key-file={p / 'sa.pub'}",
+        f"--service-account-signing-key-file={p / 'sa.key'}",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        # loopback addresses are invalid in Endpoints; nothing needs the kubernetes Service here
+        "--endpoint-reconciler-type=none",
+        f"--cert-dir={layout.data / 'apiserver-certs'}",
+    ]
+
+
+def _kubeconfig_flags(layout: Layout) -> list[str]:
+    kc = str(layout.kubeconfig)
+    return [
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+    ]
+
+
+def _controller_manager_argv(layout: Layout) -> list[str]:
+    return [
+        _k8s(layout, "kube-controller-manager"),
+        *_kubeconfig_flags(layout),
+        f"--bind-address={HOST}",
+        f"--secure-port={PORTS.controller_manager}",
+        "--leader-elect=false",
+        f"--service-account-private-key-file={layout.pki / 'sa.key'}",
+        f"--root-ca-file={layout.pki / 'ca.crt'}",
+        "--use-service-account-credentials=false",
+        f"--cert-dir={layout.data / 'controller-manager-certs'}",
+    ]
+
+
+def _scheduler_argv(layout: Layout) -> list[str]:
+    return [
+        _k8s(layout, "kube-scheduler"),
+        *_kubeconfig_flags(layout),
+        f"--bind-address={HOST}",
+        f"--secure-port={PORTS.scheduler}",
+        "--leader-elect=false",
+        f"--cert-dir={layout.data / 'scheduler-certs'}",
+    ]
+
+
+# ---------------------------------------------------------------- kafka
+
+KAFKA = artefacts.kafka_bundle()
+HBASE = artefacts.hbase_bundle()
+
+_LOG4J2 = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.zk.name = org.apache.zookeeper
+logger.zk.level = warn
+"""
+
+
+def _kafka_properties(layout: Layout) -> Path:
+    return layout.config / "kafka" / "server.properties"
+
+
+def _prepare_kafka(layout: Layout) -> None:
+    """Write the KRaft config and format the log directory on first start."""
+    conf = layout.config / "kafka"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "log4j2.properties").write_text(_LOG4J2)
+    logs = layout.data / "kafka"
+    _kafka_properties(layout).write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{HOST}:{PORTS.kafka_controller}",
+                f"listeners=PLAINTEXT://{HOST}:{PORTS.kafka},CONTROLLER://{HOST}:{PORTS.kafka_controller}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS.kafka}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={logs}",
+                "num.partitions=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "delete.topic.enable=true",
+                "",
+            ]
+        )
+    )
+    if (logs / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    import subprocess
+
+    log = layout.log_of("kafka")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        result = subprocess.run(
+            [
+                "java",
+                "-cp",
+                KAFKA.classpath(layout.cache),
+                f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(_kafka_properties(layout)),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"formatting Kafka's log directory failed; see {log}")
+
+
+def _kafka_argv(layout: Layout) -> list[str]:
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={layout.config / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        KAFKA.classpath(layout.cache),
+        "kafka.Kafka",
+        str(_kafka_properties(layout)),
+    ]
+
+
+# ---------------------------------------------------------------- hbase
+
+_JAVA17_FOR_HBASE = [
+    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
+    "--add-modules",
+    "jdk.unsupported",
+    *[
+        f"--add-opens=java.base/{p}=ALL-UNNAMED"
+        for p in (
+            "java.io",
+            "java.nio",
+            "sun.nio.ch",
+            "java.lang",
+            "jdk.internal.ref",
+            "java.lang.reflect",
+            "java.util",
+            "java.util.concurrent",
+        )
+    ],
+    *[
+        f"--add-exports={p}=ALL-UNNAMED"
+        for p in (
+            "java.base/jdk.internal.misc",
+            "java.security.jgss/sun.security.krb5",
+            "java.base/sun.net.dns",
+            "java.base/sun.net.util",
+        )
+    ],
+]
+
+
+def _prepare_hbase(layout: Layout) -> None:
+    conf = layout.config / "hbase"
+    conf.mkdir(parents=True, exist_ok=True)
+    data = layout.data / "hbase"
+    properties = {
+        "hbase.cluster.distributed": "false",
+        "hbase.rootdir": f"file://{data / 'root'}",
+        "hbase.tmp.dir": str(data / "tmp"),
+        "hbase.zookeeper.quorum": HOST,
+        "hbase.zookeeper.property.clientPort": str(PORTS.zookeeper),
+        "hbase.zookeeper.property.dataDir": str(data / "zookeeper"),
+        "hbase.master.hostname": "localhost",
+        "hbase.unsafe.regionserver.hostname": "localhost",
+        "hbase.master.port": str(PORTS.hbase_master),
+        "hbase.regionserver.port": str(PORTS.hbase_regionserver),
+        "hbase.unsafe.stream.capability.enforce": "false",
+        "hbase.wal.provider": "filesystem",
+        "hbase.master.info.port": "-1",
+        "hbase.regionserver.info.port": "-1",
+        "hbase.thrift.info.port": "-1",
+        "hbase.regionserver.thrift.ipaddress": HOST,
+    }
+    (conf / "hbase-site.xml").write_text(
+        "<configuration>\n"
+        + "".join(
+            f"  <property><name>{k}</name><value>{v}</value></property>\n"
+            for k, v in properties.items()
+        )
+        + "</configuration>\n"
+    )
+    (conf / "log4j2.properties").write_text(_LOG4J2)
+
+
+def _hbase_java(layout: Layout, heap: str) -> list[str]:
+    conf = layout.config / "hbase"
+    return [
+        "java",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        *_JAVA17_FOR_HBASE,
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        "-cp",
+        f"{conf}:{HBASE.classpath(layout.cache)}",
+    ]
+
+
+def _hbase_master_argv(layout: Layout) -> list[str]:
+    return [*_hbase_java(layout, "1g"), "org.apache.hadoop.hbase.master.HMaster", "start"]
+
+
+def _hbase_thrift_argv(layout: Layout) -> list[str]:
+    return [
+        *_hbase_java(layout, "384m"),
+        "org.apache.hadoop.hbase.thrift.ThriftServer",
+        "-b",
+        HOST,
+        "-p",
+        str(PORTS.hbase_thrift),
+        "start",
+    ]
+
+
+# ---------------------------------------------------------------- registry
+
+SERVICES: tuple[Service, ...] = (
+    Service(
+        "etcd",
+        "kubernetes",
+        (),
+        _etcd_argv,
+        _etcd_healthy,
+        port=PORTS.etcd_client,
+        data_dirs=("etcd",),
+    ),
+    Service(
+        "kube-apiserver",
+        "kubernetes",
+        ("etcd",),
+        _apiserver_argv,
+        _apiserver_ready,
+        prepare=_prepare_pki,
+        port=PORTS.apiserver,
+    ),
+    Service(
+        "kube-controller-manager",
+        "kubernetes",
+        ("kube-apiserver",),
+        _controller_manager_argv,
+        lambda layout: _http_ok(
+            f"https://{HOST}:{PORTS.controller_manager}/healthz", _unverified_tls()
+        ),
+        port=PORTS.controller_manager,
+    ),
+    Service(
+        "kube-scheduler",
+        "kubernetes",
+        ("kube-apiserver",),
+        _scheduler_argv,
+        lambda layout: _http_ok(f"https://{HOST}:{PORTS.scheduler}/healthz", _unverified_tls()),
+        port=PORTS.scheduler,
+    ),
+    Service(
+        "kafka",
+        "kafka",
+        (),
+        _kafka_argv,
+        _kafka_ready,
+        prepare=_prepare_kafka,
+        port=PORTS.kafka,
+        data_dirs=("kafka",),
+    ),
+    Service(
+        "hbase-master",
+        "hbase",
+        (),
+        _hbase_master_argv,
+        _hbase_master_ready,
+        prepare=_prepare_hbase,
+        port=PORTS.zookeeper,
+        startup_seconds=180,
+        data_dirs=("hbase",),
+    ),
+    Service(
+        "hbase-thrift",
+        "hbase",
+        ("hbase-master",),
+        _hbase_thrift_argv,
+        _hbase_thrift_ready,
+        port=PORTS.hbase_thrift,
+        startup_seconds=180,
+    ),
+)
+
+COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
+    "kubernetes": (KUBERNETES,),
+    "kafka": (KAFKA,),
+    "hbase": (HBASE,),
+    "spark": (),  # resolved lazily: depends on the installed pyspark
+}
+
+
+def by_name(name: str) -> Service:
+    for service in SERVICES:
+        if service.name == name:
+            return service
+    raise KeyError(name)

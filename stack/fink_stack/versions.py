@@ -1,0 +1,22 @@
+"""Every version the local stack runs, in one place.
+
+Python packages are pinned in pyproject.toml; the Spark connector jars follow
+the pyspark pinned there (see `spark_version`), so Spark has one version only.
+Changing a value here makes the next `fink-stack up` build or download the new
+version into its own cache directory; the old one stays until removed by hand.
+"""
+
+from __future__ import annotations
+
+KUBERNETES = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+ETCD = "v3.6.8"  # the etcd server module that Kubernetes v1.36.3 itself requires
+KAFKA = "4.1.1"  # org.apache.kafka:kafka_2.13, KRaft mode
+HBASE = "2.6.1"  # org.apache.hbase:hbase-server (-hadoop3 flavour) + hbase-thrift
+LOG4J = "2.24.3"  # log4j2 backend for Kafka and HBase (neither pulls one in)
+
+
+def spark_version() -> str:
+    """The Spark version of the installed pyspark, which the connector jars must match."""
+    import pyspark
+
+    return pyspark.__version__

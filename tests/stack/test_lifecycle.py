@@ -1,0 +1,71 @@
+"""`down` stops exactly what `up` started and keeps data; `up` is idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fink_stack import api, process
+from fink_stack.endpoints import Endpoints
+from fink_stack.layout import PORTS, Layout
+from fink_stack.services import port_open
+from fink_stack.stack import status as stack_status
+
+pytestmark = pytest.mark.stack
+
+
+def test_stopping_kafka_keeps_its_topics(stack: Endpoints, unique_name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(unique_name, num_partitions=2, replication_factor=1)])[
+        unique_name
+    ].result(timeout=30)
+
+    api.stop_component("kafka")
+    try:
+        assert not port_open(PORTS.kafka)
+        assert not api.is_up(["kafka"])
+    finally:
+        api.start_component("kafka")
+    assert api.is_up(["kafka"])
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    assert unique_name in admin.list_topics(timeout=10).topics
+
+
+def test_up_is_idempotent(stack: Endpoints) -> None:
+    def pids() -> dict[str, int | None]:
+        return {s.name: s.pid for s in stack_status(Layout.default())}
+
+    before = pids()
+    assert all(before.values()), f"some services are not running: {before}"
+    api.ensure_up(quiet=True)
+    assert pids() == before, "a second `up` restarted running services"
+
+
+def test_stop_never_signals_a_process_it_did_not_start(tmp_path: Path) -> None:
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pidfile = tmp_path / "x.pid"
+        pidfile.write_text(f'{{"pid": {stranger.pid}, "marker": "fink-stack/x@{tmp_path}"}}')
+        assert process.read(pidfile) is None
+        assert process.stop(pidfile) is False
+        assert stranger.poll() is None, "a process without our marker was killed"
+    finally:
+        stranger.kill()
+
+
+def test_spawned_service_is_stopped_by_its_pidfile(tmp_path: Path) -> None:
+    pidfile = tmp_path / "svc.pid"
+    running = process.spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        log=tmp_path / "svc.log",
+        pidfile=pidfile,
+        marker=f"test@{tmp_path}",
+    )
+    assert process.read(pidfile) == running
+    assert process.stop(pidfile, grace_seconds=5) is True
+    assert not process.is_ours(running)
+    assert not pidfile.exists()
