@@ -149,8 +149,10 @@ def parse_pipeline(document: Mapping[str, Any]) -> PipelineSpec:
     survey = _choice(spec, "survey", SURVEYS, "spec.survey")
     source = _parse_source(_required_map(spec, "source", "spec.source"))
     modules = tuple(
-        ModuleSpec(name=_required_str(m, "name", f"spec.modules[{i}].name"),
-                   parameters=dict(m.get("parameters") or {}))
+        ModuleSpec(
+            name=_required_str(m, "name", f"spec.modules[{i}].name"),
+            parameters=dict(m.get("parameters") or {}),
+        )
         for i, m in enumerate(spec.get("modules") or [])
     )
     _unique([m.name for m in modules], "spec.modules")
@@ -199,7 +201,10 @@ def _parse_source(doc: Mapping[str, Any]) -> KafkaSource:
         topic=_required_str(kafka, "topic", "spec.source.kafka.topic"),
         bootstrap_servers=kafka.get("bootstrapServers"),
         starting_offsets=_choice(
-            kafka, "startingOffsets", STARTING_OFFSETS, "spec.source.kafka.startingOffsets",
+            kafka,
+            "startingOffsets",
+            STARTING_OFFSETS,
+            "spec.source.kafka.startingOffsets",
             default="earliest",
         ),
         credentials_secret=secret,
@@ -290,7 +295,10 @@ def _required_str(doc: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _choice(
-    doc: Mapping[str, Any], key: str, allowed: tuple[str, ...], where: str,
+    doc: Mapping[str, Any],
+    key: str,
+    allowed: tuple[str, ...],
+    where: str,
     default: str | None = None,
 ) -> str:
     value = doc.get(key, default)
