@@ -1,0 +1,1 @@
+"""The fink operator: reconciles BrokerPipeline resources into Kafka topics and HBase tables."""

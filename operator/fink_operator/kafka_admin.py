@@ -1,0 +1,188 @@
+"""Thin adapter over confluent-kafka's AdminClient: observe, create, grow, configure, delete.
+
+Every call has a short timeout and turns "no broker answered" into
+ServerUnreachable, so a Kafka outage becomes a retried condition rather than a
+hung handler. Admin calls are batched per pass (one request for all topics).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from .desired import TopicState
+from .errors import ServerRejected, ServerUnreachable
+
+log = logging.getLogger(__name__)
+
+_clients: dict[tuple[str, tuple[tuple[str, str], ...]], AdminClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(bootstrap: str, settings: Mapping[str, str]) -> AdminClient:
+    """One AdminClient per cluster and credentials, shared by all pipelines (thread-safe)."""
+    key = (bootstrap, tuple(sorted(settings.items())))
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = AdminClient(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "socket.connection.setup.timeout.ms": 3000,
+                    "reconnect.backoff.max.ms": 2000,
+                    "logger": logging.getLogger("fink_operator.librdkafka"),
+                    **settings,
+                }
+            )
+        return _clients[key]
+
+
+class KafkaAdmin:
+    """The topics of one Kafka cluster, as the reconciler sees them."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        settings: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 5.0,
+        step_delay: float = 0.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        # test hook: pause between topic creations so a test can kill the operator mid-pass
+        self.step_delay = step_delay
+        self._admin = _client(bootstrap, settings or {})
+
+    def _unreachable(self, error: object) -> ServerUnreachable:
+        return ServerUnreachable("Kafka", self.bootstrap, str(error))
+
+    def observe(self, names: Iterable[str], config_keys: Iterable[str]) -> dict[str, TopicState]:
+        """The named topics that exist, with partitions, replicas and the given configs."""
+        wanted = list(names)
+        try:
+            metadata = self._admin.list_topics(timeout=self.timeout)
+        except KafkaException as error:
+            raise self._unreachable(error.args[0]) from error
+        present = {n: metadata.topics[n] for n in wanted if n in metadata.topics}
+        configs = self._configs(list(present), set(config_keys))
+        observed = {}
+        for name, topic in present.items():
+            partitions = topic.partitions
+            replicas = len(next(iter(partitions.values())).replicas) if partitions else 0
+            observed[name] = TopicState(name, len(partitions), replicas, configs.get(name, {}))
+        return observed
+
+    def _configs(self, names: list[str], keys: set[str]) -> dict[str, dict[str, str]]:
+        if not names:
+            return {}
+        resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+        futures = self._admin.describe_configs(resources, request_timeout=self.timeout)
+        result = {}
+        for resource, future in futures.items():
+            entries = self._wait(future, resource.name)
+            result[resource.name] = {
+                k: e.value for k, e in entries.items() if k in keys and e.value is not None
+            }
+        return result
+
+    def list_names(self) -> set[str]:
+        try:
+            return set(self._admin.list_topics(timeout=self.timeout).topics)
+        except KafkaException as error:
+            raise self._unreachable(error.args[0]) from error
+
+    def create(self, topics: Iterable[TopicState]) -> list[str]:
+        """Create topics; one that already exists counts as created (another pass won)."""
+        new = [
+            NewTopic(t.name, t.partitions, t.replication_factor, config=dict(t.config))
+            for t in topics
+        ]
+        created = []
+        batches = [[n] for n in new] if self.step_delay else [new]
+        for batch in batches:
+            if not batch:
+                continue
+            futures = self._admin.create_topics(
+                batch, operation_timeout=self.timeout, request_timeout=self.timeout
+            )
+            for name, future in futures.items():
+                if self._wait(future, name, tolerate=KafkaError.TOPIC_ALREADY_EXISTS):
+                    created.append(name)
+            if self.step_delay:
+                time.sleep(self.step_delay)
+        return created
+
+    def grow(self, changes: Iterable[tuple[str, int, int]]) -> None:
+        requests = [NewPartitions(name, wanted) for name, _, wanted in changes]
+        if not requests:
+            return
+        futures = self._admin.create_partitions(
+            requests, operation_timeout=self.timeout, request_timeout=self.timeout
+        )
+        for name, future in futures.items():
+            # already at that count: a previous pass did it before the operator stopped
+            self._wait(future, name, tolerate=KafkaError.INVALID_PARTITIONS)
+
+    def reconfigure(self, changes: Iterable[tuple[str, Mapping[str, str]]]) -> None:
+        resources = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                name,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in sorted(configs.items())
+                ],
+            )
+            for name, configs in changes
+        ]
+        if not resources:
+            return
+        futures = self._admin.incremental_alter_configs(resources, request_timeout=self.timeout)
+        for resource, future in futures.items():
+            self._wait(future, resource.name)
+
+    def delete(self, names: Iterable[str]) -> list[str]:
+        """Delete topics; one already gone counts as deleted."""
+        wanted = list(names)
+        if not wanted:
+            return []
+        futures = self._admin.delete_topics(
+            wanted, operation_timeout=self.timeout, request_timeout=self.timeout
+        )
+        for name, future in futures.items():
+            self._wait(future, name, tolerate=KafkaError.UNKNOWN_TOPIC_OR_PART)
+        return wanted
+
+    def _wait(self, future: Any, subject: str, tolerate: int | None = None) -> Any:
+        """Result of an admin future; True/None for tolerated errors, typed errors otherwise."""
+        try:
+            return future.result(timeout=self.timeout * 2) or True
+        except KafkaException as exception:
+            error: KafkaError = exception.args[0]
+            if tolerate is not None and error.code() == tolerate:
+                return None
+            if error.code() in (
+                KafkaError._TRANSPORT,
+                KafkaError._TIMED_OUT,
+                KafkaError._ALL_BROKERS_DOWN,
+                KafkaError.REQUEST_TIMED_OUT,
+                KafkaError.NOT_CONTROLLER,
+            ):
+                raise self._unreachable(error.str()) from exception
+            raise ServerRejected("Kafka", subject, error.str()) from exception
+        except TimeoutError as exception:
+            raise self._unreachable("no answer in time") from exception
