@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kafka-bootstrap", default=os.environ.get("FINK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     )
-    run.add_argument("--hbase-thrift", default=os.environ.get("FINK_HBASE_THRIFT", "127.0.0.1:9090"))
+    run.add_argument(
+        "--hbase-thrift", default=os.environ.get("FINK_HBASE_THRIFT", "127.0.0.1:9090")
+    )
     run.add_argument("--metrics-port", type=int, default=8080, help="0 disables /metrics")
     run.add_argument("--metrics-address", default="0.0.0.0")
     run.add_argument("--liveness", help="e.g. http://0.0.0.0:8081/healthz")

@@ -234,9 +234,7 @@ def _hbase() -> dict[str, Any]:
                     "type": "object",
                     "required": ["name"],
                     "properties": {
-                        "name": _string(
-                            "Family name.", maxLength=64, pattern=FAMILY_NAME_PATTERN
-                        ),
+                        "name": _string("Family name.", maxLength=64, pattern=FAMILY_NAME_PATTERN),
                         "maxVersions": _integer(
                             "Cell versions kept.",
                             minimum=1,

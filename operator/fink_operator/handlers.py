@@ -119,7 +119,9 @@ def _admins(desired: DesiredState, body: kopf.Body) -> tuple[KafkaAdmin, HBaseAd
     return kafka, hbase
 
 
-def run_pass(kind: str, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> Outcome | None:
+def run_pass(
+    kind: str, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger
+) -> Outcome | None:
     """One reconcile pass with status, events and metrics. Raises nothing for user errors."""
     started = time.monotonic()
     uid = body.metadata.uid or f"{body.metadata.namespace}/{body.metadata.name}"
@@ -241,9 +243,15 @@ def on_delete(
                 )
                 kopf.warn(body, reason="CleanupAbandoned", message=message)
                 return
-            raise kopf.TemporaryError(str(error), delay=backoff(retry, CONFIG.max_backoff)) from error
-        events = [Event("Normal", "TopicDeleted", f"deleted topic {t}") for t in done.deleted_topics]
-        events += [Event("Normal", "TableDeleted", f"dropped table {t}") for t in done.dropped_tables]
+            raise kopf.TemporaryError(
+                str(error), delay=backoff(retry, CONFIG.max_backoff)
+            ) from error
+        events = [
+            Event("Normal", "TopicDeleted", f"deleted topic {t}") for t in done.deleted_topics
+        ]
+        events += [
+            Event("Normal", "TableDeleted", f"dropped table {t}") for t in done.dropped_tables
+        ]
         _post(body, events)
         metrics.forget(uid)
         metrics.observe_pass("delete", "success", time.monotonic() - started)

@@ -6,6 +6,7 @@ survive an HBase restart, and a pass is rare enough that reconnecting is cheap.
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Any
 
@@ -42,10 +43,8 @@ class HBaseAdmin:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(TException, OSError):
                 self._connection.close()
-            except (TException, OSError):
-                pass
             self._connection = None
 
     def _unreachable(self, error: object) -> ServerUnreachable:
@@ -81,9 +80,7 @@ class HBaseAdmin:
             if _NOT_FOUND in _message(error):
                 return None
             raise
-        return {
-            _text(name): family_from_hbase(_text(name), d) for name, d in descriptors.items()
-        }
+        return {_text(name): family_from_hbase(_text(name), d) for name, d in descriptors.items()}
 
     def exists(self, table: str) -> bool:
         names = self._call(table, lambda c: c.tables())

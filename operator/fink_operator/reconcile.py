@@ -107,11 +107,13 @@ def _reconcile_topics(
     for name in created:
         topic = next(t for t in plan.create if t.name == name)
         outcome.events.append(
-            Event("Normal", "TopicCreated", f"created topic {name} ({topic.partitions} partitions)")
+            Event(
+                "Normal", "TopicCreated", f"created topic {name} ({_partitions(topic.partitions)})"
+            )
         )
     for name, before, after in plan.grow:
         outcome.events.append(
-            Event("Normal", "TopicChanged", f"topic {name}: partitions {before} -> {after}")
+            Event("Normal", "TopicChanged", f"topic {name}: {_partitions(before)} -> {after}")
         )
     for name, configs in plan.reconfigure:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(configs.items()))
@@ -198,3 +200,7 @@ def cleanup(
     if tables is not None:
         result.dropped_tables = [t for t in sorted(table_names) if tables.drop(t)]
     return result
+
+
+def _partitions(count: int) -> str:
+    return f"{count} partition" if count == 1 else f"{count} partitions"
