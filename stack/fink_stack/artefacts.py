@@ -201,6 +201,94 @@ class KubernetesBinaries(Artefact):
         )
 
 
+class GoTool(Artefact):
+    """A Go command whose module can be `go install`ed as it is (no replace directives)."""
+
+    def __init__(
+        self, command: str, package: str, version: str, ldflags: str = "-s -w", extra: str = ""
+    ) -> None:
+        self.command = command
+        self.package = package
+        self.version = version
+        self.ldflags = ldflags
+        super().__init__(
+            name=f"{command}-{version}", recipe=f"{package}@{version} {ldflags} {extra}"
+        )
+
+    def binary(self, cache: Path) -> Path:
+        return self.path(cache) / "bin" / self.command
+
+    def assemble(self, work: Path, log: Path) -> None:
+        if shutil.which("go") is None:
+            raise BuildError(f"Go is needed to build {self.command}; install Go >= 1.26")
+        env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOBIN": str(work / "bin")}
+        _run(
+            [
+                "go",
+                "install",
+                "-trimpath",
+                "-ldflags",
+                self.ldflags,
+                f"{self.package}@{self.version}",
+            ],
+            cwd=work,
+            log=log,
+            env=env,
+        )
+
+
+class KwokTool(GoTool):
+    """kwok, plus the stage files of its release: since v0.8 it runs none without them.
+
+    The stages (node initialise and heartbeat; pod ready, complete, delete) are
+    taken from the very module `go install` fetched, so they match the binary.
+    """
+
+    STAGES = (
+        "node/fast/node-initialize.yaml",
+        "node/heartbeat/node-heartbeat.yaml",
+        "pod/fast/pod-ready.yaml",
+        "pod/fast/pod-complete.yaml",
+        "pod/fast/pod-delete.yaml",
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            "kwok", "sigs.k8s.io/kwok/cmd/kwok", versions.KWOK, extra=f"stages={self.STAGES}"
+        )
+
+    def stage_files(self, cache: Path) -> list[Path]:
+        return sorted((self.path(cache) / "stages").glob("*.yaml"))
+
+    def assemble(self, work: Path, log: Path) -> None:
+        super().assemble(work, log)
+        module_cache = subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        source = Path(module_cache) / f"sigs.k8s.io/kwok@{self.version}" / "kustomize" / "stage"
+        (work / "stages").mkdir()
+        for stage in self.STAGES:
+            origin = source / stage
+            if not origin.exists():
+                raise BuildError(
+                    f"kwok {self.version} has no stage file {stage} (looked in {source})"
+                )
+            (work / "stages" / origin.name).write_bytes(origin.read_bytes())
+
+
+def kwok_tool() -> KwokTool:
+    return KwokTool()
+
+
+def helm_tool() -> GoTool:
+    return GoTool(
+        "helm",
+        "helm.sh/helm/v3/cmd/helm",
+        versions.HELM,
+        ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version={versions.HELM}",
+    )
+
+
 # ---------------------------------------------------------------- Maven bundles
 
 

@@ -78,8 +78,8 @@ def _run(args: argparse.Namespace, layout: Layout) -> int:
         return _print_logs(layout, args.service, args.lines, args.follow)
     if args.command == "env":
         environment = stack.endpoints(layout).environment()
-        kubectl_dir = os.path.dirname(stack.kubectl_path(layout))
-        environment["PATH"] = f"{kubectl_dir}:{os.environ.get('PATH', '')}"
+        tools = ":".join(stack.tool_dirs(layout))
+        environment["PATH"] = f"{tools}:{os.environ.get('PATH', '')}"
         for key, value in environment.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0

@@ -31,6 +31,7 @@ class Service:
     argv: Callable[[Layout], list[str]]
     probe: Probe
     prepare: Callable[[Layout], None] = lambda layout: None
+    after_start: Callable[[Layout], None] = lambda layout: None  # once its process runs
     port: int | None = None  # must be free before start: a foreign server there is an error
     startup_seconds: float = 120.0
     data_dirs: tuple[str, ...] = field(default_factory=tuple)
@@ -205,6 +206,72 @@ def _scheduler_argv(layout: Layout) -> list[str]:
         "--leader-elect=false",
         f"--cert-dir={layout.data / 'scheduler-certs'}",
     ]
+
+
+# ---------------------------------------------------------------- kwok
+
+KWOK = artefacts.kwok_tool()
+HELM = artefacts.helm_tool()
+KWOK_NODE = "kwok-node-0"
+KWOK_PORT = 10247
+
+
+def _kwok_argv(layout: Layout) -> list[str]:
+    return [
+        str(KWOK.binary(layout.cache)),
+        f"--kubeconfig={layout.kubeconfig}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--node-ip=127.0.0.1",
+        "--cidr=10.0.1.0/24",
+        f"--server-address={HOST}:{KWOK_PORT}",
+        "--config=" + ",".join(str(p) for p in KWOK.stage_files(layout.cache)),
+    ]
+
+
+def _core_api(layout: Layout):  # type: ignore[no-untyped-def]
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(layout.kubeconfig)))
+
+
+def _register_kwok_node(layout: Layout) -> None:
+    """A fake Node that kwok keeps Ready and on which scheduled pods become Running.
+
+    It has no taint, so pods that Spark or the operator create schedule on it
+    without tolerations; its capacity is generous so scheduling never blocks.
+    """
+    from kubernetes.client.rest import ApiException
+
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": KWOK_NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": KWOK_NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+    try:
+        _core_api(layout).create_node(node)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def _kwok_node_ready(layout: Layout) -> bool:
+    try:
+        node = _core_api(layout).read_node(KWOK_NODE)
+    except Exception:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
 # ---------------------------------------------------------------- kafka
@@ -436,6 +503,15 @@ SERVICES: tuple[Service, ...] = (
         port=PORTS.scheduler,
     ),
     Service(
+        "kwok",
+        "kubernetes",
+        ("kube-apiserver",),
+        _kwok_argv,
+        _kwok_node_ready,
+        after_start=_register_kwok_node,
+        port=KWOK_PORT,
+    ),
+    Service(
         "kafka",
         "kafka",
         (),
@@ -468,7 +544,7 @@ SERVICES: tuple[Service, ...] = (
 )
 
 COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
-    "kubernetes": (KUBERNETES,),
+    "kubernetes": (KUBERNETES, KWOK, HELM),
     "kafka": (KAFKA,),
     "hbase": (HBASE,),
     "spark": (),  # resolved lazily: depends on the installed pyspark

@@ -146,6 +146,10 @@ def start_service(layout: Layout, service: Service, report: Report = print) -> N
         report(f"started {service.name} (pid {running.pid}, log {log})")
     elif service.probe(layout):
         return
+    try:
+        service.after_start(layout)
+    except Exception as error:
+        raise StackError(f"{service.name}: setting it up after start failed: {error}") from error
     _wait_healthy(layout, service, running)
 
 
@@ -217,7 +221,12 @@ def endpoints(layout: Layout) -> Endpoints:
     )
 
 
-def kubectl_path(layout: Layout) -> str:
-    from .services import KUBERNETES
+def tool_dirs(layout: Layout) -> list[str]:
+    """Directories holding kubectl, helm and kwok, to put on PATH."""
+    from .services import HELM, KUBERNETES, KWOK
 
-    return str(KUBERNETES.binary(layout.cache, "kubectl"))
+    return [
+        str(KUBERNETES.binary(layout.cache, "kubectl").parent),
+        str(HELM.binary(layout.cache).parent),
+        str(KWOK.binary(layout.cache).parent),
+    ]
