@@ -70,13 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # kopf's login handler reads it from here, and the kubernetes library reads it
+        # once, at import: so set it before importing anything that imports kubernetes
+        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
+
     import kopf
 
     from . import handlers, metrics
 
-    if args.kubeconfig:
-        # kopf's login handler and our own client both read it from here
-        os.environ["KUBECONFIG"] = args.kubeconfig
     host, _, port = args.hbase_thrift.rpartition(":")
     CONFIG.defaults = Defaults(
         kafka_bootstrap=args.kafka_bootstrap, hbase_host=host or "127.0.0.1", hbase_port=int(port)

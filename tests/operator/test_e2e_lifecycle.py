@@ -1,0 +1,239 @@
+"""End to end, against the real apiserver, Kafka and HBase: a pipeline's life as a user sees it."""
+
+from __future__ import annotations
+
+import pytest
+from cluster import HBase, Kafka, Pipelines, wait_for
+from conftest import OperatorProcess
+from pipeline_documents import minimal
+
+from fink_operator.config import FINALIZER
+from fink_operator.desired import FamilyState
+
+pytestmark = pytest.mark.stack
+
+
+def pipeline(name: str, **spec: object) -> dict:
+    """A pipeline with two filters and a table, all named after the test."""
+    table = name.replace("-", "_")
+    base = {
+        "filters": [{"name": "early_sn", "partitions": 2}, {"name": "sso"}],
+        "sinks": {
+            "kafka": {
+                "topicDefaults": {"retentionMs": 3_600_000, "config": {"cleanup.policy": "delete"}}
+            },
+            "hbase": {"table": table},
+        },
+    }
+    base.update(spec)
+    body = minimal(name=name, **base)
+    body["spec"]["filters"] = [{**f, "topic": f"{name}.{f['name']}"} for f in base["filters"]]  # type: ignore[index]
+    return body
+
+
+def test_apply_creates_topics_and_table_and_reaches_ready(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    hbase: HBase,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    name = unique_name
+    table = name.replace("-", "_")
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["tables"].append(table)
+    pipelines.create(pipeline(name))
+
+    body = pipelines.wait_ready(name)
+    status = body["status"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["topics"] == sorted([f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"])
+    assert status["tables"] == [table] and status["topicCount"] == 3 and status["phase"] == "Ready"
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "TopicsReady": "True",
+        "TablesReady": "True",
+        "Ready": "True",
+    }
+    topics = kafka.topics()
+    assert topics[f"{name}.early_sn"] == 2 and topics[f"{name}.sso"] == 1
+    assert kafka.config(f"{name}.sso", "retention.ms") == "3600000"
+    assert kafka.config(f"{name}.sso", "cleanup.policy") == "delete"
+    assert hbase.families(table) == {"i": FamilyState("i"), "d": FamilyState("d")}
+    # Retain: nothing to clean up at deletion, so no finalizer blocks the resource
+    assert FINALIZER not in (body["metadata"].get("finalizers") or [])
+    reasons = wait_for(
+        lambda: (
+            (r := sorted(e.reason for e in pipelines.events(name))).count("TopicCreated") == 3 and r
+        ),
+        what="creation events",
+    )
+    assert "TableCreated" in reasons
+
+
+def test_partitions_grow_and_retention_changes_are_applied(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    name = unique_name
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["tables"].append(name.replace("-", "_"))
+    body = pipeline(name)
+    pipelines.create(body)
+    pipelines.wait_ready(name)
+
+    filters = body["spec"]["filters"]
+    filters[0] = {**filters[0], "partitions": 4, "retentionMs": 120_000}
+    pipelines.patch(name, {"spec": {"filters": filters}})
+    pipelines.wait_ready(name)
+    assert kafka.topics()[f"{name}.early_sn"] == 4
+    assert kafka.config(f"{name}.early_sn", "retention.ms") == "120000"
+    assert kafka.config(f"{name}.sso", "retention.ms") == "3600000"
+    assert "TopicChanged" in {e.reason for e in pipelines.events(name)}
+
+
+def test_shrink_behind_admission_and_family_change_are_refused_with_conditions(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    hbase: HBase,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    """What CEL cannot see (a filter dropping its own partitions for a smaller default,
+    a family HBase's gateway cannot change) ends in a condition that says what to do."""
+    name = unique_name
+    table = name.replace("-", "_")
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["tables"].append(table)
+    body = pipeline(name)
+    pipelines.create(body)
+    pipelines.wait_ready(name)
+
+    filters = [{"name": "early_sn", "topic": f"{name}.early_sn"}, body["spec"]["filters"][1]]
+    pipelines.patch(name, {"spec": {"filters": filters}})
+    refused = pipelines.wait_reason(name, "TopicsReady", "PartitionDecreaseNotSupported")
+    assert refused["status"] == "False"
+    assert "Kafka cannot remove partitions" in refused["message"]
+    assert "at least 2" in refused["message"]
+    assert kafka.topics()[f"{name}.early_sn"] == 2
+    ready = pipelines.condition(name)
+    assert ready["status"] == "False" and ready["reason"] == "PartitionDecreaseNotSupported"
+
+    families = [{"name": "i"}, {"name": "d", "maxVersions": 3, "ttlSeconds": 86400}]
+    pipelines.patch(
+        name,
+        {
+            "spec": {
+                "filters": body["spec"]["filters"],
+                "sinks": {"hbase": {"columnFamilies": families}},
+            }
+        },
+    )
+    condition = pipelines.wait_reason(name, "TablesReady", "ColumnFamilyChangeNotSupported")
+    assert "cannot modify a table" in condition["message"]
+    assert f"alter '{table}', {{NAME => 'd', VERSIONS => 3, TTL => 86400}}" in condition["message"]
+    assert pipelines.condition(name, "TopicsReady")["status"] == "True"
+    assert hbase.families(table)["d"] == FamilyState("d")  # untouched
+    warnings = {e.reason for e in pipelines.events(name) if e.type == "Warning"}
+    assert {"PartitionDecreaseNotSupported", "ColumnFamilyChangeNotSupported"} <= warnings
+
+    pipelines.patch(name, {"spec": {"sinks": {"hbase": {"columnFamilies": [{"name": "i"}]}}}})
+    removal = pipelines.wait_reason(name, "TablesReady", "ColumnFamilyRemovalRefused")
+    assert "destroy its data" in removal["message"]
+
+
+def test_delete_with_retain_keeps_topics_and_table(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    hbase: HBase,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    name = unique_name
+    table = name.replace("-", "_")
+    owned = [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["topics"] += owned
+    leftovers["tables"].append(table)
+    pipelines.create(pipeline(name))
+    pipelines.wait_ready(name)
+
+    pipelines.delete(name)
+    wait_for(lambda: pipelines.get(name) is None, 30, "the resource to go")
+    assert set(owned) <= set(kafka.topics())
+    assert hbase.families(table) is not None
+
+
+def test_delete_with_delete_removes_topics_and_table(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    hbase: HBase,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    name = unique_name
+    table = name.replace("-", "_")
+    owned = [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["topics"] += owned
+    leftovers["tables"].append(table)
+    pipelines.create(pipeline(name, deletionPolicy="Delete"))
+    body = pipelines.wait_ready(name)
+    wait_for(
+        lambda: (
+            FINALIZER in ((pipelines.get(name) or {}).get("metadata", {}).get("finalizers") or [])
+        ),
+        what="the cleanup finalizer",
+    )
+    assert body
+
+    pipelines.delete(name)
+    wait_for(lambda: pipelines.get(name) is None, 60, "the resource to go")
+    assert not set(owned) & set(kafka.topics())
+    assert hbase.families(table) is None
+
+
+def test_switching_to_retain_releases_the_finalizer(
+    pipelines: Pipelines, running_operator: OperatorProcess, unique_name: str, leftovers: dict
+) -> None:
+    name = unique_name
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["tables"].append(name.replace("-", "_"))
+    pipelines.create(pipeline(name, deletionPolicy="Delete"))
+    pipelines.wait_ready(name)
+
+    def finalizers() -> list[str]:
+        return (pipelines.get(name) or {}).get("metadata", {}).get("finalizers") or []
+
+    wait_for(lambda: FINALIZER in finalizers(), what="the finalizer")
+    pipelines.patch(name, {"spec": {"deletionPolicy": "Retain"}})
+    wait_for(lambda: FINALIZER not in finalizers(), what="the finalizer to be removed")
+
+
+def test_drift_check_recreates_a_deleted_topic_and_resets_config(
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    kafka: Kafka,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    name = unique_name
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["tables"].append(name.replace("-", "_"))
+    pipelines.create(pipeline(name))
+    pipelines.wait_ready(name)
+
+    kafka.delete(f"{name}.early_sn")
+    kafka.set_config(f"{name}.sso", "retention.ms", "1000")
+    wait_for(lambda: kafka.topics().get(f"{name}.early_sn") == 2, 60, "the topic to come back")
+    wait_for(
+        lambda: kafka.config(f"{name}.sso", "retention.ms") == "3600000", 30, "retention reset"
+    )
+    created = [
+        e for e in pipelines.events(name) if e.reason == "TopicCreated" and "early_sn" in e.message
+    ]
+    wait_for(lambda: len(created) >= 1 or None, 1, "a TopicCreated event")
