@@ -233,7 +233,15 @@ def test_drift_check_recreates_a_deleted_topic_and_resets_config(
     wait_for(
         lambda: kafka.config(f"{name}.sso", "retention.ms") == "3600000", 30, "retention reset"
     )
-    created = [
-        e for e in pipelines.events(name) if e.reason == "TopicCreated" and "early_sn" in e.message
-    ]
-    wait_for(lambda: len(created) >= 1 or None, 1, "a TopicCreated event")
+    # once at creation, once more by the drift check
+    wait_for(
+        lambda: (
+            sum(
+                e.reason == "TopicCreated" and f"{name}.early_sn" in e.message
+                for e in pipelines.events(name)
+            )
+            >= 2
+        ),
+        10,
+        "a second TopicCreated event for the recreated topic",
+    )
