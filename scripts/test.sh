@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export SPARK_LOCAL_IP=127.0.0.1
 
-was_running=0
-.venv/bin/fink-stack status >/dev/null 2>&1 && was_running=1
+# exit code 4: nothing of the stack runs, so this run owns it and stops it at the end
+was_running=1
+.venv/bin/fink-stack status >/dev/null 2>&1 || [ $? != 4 ] || was_running=0
 stop_stack() { [ "$was_running" = 1 ] || .venv/bin/fink-stack down; }
 trap stop_stack EXIT
 

@@ -22,7 +22,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Endpoints]:
-    started_here = not api.is_up()
+    # Stop at the end only a stack this session started from nothing: a stack that
+    # merely looks unhealthy (another session testing an outage) is not ours to stop.
+    started_here = api.is_down()
     endpoints = api.ensure_up(quiet=True)
     yield endpoints
     if started_here and os.environ.get("FINK_STACK_KEEP") != "1":

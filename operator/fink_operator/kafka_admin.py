@@ -124,7 +124,27 @@ class KafkaAdmin:
                     created.append(name)
             if self.step_delay:
                 time.sleep(self.step_delay)
+        self._await_visible([t.topic for t in new])
         return created
+
+    def _await_visible(self, names: list[str]) -> None:
+        """Wait until created topics show in the broker's metadata, so Ready means usable.
+
+        The controller acknowledges a creation once committed; a broker that has just
+        restarted may still answer metadata requests without it for a moment, and a
+        client reading the topic list then would not find what status calls Ready.
+        """
+        deadline = time.monotonic() + self.timeout
+        missing = set(names)
+        while missing:
+            missing -= self.list_names()
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if missing:
+            raise self._unreachable(
+                f"created topics not yet visible in metadata: {', '.join(sorted(missing))}"
+            )
 
     def grow(self, changes: Iterable[tuple[str, int, int]]) -> None:
         requests = [NewPartitions(name, wanted) for name, _, wanted in changes]

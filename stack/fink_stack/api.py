@@ -22,6 +22,11 @@ def is_up(components: Iterable[str] = stack.ALL_COMPONENTS) -> bool:
     return all(s.healthy for s in stack.status(Layout.default()) if s.component in wanted)
 
 
+def is_down() -> bool:
+    """Nothing of the stack runs: whoever starts it now may also stop it all afterwards."""
+    return not any(s.pid for s in stack.status(Layout.default()))
+
+
 def stop_component(component: str) -> None:
     """Stop one component (e.g. to test an outage); its data is kept."""
     stack.down(Layout.default(), [component], report=lambda _: None)

@@ -93,7 +93,9 @@ def _print_status(layout: Layout) -> int:
         state = "healthy" if row.healthy else ("starting" if row.pid else "stopped")
         print(f"{row.name:<26}{row.component:<12}{row.pid or '-':<9}{state:<10}{row.log}")
     print(f"state: {layout.state}\ncache: {layout.cache}")
-    return 0 if all(r.healthy for r in rows) else 3
+    if all(r.healthy for r in rows):
+        return 0
+    return 3 if any(r.pid for r in rows) else 4
 
 
 def _print_logs(layout: Layout, service: str, lines: int, follow: bool) -> int:

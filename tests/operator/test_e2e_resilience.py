@@ -71,7 +71,7 @@ def test_kafka_outage_is_reported_then_healed_without_user_action(
     outage.remove("kafka")
     pipelines.wait_ready(name, timeout=120)
     topics = kafka.topics()
-    assert topics[f"{name}.f0"] == 1 and topics[f"{name}.f1"] == 2
+    assert topics.get(f"{name}.f0") == 1 and topics.get(f"{name}.f1") == 2, topics
 
 
 def test_hbase_outage_is_reported_then_healed_without_user_action(
