@@ -1,0 +1,1 @@
+"""The built-in science filters, one file each; fast_transients.py is the template."""

@@ -1,0 +1,45 @@
+"""The field's own code from PyPI (fink-science, fink-filters), when it is installed.
+
+Where a fink-* package provides the very computation one of our modules does,
+the module calls the real one. These packages are optional at run time: when
+one is missing (or fails to import), our own implementation of the same rule
+runs instead, and the tests check that both give the same answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+
+@cache
+def real_function(module: str, attribute: str) -> Callable[..., Any] | None:
+    """A function from an installed fink-* package, unwrapped from its Spark UDF."""
+    try:
+        with warnings.catch_warnings():
+            # their pandas_udf decorators use a PandasUDFType Spark warns about
+            warnings.simplefilter("ignore")
+            found = getattr(importlib.import_module(module), attribute)
+    except Exception:  # a missing package or one of its imports: use our own code
+        return None
+    return getattr(found, "func", found)
+
+
+def fink_roid_catcher() -> Callable[..., Any] | None:
+    """fink_science's asteroid flag (roid: 3 known SSO, 2 SSO candidate, 1 first sighting)."""
+    return real_function("fink_science.ztf.asteroids.processor", "roid_catcher")
+
+
+def fink_ztf_quality_cuts() -> Callable[..., Any] | None:
+    """fink_filters' ZTF quality cuts (rb >= 0.55 and nbad == 0)."""
+    return real_function("fink_filters.ztf.filter_quality_cuts.filter", "ztf_quality_cuts_")
+
+
+def fink_sso_candidates() -> Callable[..., Any] | None:
+    """fink_filters' new solar-system object candidates (roid == 2)."""
+    return real_function(
+        "fink_filters.ztf.livestream.filter_sso_fink_candidates.filter", "sso_fink_candidates_"
+    )

@@ -1,0 +1,1 @@
+"""The built-in science modules, one file each."""
