@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # ZTF filter ids; LSST bands are mapped onto the same small integers
 ZTF_G, ZTF_R = 1, 2
@@ -35,22 +36,19 @@ class Detections:
 
 
 def ragged(column: pd.Series, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """(values laid end to end, length of each row); a null row counts as empty."""
-    cells = column.to_numpy(dtype=object)
-    lengths = np.fromiter(
-        (
-            0 if cell is None or (isinstance(cell, float) and cell != cell) else len(cell)
-            for cell in cells
-        ),
-        dtype=np.int64,
-        count=len(cells),
-    )
-    if lengths.sum() == 0:
-        return np.empty(0, dtype=dtype), lengths
-    flat = np.concatenate(list(cells[lengths > 0]))
-    if dtype is not float:
-        return flat.astype(object), lengths
-    return np.asarray(flat, dtype=np.float64), lengths  # None (an upper limit) becomes NaN
+    """(values laid end to end, length of each row); a null row counts as empty.
+
+    Arrow does the flattening in C++ whether the cells are numpy arrays (what
+    Spark's mapInPandas hands over) or Python lists holding None (upper limits,
+    which become NaN).
+    """
+    value_type = pa.float64() if dtype is float else pa.string()
+    lists = pa.array(column.to_numpy(dtype=object), type=pa.list_(value_type), from_pandas=True)
+    lengths = lists.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    flat = lists.flatten().to_numpy(zero_copy_only=False)
+    if dtype is float:
+        return flat.astype(np.float64, copy=False), lengths.astype(np.int64)
+    return flat.astype(object), lengths.astype(np.int64)
 
 
 def ztf_detections(frame: pd.DataFrame) -> Detections:

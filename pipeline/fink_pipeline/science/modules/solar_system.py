@@ -101,12 +101,8 @@ def roid(frame: pd.DataFrame) -> np.ndarray:
     fink_catcher = fink_roid_catcher()
     if fink_catcher is None:
         return roid_rules(frame)
-    history_jd = frame["prv_jd"].to_numpy(dtype=object)
-    history_mag = frame["prv_magpsf"].to_numpy(dtype=object)
-    jd = frame["jd"].to_numpy(np.float64)
-    mag = frame["magpsf"].to_numpy(np.float64)
-    cjd = pd.Series([_appended(h, now) for h, now in zip(history_jd, jd, strict=True)])
-    cmag = pd.Series([_appended(h, now) for h, now in zip(history_mag, mag, strict=True)])
+    cjd = _with_current(frame["prv_jd"], frame["jd"])
+    cmag = _with_current(frame["prv_magpsf"], frame["magpsf"])
     codes = fink_catcher(
         cjd,
         cmag,
@@ -153,7 +149,14 @@ def roid_rules(frame: pd.DataFrame) -> np.ndarray:
     return codes
 
 
-def _appended(history: Any, value: float) -> np.ndarray:
-    if history is None or (isinstance(history, float) and history != history):
-        return np.array([value], dtype=np.float64)
-    return np.append(np.asarray(history, dtype=np.float64), value)  # None becomes NaN
+def _with_current(history: pd.Series, current: pd.Series) -> pd.Series:
+    """Per alert, its history values followed by the current one (Fink's c* columns)."""
+    flat, lengths = ragged(history, float)
+    ends = np.cumsum(lengths + 1)
+    combined = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.float64)
+    is_current = np.zeros(len(combined), dtype=bool)
+    is_current[ends - 1] = True
+    combined[is_current] = current.to_numpy(np.float64)
+    combined[~is_current] = flat
+    starts = (ends - lengths - 1).tolist()
+    return pd.Series([combined[a:b] for a, b in zip(starts, ends.tolist(), strict=True)])
