@@ -7,6 +7,7 @@ from fink_pipeline.science.filters import (  # noqa: F401
 )
 from fink_pipeline.science.modules import (  # noqa: F401
     crossmatch,
+    fast_transient_rate,
     lightcurve_features,
     quality_cuts,
     snia_score,

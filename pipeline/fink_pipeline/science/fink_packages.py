@@ -43,3 +43,8 @@ def fink_sso_candidates() -> Callable[..., Any] | None:
     return real_function(
         "fink_filters.ztf.livestream.filter_sso_fink_candidates.filter", "sso_fink_candidates_"
     )
+
+
+def fink_fast_transient_rate() -> Callable[..., Any] | None:
+    """fink_science's fast transient rate (needs astropy through fink_utils)."""
+    return real_function("fink_science.ztf.fast_transient_rate.processor", "fast_transient_rate")

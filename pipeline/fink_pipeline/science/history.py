@@ -143,3 +143,20 @@ def before_last_per_row(rows: np.ndarray, values: np.ndarray, count: int) -> np.
         same = rows[previous] == rows[ends]
         out[rows[ends[same]]] = values[previous[same]]
     return out
+
+
+def with_current(history: pd.Series, current: pd.Series) -> pd.Series:
+    """Per alert, an array of its history values followed by the current one.
+
+    This is the layout of Fink's c* columns (cjd, cmagpsf, ...), which the
+    fink-science functions we call take as input.
+    """
+    flat, lengths = ragged(history, float)
+    ends = np.cumsum(lengths + 1)
+    combined = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.float64)
+    is_current = np.zeros(len(combined), dtype=bool)
+    is_current[ends - 1] = True
+    combined[is_current] = current.to_numpy(np.float64)
+    combined[~is_current] = flat
+    starts = (ends - lengths - 1).tolist()
+    return pd.Series([combined[a:b] for a, b in zip(starts, ends.tolist(), strict=True)])

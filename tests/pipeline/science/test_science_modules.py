@@ -11,7 +11,7 @@ from science_rows import JD0, frame_of, lsst_row, random_ztf_rows, ztf_row
 
 from fink_pipeline.science import MODULES
 from fink_pipeline.science.catalogue import catalogue_positions, load_catalogue
-from fink_pipeline.science.fink_packages import fink_roid_catcher
+from fink_pipeline.science.fink_packages import fink_fast_transient_rate, fink_roid_catcher
 from fink_pipeline.science.modules.solar_system import roid_rules
 
 
@@ -225,3 +225,42 @@ def test_snia_score_follows_its_documented_coefficients() -> None:
     assert score.iloc[0] == pytest.approx(1.0 / (1.0 + math.exp(-1.5)))
     assert score.iloc[0] > 0.5 > score.iloc[1]  # an old, red, flat variable
     assert score.iloc[2] < 0.5  # too fast for a supernova
+
+
+# fink-science's fast transient rate --------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "fast_transient_rate" not in MODULES or fink_fast_transient_rate() is None,
+    reason="fink-science with astropy is not installed",
+)
+def test_fink_fast_transient_rate_measures_a_rise_and_a_rise_from_an_upper_limit() -> None:
+    rows = [
+        # 19.0 at day 10.0, 18.0 at day 10.5 (same band): -2 mag/day
+        ztf_row(
+            jd=JD0 + 10.5,
+            jdstarthist=JD0 + 10.0,
+            prv_jd=[JD0 + 10.0],
+            prv_fid=[1],
+            prv_magpsf=[19.0],
+            prv_sigmapsf=[0.05],
+            prv_diffmaglim=[20.5],
+        ),
+        # an upper limit at 20.5 half a day ago, after an old detection: at least -5 mag/day
+        ztf_row(
+            jd=JD0 + 10.5,
+            jdstarthist=JD0 + 10.5,
+            prv_jd=[JD0 + 8.0, JD0 + 10.0],
+            prv_fid=[1, 1],
+            prv_magpsf=[19.0, None],
+            prv_sigmapsf=[0.05, None],
+            prv_diffmaglim=[20.5, 20.5],
+        ),
+        ztf_row(),  # nothing before: no rate
+    ]
+    out = run("fast_transient_rate", rows)
+    assert out["ft_mag_rate"].iloc[0] == pytest.approx(-2.0, abs=0.1)
+    assert out["ft_from_upper"].tolist() == [False, True, False]
+    assert out["ft_mag_rate"].iloc[1] < -4.5
+    assert out["ft_delta_time"].iloc[:2].tolist() == pytest.approx([0.5, 0.5])
+    assert math.isnan(out["ft_mag_rate"].iloc[2])

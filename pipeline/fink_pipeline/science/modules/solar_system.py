@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fink_pipeline.science.fink_packages import fink_roid_catcher
-from fink_pipeline.science.history import last_per_row, ragged
+from fink_pipeline.science.history import last_per_row, ragged, with_current
 from fink_pipeline.science.registry import science_module
 
 SSO_OUTPUT = {"sso_flag": "boolean", "sso_name": "string", "roid": "int"}
@@ -101,8 +101,8 @@ def roid(frame: pd.DataFrame) -> np.ndarray:
     fink_catcher = fink_roid_catcher()
     if fink_catcher is None:
         return roid_rules(frame)
-    cjd = _with_current(frame["prv_jd"], frame["jd"])
-    cmag = _with_current(frame["prv_magpsf"], frame["magpsf"])
+    cjd = with_current(frame["prv_jd"], frame["jd"])
+    cmag = with_current(frame["prv_magpsf"], frame["magpsf"])
     codes = fink_catcher(
         cjd,
         cmag,
@@ -147,16 +147,3 @@ def roid_rules(frame: pd.DataFrame) -> np.ndarray:
         )
     codes[known] = 3
     return codes
-
-
-def _with_current(history: pd.Series, current: pd.Series) -> pd.Series:
-    """Per alert, its history values followed by the current one (Fink's c* columns)."""
-    flat, lengths = ragged(history, float)
-    ends = np.cumsum(lengths + 1)
-    combined = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.float64)
-    is_current = np.zeros(len(combined), dtype=bool)
-    is_current[ends - 1] = True
-    combined[is_current] = current.to_numpy(np.float64)
-    combined[~is_current] = flat
-    starts = (ends - lengths - 1).tolist()
-    return pd.Series([combined[a:b] for a, b in zip(starts, ends.tolist(), strict=True)])
