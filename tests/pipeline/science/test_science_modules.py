@@ -264,3 +264,13 @@ def test_fink_fast_transient_rate_measures_a_rise_and_a_rise_from_an_upper_limit
     assert out["ft_mag_rate"].iloc[1] < -4.5
     assert out["ft_delta_time"].iloc[:2].tolist() == pytest.approx([0.5, 0.5])
     assert math.isnan(out["ft_mag_rate"].iloc[2])
+
+
+def test_quality_cuts_give_the_same_answer_with_and_without_fink_filters(monkeypatch) -> None:
+    from fink_pipeline.science.modules import quality_cuts
+
+    rows = random_ztf_rows(300, seed=9)
+    with_fink = run("quality_cuts", rows)["quality_ok"].tolist()
+    monkeypatch.setattr(quality_cuts, "fink_ztf_quality_cuts", lambda: None)
+    assert run("quality_cuts", rows)["quality_ok"].tolist() == with_fink
+    assert 0 < sum(with_fink) < len(with_fink)
