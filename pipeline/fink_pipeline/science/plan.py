@@ -126,7 +126,10 @@ def enrich(
     enriched = frame.copy(deep=False)
     for module, parameters in plan.modules:
         started = time.perf_counter()
-        added = module.function(enriched, **parameters)
+        if len(enriched) == 0:  # Spark hands over empty batches; not every module expects one
+            added = pd.DataFrame({c: pd.Series(dtype=object) for c in module.writes})
+        else:
+            added = module.function(enriched, **parameters)
         for column, spark_type in module.writes.items():
             if column not in added:
                 raise RuntimeError(f"module {module.name} did not write its column {column}")

@@ -74,6 +74,8 @@ def fast_transient_rate(frame: pd.DataFrame, samples: int = 1000, seed: int = 20
     compute = fink_fast_transient_rate()
     if compute is None:  # the plan refuses this; a direct call gets the same message
         _check({"samples": samples})
+    if len(frame) == 0:  # fink-science's function fails on an empty batch
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT}, index=frame.index)
     fink_frame = pd.DataFrame(
         {
             "fid": frame["fid"].to_numpy(),
