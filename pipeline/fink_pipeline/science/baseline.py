@@ -211,7 +211,7 @@ def snia_score(alert: Alert) -> Alert:
     colour = min(abs(value("color_gr", 0.3)), 2.0)
     age = min(max(value("days_since_first", 0.0) / 10.0, 0.0), 10.0)
     fading = min(max(value("decline_rate", 0.0), 0.0), 1.0)
-    z = -1.0 + 12.0 * rise - 8.0 * too_fast - 4.0 * colour - 1.0 * age - 3.0 * fading
+    z = -0.5 + 12.0 * rise - 8.0 * too_fast - 3.0 * colour - 0.5 * age - 3.0 * fading
     return {"snia_score": 1.0 / (1.0 + math.exp(-z))}
 
 

@@ -221,8 +221,8 @@ def test_snia_score_follows_its_documented_coefficients() -> None:
         }
     )
     score = MODULES["snia_score"].function(features)["snia_score"]
-    # young SN-like: z = -1 + 12 * 0.25 - 4 * 0 - 1 * 0.5 = 1.5
-    assert score.iloc[0] == pytest.approx(1.0 / (1.0 + math.exp(-1.5)))
+    # young SN-like: z = -0.5 + 12 * 0.25 - 3 * 0 - 0.5 * 0.5 = 2.25
+    assert score.iloc[0] == pytest.approx(1.0 / (1.0 + math.exp(-2.25)))
     assert score.iloc[0] > 0.5 > score.iloc[1]  # an old, red, flat variable
     assert score.iloc[2] < 0.5  # too fast for a supernova
 
@@ -274,3 +274,32 @@ def test_quality_cuts_give_the_same_answer_with_and_without_fink_filters(monkeyp
     monkeypatch.setattr(quality_cuts, "fink_ztf_quality_cuts", lambda: None)
     assert run("quality_cuts", rows)["quality_ok"].tolist() == with_fink
     assert 0 < sum(with_fink) < len(with_fink)
+
+
+def test_snia_score_ranks_a_young_supernova_above_other_light_curves() -> None:
+    days = np.arange(0.0, 8.0, 1.0)  # nightly, alternating g and r, current at day 8
+
+    def curve(mags: np.ndarray, colour: float) -> dict:
+        """mags[:-1] on the nights of `days`, mags[-1] now; g is `colour` fainter than r."""
+        fids = [1 + int(d) % 2 for d in days]
+        history = [m + (colour if f == 1 else 0.0) for m, f in zip(mags[:-1], fids, strict=True)]
+        return ztf_row(
+            jd=JD0 + days[-1] + 1.0,
+            fid=1,
+            magpsf=float(mags[-1] + colour),
+            prv_jd=[JD0 + d for d in days],
+            prv_fid=fids,
+            prv_magpsf=[float(m) for m in history],
+        )
+
+    times = np.append(days, days[-1] + 1.0)
+    supernova = curve(20.5 - 0.2 * times, colour=0.0)  # 0.2 mag/day, g - r = 0
+    variable = curve(17.0 + 0.3 * np.sin(2 * np.pi * times / 0.6), colour=0.8)
+    flare = curve(np.where(times < 6, 21.0, 21.0 - 2.0 * (times - 5)), colour=-0.2)
+    asteroid = ztf_row()  # a single detection
+    rows = [supernova, variable, flare, asteroid]
+    frame = frame_of(rows)
+    frame = frame.join(MODULES["lightcurve_features"].for_survey("ztf").function(frame))
+    score = MODULES["snia_score"].function(frame)["snia_score"]
+    assert score.iloc[0] > 0.5
+    assert (score.iloc[1:] < 0.5).all(), score.tolist()

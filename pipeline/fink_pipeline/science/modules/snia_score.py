@@ -26,8 +26,8 @@ import pandas as pd
 
 from fink_pipeline.science.registry import science_module
 
-BIAS = -1.0
-WEIGHTS = {"rise": 12.0, "too_fast": -8.0, "colour": -4.0, "age": -1.0, "fading": -3.0}
+BIAS = -0.5
+WEIGHTS = {"rise": 12.0, "too_fast": -8.0, "colour": -3.0, "age": -0.5, "fading": -3.0}
 RISE_CAP = 0.5
 NEUTRAL_COLOUR = 0.3
 
