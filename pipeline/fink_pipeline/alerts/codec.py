@@ -1,0 +1,379 @@
+"""Alerts to bytes and back, in the formats the surveys really use.
+
+- ZTF ships each alert as an Avro Object Container File holding one record
+  (header with the writer schema, one data block, sync markers).
+- Rubin ships each alert in the Confluent wire format: byte 0x00, a 4-byte
+  big-endian schema id from its schema registry, then the Avro body without a
+  schema. We have no registry: our LSST schema has the fixed id LSST_SCHEMA_ID.
+
+`decode_batch` turns a micro-batch of Kafka values into the flat alert frame
+(columns.columns_for(survey)) the science reads. It never raises on bad input:
+a message that cannot be an alert of the survey becomes a `Reject` with a
+stable category ("not-avro", "wrong-schema", "missing-field"), and its
+neighbours decode as if it were not there.
+
+Speed matters (every alert of the stream goes through here), so the schema in a
+ZTF container's header is parsed once per distinct header and cached; each
+message then costs one small header scan and one schemaless read of its block.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastavro import parse_schema, schemaless_reader, schemaless_writer, writer
+from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import validate
+
+from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.schemas import (
+    RECORD_NAMES,
+    canonical_form,
+    parsed_schema,
+    schema_text,
+)
+
+# Our LSST schema's id in the Confluent wire format. Rubin's ids come from its
+# registry; ours is a constant because we ship one LSST schema (lsst_alert.avsc).
+LSST_SCHEMA_ID = 704
+WIRE_MAGIC = 0
+CONTAINER_MAGIC = b"Obj\x01"
+SYNC_SIZE = 16
+# Distinct container headers kept parsed; a real stream has one or two.
+MAX_CACHED_HEADERS = 64
+
+NOT_AVRO = "not-avro"
+WRONG_SCHEMA = "wrong-schema"
+MISSING_FIELD = "missing-field"
+CATEGORIES = (NOT_AVRO, WRONG_SCHEMA, MISSING_FIELD)
+
+POSITION = "_position"
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A message that is not a usable alert: where it was and why ("category: detail")."""
+
+    position: int
+    reason: str
+
+    @property
+    def category(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+@dataclass
+class DecodedBatch:
+    """The flat alerts of a batch (plus `_position`) and the messages refused."""
+
+    frame: pd.DataFrame
+    rejects: list[Reject]
+
+
+class _Refused(Exception):
+    """Internal: a message refused, with its category and detail."""
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(f"{category}: {detail}")
+        self.reason = f"{category}: {detail}"
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode(alert: dict[str, Any], survey: str) -> bytes:
+    """One alert (nested dict per the survey's schema) as the survey ships it."""
+    buffer = io.BytesIO()
+    if survey == "ztf":
+        writer(buffer, parsed_schema("ztf"), [alert], codec="null")
+    elif survey == "lsst":
+        buffer.write(struct.pack(">bI", WIRE_MAGIC, LSST_SCHEMA_ID))
+        schemaless_writer(buffer, parsed_schema("lsst"), alert)
+    else:
+        raise ValueError(f"unknown survey {survey!r}; known surveys: ztf, lsst")
+    return buffer.getvalue()
+
+
+def schema_json(survey: str) -> str:
+    """The survey's Avro schema as JSON text (what `fink-alerts schema` prints)."""
+    return schema_text(survey)
+
+
+# --------------------------------------------------------------------------- container
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """An Avro long (zig-zag varint) at pos, and the position after it."""
+    shift = 0
+    value = 0
+    while True:
+        if pos >= len(data):
+            raise _Refused(NOT_AVRO, "truncated Avro container header")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), pos
+        shift += 7
+        if shift > 63:
+            raise _Refused(NOT_AVRO, "corrupt varint in Avro container header")
+
+
+def _read_metadata(data: bytes, pos: int) -> tuple[dict[str, bytes], int]:
+    metadata: dict[str, bytes] = {}
+    while True:
+        count, pos = _read_long(data, pos)
+        if count == 0:
+            return metadata, pos
+        if count < 0:
+            count = -count
+            _, pos = _read_long(data, pos)  # block size in bytes, not needed
+        for _ in range(count):
+            key_size, pos = _read_long(data, pos)
+            key = data[pos : pos + key_size]
+            pos += key_size
+            value_size, pos = _read_long(data, pos)
+            value = data[pos : pos + value_size]
+            pos += value_size
+            if key_size < 0 or value_size < 0 or pos > len(data):
+                raise _Refused(NOT_AVRO, "truncated Avro container header")
+            metadata[key.decode("utf-8", "replace")] = value
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What one distinct container header means for decoding."""
+
+    schema: dict[str, Any] | None  # parsed writer schema
+    decompress: Callable[[bytes], bytes] | None
+    exact: bool  # the writer schema is ours: no field checks needed
+    refusal: str | None  # set when every message with this header is refused
+
+
+_HEADERS: dict[bytes, _Header] = {}
+
+
+def _identity(block: bytes) -> bytes:
+    return block
+
+
+def _raw_deflate(block: bytes) -> bytes:
+    return zlib.decompress(block, -15)
+
+
+def _understand_header(metadata: dict[str, bytes], survey: str) -> _Header:
+    codec = metadata.get("avro.codec", b"null").decode("utf-8", "replace")
+    decompress = {"null": _identity, "deflate": _raw_deflate}.get(codec)
+    try:
+        raw = json.loads(metadata["avro.schema"])
+        schema = parse_schema(raw)
+        canonical = str(to_parsing_canonical_form(raw))
+    except KeyError:
+        return _Header(None, None, False, f"{NOT_AVRO}: container header has no avro.schema")
+    except Exception as error:  # a broken schema in a header: refuse its messages
+        return _Header(None, None, False, f"{NOT_AVRO}: unreadable schema in header ({error})")
+    name = schema.get("name") if isinstance(schema, dict) else None
+    if name != RECORD_NAMES[survey]:
+        return _Header(
+            None,
+            None,
+            False,
+            f"{WRONG_SCHEMA}: container holds {name or 'a non-record'} records, "
+            f"expected {RECORD_NAMES[survey]}",
+        )
+    if decompress is None:
+        return _Header(
+            None,
+            None,
+            False,
+            f"{WRONG_SCHEMA}: container codec {codec!r} (expected null or deflate)",
+        )
+    return _Header(schema, decompress, canonical == canonical_form(survey), None)
+
+
+def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
+    """The one record of a container and whether its writer schema is exactly ours."""
+    if len(data) < len(CONTAINER_MAGIC) or data[:4] != CONTAINER_MAGIC:
+        if len(data) > 5 and data[0] == WIRE_MAGIC:
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            raise _Refused(
+                WRONG_SCHEMA,
+                f"Confluent wire-format message (schema id {schema_id}), "
+                "expected an Avro container file",
+            )
+        raise _Refused(NOT_AVRO, "does not start with the Avro container magic 'Obj\\x01'")
+    metadata_start = len(CONTAINER_MAGIC)
+    metadata, pos = _read_metadata(data, metadata_start)
+    key = data[metadata_start:pos]
+    header = _HEADERS.get(key)
+    if header is None:
+        header = _understand_header(metadata, survey)
+        if len(_HEADERS) >= MAX_CACHED_HEADERS:
+            _HEADERS.clear()
+        _HEADERS[key] = header
+    if header.refusal is not None:
+        category, detail = header.refusal.split(": ", 1)
+        raise _Refused(category, detail)
+    sync = data[pos : pos + SYNC_SIZE]
+    pos += SYNC_SIZE
+    count, pos = _read_long(data, pos)
+    if count != 1:
+        raise _Refused(WRONG_SCHEMA, f"container holds {count} records, expected one alert")
+    size, pos = _read_long(data, pos)
+    block = data[pos : pos + size]
+    if size < 0 or len(block) != size or data[pos + size : pos + size + SYNC_SIZE] != sync:
+        raise _Refused(NOT_AVRO, "truncated Avro container (data block or sync marker cut)")
+    assert header.decompress is not None and header.schema is not None
+    try:
+        body = io.BytesIO(header.decompress(block))
+        record = schemaless_reader(body, header.schema, None)
+    except Exception as error:
+        raise _Refused(NOT_AVRO, f"corrupt Avro data block ({type(error).__name__})") from None
+    if not isinstance(record, dict):
+        raise _Refused(WRONG_SCHEMA, "container record is not a record")
+    return record, header.exact
+
+
+def _wire_record(data: bytes, survey: str) -> dict[str, Any]:
+    """The record of a Confluent wire-format message of our LSST schema."""
+    if data[:4] == CONTAINER_MAGIC:
+        raise _Refused(WRONG_SCHEMA, "an Avro container file (ZTF's format), expected wire format")
+    if len(data) < 5 or data[0] != WIRE_MAGIC:
+        raise _Refused(NOT_AVRO, "not in the Confluent wire format (magic byte 0 + schema id)")
+    (schema_id,) = struct.unpack(">I", data[1:5])
+    if schema_id != LSST_SCHEMA_ID:
+        raise _Refused(WRONG_SCHEMA, f"unknown schema id {schema_id} (ours is {LSST_SCHEMA_ID})")
+    body = io.BytesIO(data)
+    body.seek(5)
+    try:
+        record = schemaless_reader(body, parsed_schema(survey), None)
+    except Exception as error:
+        raise _Refused(
+            NOT_AVRO, f"truncated or corrupt Avro body ({type(error).__name__})"
+        ) from None
+    if body.tell() != len(data):
+        raise _Refused(NOT_AVRO, f"{len(data) - body.tell()} bytes left after the alert record")
+    return record  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- flattening
+
+# (flat column, field in the alert's main record); top-level fields come first
+ZTF_TOP = ("objectId", "candid")
+ZTF_CANDIDATE = tuple(
+    c for c in columns_for("ztf") if not c.startswith("prv_") and c not in ZTF_TOP
+)
+ZTF_HISTORY = tuple(c[4:] for c in columns_for("ztf") if c.startswith("prv_"))
+LSST_SOURCE = tuple(c for c in columns_for("lsst") if not c.startswith("prv_"))
+LSST_HISTORY = tuple(c[4:] for c in columns_for("lsst") if c.startswith("prv_"))
+
+# fields a usable alert must have, beyond what the schema forces: checked on
+# records whose writer schema is not exactly ours (and on nullable fields)
+ZTF_REQUIRED_TOP = ("objectId", "candid", "candidate")
+ZTF_REQUIRED_CANDIDATE = ("jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "candid", "programid")
+LSST_REQUIRED_SOURCE = ("psfFlux",)
+
+
+def _require(record: dict[str, Any], fields: Sequence[str], where: str) -> None:
+    for name in fields:
+        if name not in record:
+            raise _Refused(MISSING_FIELD, f"{where}{name} is missing")
+        if record[name] is None:
+            raise _Refused(MISSING_FIELD, f"{where}{name} is null")
+
+
+def _check_ztf(record: dict[str, Any]) -> None:
+    _require(record, ZTF_REQUIRED_TOP, "")
+    if not isinstance(record["candidate"], dict):
+        raise _Refused(WRONG_SCHEMA, "candidate is not a record")
+    _require(record["candidate"], ZTF_REQUIRED_CANDIDATE, "candidate.")
+    if not validate(record, parsed_schema("ztf"), raise_errors=False):
+        raise _Refused(WRONG_SCHEMA, "ztf.alert record whose fields do not fit our ZTF schema")
+
+
+class _Columns:
+    """Column values gathered message by message, then typed once per batch."""
+
+    def __init__(self, survey: str) -> None:
+        self.survey = survey
+        self.values: dict[str, list[Any]] = {c: [] for c in columns_for(survey)}
+        self.positions: list[int] = []
+        self.lists = list(self.values.values())  # in column order
+
+    def add_ztf(self, record: dict[str, Any], position: int) -> None:
+        candidate = record["candidate"]
+        history = record.get("prv_candidates") or ()
+        row = [record["objectId"], record["candid"]]
+        row += [candidate.get(name) for name in ZTF_CANDIDATE]
+        row += [[point.get(name) for point in history] for name in ZTF_HISTORY]
+        self._append(row, position)  # a whole row or nothing: columns stay aligned
+
+    def add_lsst(self, record: dict[str, Any], position: int) -> None:
+        source = record["diaSource"]
+        history = record.get("prvDiaSources") or ()
+        row = [source.get(name) for name in LSST_SOURCE]
+        row += [[point.get(name) for point in history] for name in LSST_HISTORY]
+        self._append(row, position)
+
+    def _append(self, row: list[Any], position: int) -> None:
+        for column, value in zip(self.lists, row, strict=True):
+            column.append(value)
+        self.positions.append(position)
+
+    def frame(self) -> pd.DataFrame:
+        data: dict[str, Any] = {}
+        for name, spark_type in columns_for(self.survey).items():
+            data[name] = _typed(self.values[name], spark_type)
+        data[POSITION] = np.asarray(self.positions, dtype=np.int64)
+        return pd.DataFrame(data, copy=False)
+
+
+def _typed(values: list[Any], spark_type: str) -> Any:
+    """A column as pandas likes it: float64 (NaN for null), int64 (Int64 with nulls)..."""
+    if spark_type == "double":
+        return np.asarray(values, dtype=np.float64)
+    if spark_type in ("int", "bigint"):
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except TypeError:  # nulls among the values
+            return pd.array(values, dtype="Int64")
+    if spark_type.startswith("array<"):
+        column = np.empty(len(values), dtype=object)
+        for i, cell in enumerate(values):
+            column[i] = cell
+        return column
+    return np.asarray(values, dtype=object)
+
+
+def decode_batch(values: Sequence[bytes | None], survey: str) -> DecodedBatch:
+    """Decode a batch of Kafka message values into flat alerts; refuse the unusable ones."""
+    columns_for(survey)  # an unknown survey is our caller's bug: raise now
+    gathered = _Columns(survey)
+    rejects: list[Reject] = []
+    for position, data in enumerate(values):
+        try:
+            if data is None or len(data) == 0:
+                raise _Refused(NOT_AVRO, "empty message")
+            data = bytes(data)
+            if survey == "ztf":
+                record, exact = _container_record(data, survey)
+                if not exact:
+                    _check_ztf(record)
+                gathered.add_ztf(record, position)
+            else:
+                record = _wire_record(data, survey)
+                _require(record["diaSource"], LSST_REQUIRED_SOURCE, "diaSource.")
+                gathered.add_lsst(record, position)
+        except _Refused as refused:
+            rejects.append(Reject(position, refused.reason))
+        except Exception as error:  # never let one message sink the batch
+            rejects.append(Reject(position, f"{NOT_AVRO}: {type(error).__name__}: {error}"))
+    return DecodedBatch(frame=gathered.frame(), rejects=rejects)
