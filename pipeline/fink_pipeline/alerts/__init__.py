@@ -1,0 +1,1 @@
+"""Alerts as they arrive from a survey: schemas, flat columns, decoding, synthetic streams."""
