@@ -1,0 +1,111 @@
+"""Generated alerts survive encode -> decode_batch; bad messages become categorised rejects."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fink_pipeline.alerts import codec
+from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.generator import generate_alerts, malformed_messages
+
+
+def close(decoded: Any, expected: Any) -> bool:
+    if expected is None:
+        return decoded is None or (isinstance(decoded, float) and math.isnan(decoded))
+    if isinstance(expected, float):  # many ZTF fields are Avro floats (32 bits)
+        return math.isclose(decoded, expected, rel_tol=1e-6, abs_tol=1e-6)
+    return bool(decoded == expected)
+
+
+@pytest.mark.parametrize("survey", ["ztf", "lsst"])
+def test_round_trip_gives_back_the_flat_values(survey: str) -> None:
+    alerts = generate_alerts(300, survey, seed=3)
+    batch = codec.decode_batch([codec.encode(a, survey) for a in alerts], survey)
+    assert batch.rejects == []
+    frame = batch.frame
+    assert list(frame.columns) == [*columns_for(survey), "_position"]
+    assert frame["_position"].tolist() == list(range(300))
+    for alert, row in zip(alerts, frame.to_dict("records"), strict=True):
+        main = alert["candidate"] if survey == "ztf" else alert["diaSource"]
+        history = (alert["prv_candidates"] if survey == "ztf" else alert["prvDiaSources"]) or []
+        for column in columns_for(survey):
+            if column.startswith("prv_"):
+                values = [p[column[4:]] for p in history]
+                assert len(row[column]) == len(values)
+                assert all(close(d, e) for d, e in zip(row[column], values, strict=True)), column
+            else:
+                expected = alert[column] if column in ("objectId",) else main[column]
+                assert close(row[column], expected), (column, row[column], expected)
+
+
+def test_ztf_columns_have_pandas_types_and_upper_limits_keep_their_place() -> None:
+    alerts = generate_alerts(500, "ztf", seed=4)
+    frame = codec.decode_batch([codec.encode(a, "ztf") for a in alerts], "ztf").frame
+    assert frame["jd"].dtype == np.float64 and frame["candid"].dtype == np.int64
+    limits = [
+        (jd, mag)
+        for jds, mags in zip(frame["prv_jd"], frame["prv_magpsf"], strict=True)
+        for jd, mag in zip(jds, mags, strict=True)
+        if mag is None
+    ]
+    assert limits, "ZTF histories carry upper limits"
+    assert all(jd > 0 for jd, _ in limits)
+    empty = [a for a in alerts if a["prv_candidates"] is None]
+    assert empty and all(
+        len(row) == 0 for row in frame["prv_jd"][[a["prv_candidates"] is None for a in alerts]]
+    )
+
+
+@pytest.mark.parametrize("survey", ["ztf", "lsst"])
+def test_bad_messages_are_rejected_by_category_and_neighbours_decode(survey: str) -> None:
+    good = [codec.encode(a, survey) for a in generate_alerts(60, survey, seed=5)]
+    bad = malformed_messages(40, survey, seed=5)
+    assert {category for _, category in bad} == set(codec.CATEGORIES)
+    values: list[bytes | None] = []
+    expected: dict[int, str] = {}
+    good_positions = []
+    for i in range(100):
+        if i % 5 in (1, 3) and bad:
+            data, category = bad.pop()
+            expected[len(values)] = category
+            values.append(data)
+        else:
+            good_positions.append(len(values))
+            values.append(good.pop())
+    values.append(None)
+    expected[len(values) - 1] = codec.NOT_AVRO
+    batch = codec.decode_batch(values, survey)
+    got = {r.position: r.reason for r in batch.rejects}
+    assert {p: reason.split(": ", 1)[0] for p, reason in got.items()} == expected
+    assert all(": " in reason and len(reason.split(": ", 1)[1]) > 5 for reason in got.values())
+    assert batch.frame["_position"].tolist() == good_positions
+
+
+def test_reasons_name_the_fault() -> None:
+    reasons = [
+        r.reason
+        for r in codec.decode_batch(
+            [m for m, _ in malformed_messages(16, "ztf", seed=1)], "ztf"
+        ).rejects
+    ]
+    assert "missing-field: candidate.jd is null" in reasons
+    assert "missing-field: objectId is missing" in reasons
+    assert any(r.startswith("wrong-schema: Confluent wire-format") for r in reasons)
+    assert any("weather.reading" in r for r in reasons)
+    lsst = codec.decode_batch([b"\x00\x00\x00\x27\x0f" + b"\x02" * 30], "lsst").rejects
+    assert lsst[0].reason == "wrong-schema: unknown schema id 9999 (ours is 704)"
+
+
+def test_an_empty_batch_has_the_columns() -> None:
+    batch = codec.decode_batch([], "lsst")
+    assert list(batch.frame.columns) == [*columns_for("lsst"), "_position"]
+    assert len(batch.frame) == 0 and batch.rejects == []
+
+
+def test_schema_json_is_the_schema() -> None:
+    assert '"name": "alert"' in codec.schema_json("ztf")
+    assert '"namespace": "lsst"' in codec.schema_json("lsst")

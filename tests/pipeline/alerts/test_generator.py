@@ -1,0 +1,105 @@
+"""The generator: deterministic, unique ids, honest histories, every class, filters find them."""
+
+from __future__ import annotations
+
+import collections
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from fink_pipeline.alerts import codec
+from fink_pipeline.alerts.generator import CLASSES, generate_labelled, iter_alerts
+from fink_pipeline.science import enrich, plan_for, select
+
+HISTORY_DAYS = 30.0
+
+
+@pytest.fixture(scope="module")
+def ztf_labelled() -> list[tuple[dict, str]]:
+    return generate_labelled(2000, "ztf", seed=0)
+
+
+def test_a_seed_gives_the_same_stream() -> None:
+    assert generate_labelled(50, "ztf", seed=2) == generate_labelled(50, "ztf", seed=2)
+    assert generate_labelled(50, "ztf", seed=2) != generate_labelled(50, "ztf", seed=3)
+
+
+def test_ztf_ids_unique_times_increase_histories_are_the_objects_past(ztf_labelled) -> None:
+    alerts = [a for a, _ in ztf_labelled]
+    candids = [a["candid"] for a in alerts]
+    assert len(set(candids)) == len(candids)
+    pairs = [(a["objectId"], a["candidate"]["jd"]) for a in alerts]
+    assert len(set(pairs)) == len(pairs)
+    times = [a["candidate"]["jd"] for a in alerts]
+    assert times == sorted(times) and times[-1] - times[0] > 2  # nights roll over
+    seen: dict[str, set[float]] = collections.defaultdict(set)
+    for alert in alerts:
+        now = alert["candidate"]["jd"]
+        for point in alert["prv_candidates"] or []:
+            assert now - HISTORY_DAYS <= point["jd"] < now
+            if point["magpsf"] is not None and point["jd"] >= times[0]:
+                # a detection during the stream was an alert of the same object
+                assert point["jd"] in seen[alert["objectId"]]
+        seen[alert["objectId"]].add(now)
+    with_history = sum(1 for a in alerts if a["prv_candidates"])
+    assert with_history > len(alerts) / 3
+
+
+def test_lsst_ids_unique_and_histories_of_the_same_object() -> None:
+    alerts = [a for a, _ in islice(iter_alerts("lsst", seed=1), 800)]
+    sources = [a["diaSource"]["diaSourceId"] for a in alerts]
+    assert len(set(sources)) == len(sources)
+    pairs = [(a["diaSource"]["diaObjectId"], a["diaSource"]["midpointMjdTai"]) for a in alerts]
+    assert len(set(pairs)) == len(pairs)
+    for alert in alerts:
+        now = alert["diaSource"]["midpointMjdTai"]
+        for point in alert["prvDiaSources"] or []:
+            assert point["diaObjectId"] == alert["diaSource"]["diaObjectId"]
+            assert now - HISTORY_DAYS <= point["midpointMjdTai"] < now
+
+
+def test_every_class_with_plausible_values(ztf_labelled) -> None:
+    by_class = collections.defaultdict(list)
+    for alert, label in ztf_labelled:
+        by_class[label].append(alert["candidate"])
+    assert set(by_class) == set(CLASSES)
+    assert all(len(v) >= 100 for v in by_class.values())
+    asteroids = by_class["asteroid"]
+    known = [c for c in asteroids if c["ssnamenr"] is not None]
+    assert known and all(0 <= c["ssdistnr"] <= 3 and c["ssmagnr"] > 0 for c in known)
+    new = [c for c in asteroids if c["ssnamenr"] is None]
+    assert new and all(c["ssdistnr"] == -999 and c["ndethist"] <= 2 for c in new)
+    bogus = by_class["bogus"]
+    assert all(c["rb"] < 0.3 or c["nbad"] > 0 for c in bogus)
+    assert any(c["isdiffpos"] == "f" for c in bogus)
+    stars = by_class["variable_star"]
+    assert all(c["sgscore1"] > 0.8 and c["distpsnr1"] < 1 for c in stars)
+    assert all(c["sgscore1"] < 0.5 or c["distpsnr1"] > 1.5 for c in by_class["sn_like"])
+
+
+def test_the_science_filters_find_their_classes(ztf_labelled) -> None:
+    alerts = [a for a, _ in ztf_labelled]
+    labels = np.array([label for _, label in ztf_labelled])
+    frame = codec.decode_batch([codec.encode(a, "ztf") for a in alerts], "ztf").frame
+    plan = plan_for(
+        "ztf",
+        ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch"],
+        ["early_sn_candidates", "new_sso_candidates", "fast_transients"],
+    )
+    enriched = enrich(frame, plan)
+    assert not enriched["quality_ok"][labels == "bogus"].any()
+    assert enriched["quality_ok"][labels != "bogus"].mean() > 0.85
+    rise = enriched["rise_rate"][labels == "sn_like"].dropna()
+    assert 0.08 < rise.median() < 0.5
+    assert enriched["sso_flag"][labels == "asteroid"].mean() > 0.4
+    assert enriched["xm_name"][labels == "variable_star"].notna().sum() > 20
+    expected = {
+        "early_sn_candidates": "sn_like",
+        "new_sso_candidates": "asteroid",
+        "fast_transients": "fast_transient",
+    }
+    for name, mask in select(enriched, plan).items():
+        chosen = labels[mask.to_numpy()]
+        assert len(chosen) >= 0.03 * len(labels), name
+        assert (chosen == expected[name]).mean() > 0.7, (name, collections.Counter(chosen))

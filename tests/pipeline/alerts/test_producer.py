@@ -1,0 +1,91 @@
+"""`fink-alerts produce` against the real Kafka of the local stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from fink_pipeline.alerts import codec
+from fink_stack.endpoints import Endpoints
+
+BIN = Path(sys.executable).parent / "fink-alerts"
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.stack
+def test_produced_alerts_and_malformed_messages_reach_the_topic(
+    stack: Endpoints, unique_name: str
+) -> None:
+    done = run(
+        "produce",
+        "--survey",
+        "ztf",
+        "--topic",
+        unique_name,
+        "--bootstrap-servers",
+        stack.kafka_bootstrap,
+        "--count",
+        "500",
+        "--malformed",
+        "20",
+        "--create-topic",
+        "--partitions",
+        "3",
+        "--seed",
+        "7",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "500 alerts and 20 malformed" in done.stdout
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": unique_name,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(unique_name, p) for p in range(3)])
+    messages = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(messages) < 520 and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=600, timeout=1.0):
+                assert message.error() is None, message.error()
+                messages.append(message)
+    finally:
+        consumer.close()
+    assert len(messages) == 520
+    batch = codec.decode_batch([m.value() for m in messages], "ztf")
+    assert len(batch.frame) == 500 and len(batch.rejects) == 20
+    # an object's alerts share a partition (keyed by objectId)
+    partitions: dict[bytes, set[int]] = {}
+    for message in messages:
+        if message.key() is not None:
+            partitions.setdefault(message.key(), set()).add(message.partition())
+    assert all(len(p) == 1 for p in partitions.values())
+
+
+def test_a_missing_topic_or_an_unreachable_broker_fails_fast_with_a_message() -> None:
+    started = time.monotonic()
+    done = run("produce", "--survey", "lsst", "--topic", "x", "--bootstrap-servers", "127.0.0.1:9")
+    assert done.returncode != 0
+    assert time.monotonic() - started < 20
+    assert "Kafka at 127.0.0.1:9 is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_schema_and_sample_commands() -> None:
+    schema = run("schema", "--survey", "ztf")
+    assert schema.returncode == 0 and '"prv_candidates"' in schema.stdout
+    sample = run("sample", "--survey", "ztf", "--count", "3")
+    assert sample.returncode == 0 and len(sample.stdout.strip().splitlines()) == 3
+    assert '"objectId"' in sample.stdout
