@@ -1,0 +1,177 @@
+"""fink-pipeline: check a pipeline, print its output schema, or run it against Kafka and HBase.
+
+The input is the BrokerPipeline document a user applies with kubectl, so what
+runs on a laptop is exactly what the operator will run in the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fink_pipeline.spec import PipelineSpec, SpecError, parse_pipeline
+
+EXIT_INVALID = 2
+EXIT_NOT_READY = 3
+EXIT_FAILED = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if not args.quiet else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        spec = load(args.file, args.namespace)
+        return int(args.command(args, spec))
+    except SpecError as error:
+        print(f"{args.file}: invalid pipeline: {error}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def load(path: str, namespace: str | None) -> PipelineSpec:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    pipelines = [d for d in documents if d.get("kind") == "BrokerPipeline"]
+    if len(pipelines) != 1:
+        raise SpecError(f"expected one BrokerPipeline document, found {len(pipelines)}")
+    document: dict[str, Any] = pipelines[0]
+    if namespace:
+        document.setdefault("metadata", {})["namespace"] = namespace
+    spec = parse_pipeline(document)
+    from fink_pipeline.science import plan_science
+
+    plan_science(spec)  # science mistakes are SpecErrors too
+    return spec
+
+
+def validate(args: argparse.Namespace, spec: PipelineSpec) -> int:
+    from fink_pipeline.science import plan_science
+
+    plan = plan_science(spec)
+    print(f"pipeline {spec.namespace}/{spec.name} ({spec.survey}) is valid")
+    print(f"  source: {spec.source.topic}")
+    for module, parameters in plan.modules:
+        print(f"  module {module.name} {dict(parameters) or ''} -> {', '.join(module.writes)}")
+    for name, topic in plan.filter_topics().items():
+        print(f"  filter {name} -> topic {topic}")
+    print(f"  dead letters -> topic {spec.kafka_sink.dead_letter_topic}")
+    if spec.hbase_sink:
+        families = ", ".join(f.name for f in spec.hbase_sink.column_families)
+        print(f"  HBase table {spec.hbase_sink.table} (families {families})")
+    if spec.archive_path:
+        print(f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/")
+    return 0
+
+
+def schema(args: argparse.Namespace, spec: PipelineSpec) -> int:
+    from fink_pipeline.science import plan_science
+    from fink_pipeline.stream.enriched import enriched_schema
+    from fink_pipeline.stream.science_step import ScienceStep
+
+    step = ScienceStep(plan_science(spec))
+    print(json.dumps(enriched_schema(spec.survey, step.alert_columns), indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace, spec: PipelineSpec) -> int:
+    from fink_pipeline.stream import settings as run_settings
+    from fink_pipeline.stream.provision import NotReady, ensure_ready
+    from fink_pipeline.stream.runner import run as run_pipeline
+
+    settings = run_settings.resolve(
+        spec,
+        bootstrap=args.bootstrap_servers,
+        thrift=args.hbase_thrift,
+        checkpoint=args.checkpoint,
+        metrics_port=args.metrics_port,
+        master=args.master,
+        jars=args.jars,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        trigger_interval=args.trigger_interval,
+        until_idle_seconds=args.until_idle,
+    )
+    try:
+        created = ensure_ready(settings, create_missing=args.create_missing)
+    except NotReady as error:
+        print(f"fink-pipeline: cannot start {spec.name}: {error}", file=sys.stderr)
+        return EXIT_NOT_READY
+    if created:
+        print(f"created: {', '.join(created)}")
+    try:
+        summary = run_pipeline(settings)
+    except RuntimeError as error:
+        print(f"fink-pipeline: {spec.name} failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    passed = ", ".join(f"{k} {v}" for k, v in summary.passed.items()) or "no filters"
+    print(
+        f"{spec.name}: {summary.read} messages in {summary.batches} micro-batches, "
+        f"{summary.rejected} set aside as dead letters; passed: {passed}"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fink-pipeline", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    def with_file(name: str, help_text: str, function: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-f", "--file", required=True, help="BrokerPipeline YAML ('-': stdin)")
+        sub.add_argument("-n", "--namespace", help="namespace to assume (default: the document's)")
+        sub.set_defaults(command=function)
+        return sub
+
+    with_file("validate", "check a pipeline and show what it will run and write", validate)
+    with_file("schema", "print the Avro schema of the pipeline's enriched alerts", schema)
+    runner = with_file("run", "run the pipeline with Spark until stopped (Ctrl-C)", run)
+    runner.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: the spec, $FINK_KAFKA_BOOTSTRAP, 127.0.0.1:9092)",
+    )
+    runner.add_argument(
+        "--hbase-thrift",
+        help="HBase Thrift host:port (default: the spec, $FINK_HBASE_THRIFT, 127.0.0.1:9090)",
+    )
+    runner.add_argument(
+        "--checkpoint",
+        help="streaming checkpoint directory (default: spec.spark.checkpointLocation or ~/.local/state/fink-pipeline/NS/NAME/checkpoint)",
+    )
+    runner.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    runner.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    runner.add_argument(
+        "--jars",
+        help="comma-separated Spark Kafka connector jars (default: $FINK_SPARK_JARS or the local stack's)",
+    )
+    runner.add_argument(
+        "--max-offsets-per-trigger", type=int, help="cap on messages per micro-batch"
+    )
+    runner.add_argument(
+        "--trigger-interval", help="e.g. '5 seconds' (default: spec.spark.triggerInterval)"
+    )
+    runner.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop once caught up and no alert came for SECONDS",
+    )
+    runner.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="create missing topics and the HBase table instead of refusing to start",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

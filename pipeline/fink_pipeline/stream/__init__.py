@@ -1,0 +1,1 @@
+"""The streaming side of the enrichment core: Kafka in, science, Kafka/HBase/Parquet out."""

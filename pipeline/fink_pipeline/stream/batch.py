@@ -1,0 +1,260 @@
+"""One micro-batch, start to finish: science in Spark tasks, then every sink from the driver.
+
+Order matters for exactly-once: HBase and Parquet first (both idempotent), then
+the Kafka transaction that also commits the source offsets. If the driver dies
+anywhere in between, Spark replays the batch: HBase and Parquet are rewritten
+with the same content and the transaction either never happened (sent again)
+or committed (skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from fink_pipeline.alerts.columns import OBJECT_ID, columns_for
+from fink_pipeline.stream import rows
+from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
+from fink_pipeline.stream.metrics import PipelineMetrics
+from fink_pipeline.stream.science_step import ScienceStep, pass_column
+from fink_pipeline.stream.sinks import (
+    HBaseWriter,
+    OutgoingMessage,
+    ParquetArchive,
+    TransactionalKafka,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE_TIMESTAMP_HEADER = "fink-source-timestamp-ms"
+
+
+@dataclass
+class BatchSinks:
+    kafka: TransactionalKafka
+    hbase: HBaseWriter | None
+    hbase_families: Mapping[str, list[str]]
+    salt_digits: int
+    archive: ParquetArchive | None
+    dead_letter_topic: str
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    batch_id: int
+    read: int
+    rejected: int
+    passed: dict[str, int]
+    replayed: bool
+    seconds: float
+
+
+def hbase_families(step: ScienceStep, family_names: list[str]) -> dict[str, list[str]]:
+    """The alert's columns go to the first family, module columns and flags to the second.
+
+    With a single family everything goes there.
+    """
+    alert = list(columns_for(step.plan.survey))
+    science = [*step.plan.added_columns(), *[pass_column(f.name) for f, _ in step.plan.filters]]
+    if len(family_names) == 1:
+        return {family_names[0]: alert + science}
+    return {family_names[0]: alert, family_names[1]: science}
+
+
+class MicroBatchWriter:
+    """The foreachBatch function: Spark calls it with each micro-batch and its id."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        step: ScienceStep,
+        codec: EnrichedCodec,
+        sinks: BatchSinks,
+        metrics: PipelineMetrics,
+    ) -> None:
+        self.pipeline = pipeline
+        self.step = step
+        self.codec = codec
+        self.sinks = sinks
+        self.metrics = metrics
+        self.last_rows_at = time.monotonic()
+        self.reports: list[BatchReport] = []
+        self.lag: dict[tuple[str, int], int] = {}
+
+    def __call__(self, raw: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        try:
+            output = raw.mapInPandas(self.step, schema=self.step.spark_schema()).toArrow()
+            # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
+            report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)
+        except Exception:
+            self.metrics.batches.labels(self.pipeline, "failed").inc()
+            log.exception(
+                "micro-batch %d failed; Spark will retry it from the checkpoint", batch_id
+            )
+            raise
+        self.reports.append(report)
+        if report.read:
+            self.last_rows_at = time.monotonic()
+        log.info(
+            "batch %d: %d read, %d rejected, passed %s%s in %.1f s",
+            batch_id,
+            report.read,
+            report.rejected,
+            report.passed,
+            " (replay: Kafka already had it)" if report.replayed else "",
+            report.seconds,
+        )
+
+    def write(self, frame: pd.DataFrame, batch_id: int, started: float) -> BatchReport:
+        m, p = self.metrics, self.pipeline
+        if frame.empty:
+            m.batches.labels(p, "empty").inc()
+            return BatchReport(batch_id, 0, 0, {}, False, time.monotonic() - started)
+        self._record_timings(frame["_timings"])
+        rejected = frame[frame["_reject"].notna()]
+        good = frame[frame["_reject"].isna()].reset_index(drop=True)
+        survey = self.step.plan.survey
+
+        if self.sinks.hbase is not None and len(good):
+            keys = rows.row_keys(good, survey, self.sinks.salt_digits)
+            self.sinks.hbase.put(keys, rows.hbase_cells(good, self.sinks.hbase_families))
+            m.alerts_written.labels(p, "hbase").inc(len(good))
+        if self.sinks.archive is not None and len(good):
+            archived = self.sinks.archive.write(
+                batch_id, self._archive_table(good), rows.nights(good, survey)
+            )
+            m.alerts_written.labels(p, "parquet").inc(archived)
+
+        ends = source_ends(frame)
+        passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.step.plan.filters}
+        replayed = self.sinks.kafka.already_delivered(ends)
+        if not replayed:
+            messages = self.filter_messages(good) + self.dead_letters(rejected)
+            self.sinks.kafka.deliver(messages, ends)
+            m.alerts_written.labels(p, "kafka").inc(len(messages) - len(rejected))
+            m.alerts_written.labels(p, "dead_letter").inc(len(rejected))
+            m.alerts_read.labels(p).inc(len(frame))
+            for name, count in passed.items():
+                m.filter_passed.labels(p, name).inc(count)
+            for reason in rejected["_reject"]:
+                m.alerts_rejected.labels(p, reason.split(":", 1)[0]).inc()
+        self._record_lag(ends)
+        seconds = time.monotonic() - started
+        m.batch_seconds.labels(p).observe(seconds)
+        m.batches.labels(p, "replayed" if replayed else "written").inc()
+        m.last_batch.labels(p).set_to_current_time()
+        return BatchReport(batch_id, len(frame), len(rejected), passed, replayed, seconds)
+
+    def filter_messages(self, good: pd.DataFrame) -> list[OutgoingMessage]:
+        plan = self.step.plan
+        flags = {f.name: good[pass_column(f.name)].to_numpy(bool) for f, _ in plan.filters}
+        any_pass = np.zeros(len(good), dtype=bool)
+        for mask in flags.values():
+            any_pass |= mask
+        if not any_pass.any():
+            return []
+        selected = good[any_pass]
+        records = selected[list(self.step.alert_columns)].to_dict("records")
+        names_per_row = [
+            [name for name, mask in flags.items() if mask[i]] for i in np.flatnonzero(any_pass)
+        ]
+        object_ids = selected[OBJECT_ID[plan.survey]].tolist()
+        stamps = selected["_timestamp_ms"].tolist()
+        messages = []
+        for record, names, object_id, stamp in zip(
+            records, names_per_row, object_ids, stamps, strict=True
+        ):
+            record[FILTERS_FIELD] = names
+            value = self.codec.encode(_plain(record))
+            key = None if pd.isna(object_id) else str(object_id).encode()
+            for science_filter, topic in plan.filters:
+                if science_filter.name in names:
+                    headers = [
+                        ("fink-filter", science_filter.name.encode()),
+                        (SOURCE_TIMESTAMP_HEADER, str(int(stamp)).encode()),
+                    ]
+                    messages.append(OutgoingMessage(topic, value, key, headers))
+        return messages
+
+    def dead_letters(self, rejected: pd.DataFrame) -> list[OutgoingMessage]:
+        messages = []
+        columns = ("_reject", "_topic", "_partition", "_offset", "_raw")
+        for reason, topic, partition, offset, raw in zip(
+            *(rejected[c].tolist() for c in columns), strict=True
+        ):
+            headers = [
+                ("fink-error", str(reason).encode()),
+                ("fink-pipeline", self.pipeline.encode()),
+                ("fink-source-topic", str(topic).encode()),
+                ("fink-source-partition", str(partition).encode()),
+                ("fink-source-offset", str(offset).encode()),
+            ]
+            value = bytes(raw) if raw is not None else b""
+            messages.append(OutgoingMessage(self.sinks.dead_letter_topic, value, None, headers))
+        return messages
+
+    def _archive_table(self, good: pd.DataFrame) -> pa.Table:
+        columns = [
+            "_topic",
+            "_partition",
+            "_offset",
+            "_timestamp_ms",
+            *self.step.alert_columns,
+            *[pass_column(f.name) for f, _ in self.step.plan.filters],
+        ]
+        return pa.Table.from_pandas(good[columns], preserve_index=False)
+
+    def _record_timings(self, timings: pd.Series) -> None:
+        for text in timings.dropna():
+            for module, seconds in json.loads(text).items():
+                self.metrics.module_seconds.labels(self.pipeline, module).inc(seconds)
+
+    def _record_lag(self, ends: Mapping[tuple[str, int], int]) -> None:
+        try:
+            heads = self.sinks.kafka.watermarks(list(ends))
+        except Exception as error:  # lag is informative; never fail a batch over it
+            log.warning("could not read the source's head offsets: %s", error)
+            return
+        for (topic, partition), head in heads.items():
+            lag = max(0, head - ends[(topic, partition)])
+            self.lag[(topic, partition)] = lag
+            self.metrics.input_lag.labels(self.pipeline, topic, str(partition)).set(lag)
+
+
+def source_ends(frame: pd.DataFrame) -> dict[tuple[str, int], int]:
+    """Per source partition, the offset after the last record of the batch."""
+    last = frame.groupby(["_topic", "_partition"])["_offset"].max()
+    return {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars and arrays, pandas NA and NaN -> what fastavro writes."""
+    for key, value in record.items():
+        if value is None or value is pd.NA:
+            record[key] = None
+        elif isinstance(value, np.ndarray):
+            record[key] = [_scalar(v) for v in value.tolist()]
+        elif isinstance(value, list):
+            record[key] = [_scalar(v) for v in value]
+        else:
+            record[key] = _scalar(value)
+    return record
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

@@ -1,0 +1,120 @@
+"""Pure functions from enriched alerts to what the HBase and Parquet sinks store.
+
+HBase rows: one row per alert under a deterministic key, so writing a batch
+again (a restart replays the micro-batch it was in) rewrites the same cells
+instead of adding rows. Cells hold UTF-8 text (numbers as Python writes them,
+booleans as true/false, arrays as JSON) so that `hbase shell`, happybase and
+any Thrift client read them without our code. Nulls are not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fink_pipeline.alerts.columns import OBJECT_ID, TIME
+
+# Observatory longitudes (degrees east): a night is named after the local date
+# on which it starts, so one night's alerts never straddle two partitions.
+LONGITUDE_DEG = {"ztf": -116.8650, "lsst": -70.7494}
+UNIX_EPOCH_JD = 2440587.5
+MJD_OFFSET = 2400000.5
+
+
+def row_keys(frame: pd.DataFrame, survey: str, salt_digits: int = 0) -> list[bytes]:
+    """objectId_time keys (time with 7 decimals: ~10 ms), optionally salted.
+
+    With salt_digits > 0 a key starts with the object's CRC32 modulo 10**digits,
+    spreading a hot night over regions while keeping an object's alerts together.
+    """
+    objects = _object_names(frame, survey)
+    times = frame[TIME[survey]].to_numpy(np.float64)
+    keys = [f"{o}_{t:.7f}" for o, t in zip(objects, times, strict=True)]
+    if salt_digits > 0:
+        modulo = 10**salt_digits
+        keys = [
+            f"{zlib.crc32(o.encode()) % modulo:0{salt_digits}d}_{k}"
+            for o, k in zip(objects, keys, strict=True)
+        ]
+    return [k.encode() for k in keys]
+
+
+def _object_names(frame: pd.DataFrame, survey: str) -> list[str]:
+    if survey == "ztf":
+        return [str(o) for o in frame[OBJECT_ID[survey]]]
+    # a Rubin diaSource of a known asteroid has no diaObject: name it by its SSO
+    names = []
+    for obj, sso, source in zip(
+        frame["diaObjectId"], frame["ssObjectId"], frame["diaSourceId"], strict=True
+    ):
+        if not _is_null(obj):
+            names.append(str(int(obj)))
+        elif not _is_null(sso):
+            names.append(f"sso{int(sso)}")
+        else:
+            names.append(f"src{int(source)}")
+    return names
+
+
+def hbase_cells(
+    frame: pd.DataFrame, families: Mapping[str, Sequence[str]]
+) -> list[dict[bytes, bytes]]:
+    """One {b"family:column": value} per row; `families` maps a family to its columns."""
+    rows: list[dict[bytes, bytes]] = [{} for _ in range(len(frame))]
+    for family, columns in families.items():
+        for column in columns:
+            qualifier = f"{family}:{column}".encode()
+            for row, value in zip(rows, frame[column].tolist(), strict=True):
+                text = cell_text(value)
+                if text is not None:
+                    row[qualifier] = text
+    return rows
+
+
+def cell_text(value: Any) -> bytes | None:
+    """The bytes stored for one value; None for a null, which is not stored."""
+    if _is_null(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return b"true" if value else b"false"
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list | tuple | np.ndarray):
+        return json.dumps([_json_value(v) for v in value]).encode()
+    if isinstance(value, float | np.floating):
+        return repr(float(value)).encode()
+    if isinstance(value, int | np.integer):
+        return str(int(value)).encode()
+    return str(value).encode()
+
+
+def _json_value(value: Any) -> Any:
+    if _is_null(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+def nights(frame: pd.DataFrame, survey: str) -> pd.Series:
+    """The observing night (YYYYMMDD, local date at dusk) of each alert."""
+    times = frame[TIME[survey]].to_numpy(np.float64)
+    jd = times if survey == "ztf" else times + MJD_OFFSET
+    # local solar time = UT + longitude/15 h; the night started on the local date 12 h earlier
+    days = np.floor(jd - UNIX_EPOCH_JD + LONGITUDE_DEG[survey] / 360.0 - 0.5)
+    dates = days.astype("int64").astype("datetime64[D]")
+    return pd.Series(np.datetime_as_string(dates), index=frame.index).str.replace("-", "")

@@ -1,0 +1,176 @@
+"""Run a pipeline as a Spark structured-streaming query until stopped or idle.
+
+The query reads the source topic with Spark's Kafka connector and hands each
+micro-batch to MicroBatchWriter. Spark's checkpoint (offsets and commit logs)
+decides which batch runs next after a restart; the sinks make a replayed batch
+harmless. SIGTERM and SIGINT stop the query between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fink_pipeline.science import plan_science
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, hbase_families
+from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
+from fink_pipeline.stream.metrics import PipelineMetrics
+from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.settings import RunSettings
+from fink_pipeline.stream.sinks import HBaseWriter, ParquetArchive, TransactionalKafka
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    batches: int
+    read: int
+    rejected: int
+    passed: dict[str, int]
+    seconds: float
+
+
+def spark_session(settings: RunSettings) -> Any:
+    # the Python workers must be this interpreter (the one with our packages), and the
+    # driver stays on loopback like every server of the local stack
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    if settings.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(settings.master)
+        .appName(f"fink-{settings.spec.name}")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+    )
+    if settings.master.startswith("local"):
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    if settings.spark_jars:
+        builder = builder.config("spark.jars", ",".join(settings.spark_jars))
+    for key, value in settings.spec.spark.spark_conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchWriter:
+    spec = settings.spec
+    plan = plan_science(spec)
+    step = ScienceStep(plan)
+    codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))
+    hbase = None
+    families: dict[str, list[str]] = {}
+    if spec.hbase_sink is not None:
+        hbase = HBaseWriter(settings.thrift_host, settings.thrift_port, spec.hbase_sink.table)
+        families = hbase_families(step, [f.name for f in spec.hbase_sink.column_families])
+    sinks = BatchSinks(
+        kafka=TransactionalKafka(
+            settings.sink_bootstrap, settings.transactional_id, settings.consumer_group
+        ),
+        hbase=hbase,
+        hbase_families=families,
+        salt_digits=spec.hbase_sink.salt_digits if spec.hbase_sink else 0,
+        archive=ParquetArchive(settings.archive) if settings.archive else None,
+        dead_letter_topic=spec.kafka_sink.dead_letter_topic,
+    )
+    return MicroBatchWriter(spec.name, step, codec, sinks, metrics)
+
+
+def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSummary:
+    """Start the query and block until a signal, an error, or the idle timeout."""
+    metrics = metrics or PipelineMetrics(settings.spec.name)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+    writer = build_writer(settings, metrics)
+    spark = spark_session(settings)
+    source = settings.spec.source
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.source_bootstrap)
+        .option("subscribe", source.topic)
+        .option("startingOffsets", source.starting_offsets)
+        .option("failOnDataLoss", "false")
+    )
+    if settings.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
+    settings.checkpoint.mkdir(parents=True, exist_ok=True)
+    query = (
+        raw.writeStream.foreachBatch(writer)
+        .option("checkpointLocation", str(settings.checkpoint))
+        .trigger(processingTime=settings.trigger_interval)
+        .queryName(f"fink-{settings.spec.name}")
+        .start()
+    )
+    log.info(
+        "pipeline %s running: %s -> %s (checkpoint %s)",
+        settings.spec.name,
+        source.topic,
+        ", ".join(settings.spec.topics),
+        settings.checkpoint,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    started = time.monotonic()
+    try:
+        while query.isActive and not stop.is_set():
+            if query.exception() is not None:
+                break
+            if _idle(writer, settings.until_idle_seconds):
+                log.info(
+                    "no new alerts for %.0f s and nothing left to read: stopping",
+                    settings.until_idle_seconds,
+                )
+                break
+            stop.wait(1.0)
+    finally:
+        failure = query.exception()
+        if query.isActive:
+            query.stop()
+        writer.sinks.kafka.close()
+        if writer.sinks.hbase is not None:
+            writer.sinks.hbase.close()
+        spark.stop()
+    if failure is not None:
+        raise RuntimeError(f"the streaming query failed: {failure}")
+    return RunSummary(
+        batches=sum(1 for r in writer.reports if r.read),
+        read=sum(r.read for r in writer.reports),
+        rejected=sum(r.rejected for r in writer.reports),
+        passed={
+            name: sum(r.passed.get(name, 0) for r in writer.reports)
+            for name in writer.step.plan.filter_topics()
+        },
+        seconds=time.monotonic() - started,
+    )
+
+
+def _idle(writer: MicroBatchWriter, until_idle: float | None) -> bool:
+    if until_idle is None:
+        return False
+    quiet = time.monotonic() - writer.last_rows_at >= until_idle
+    caught_up = bool(writer.reports) and all(lag == 0 for lag in writer.lag.values())
+    return quiet and caught_up
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping after the current micro-batch", signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
