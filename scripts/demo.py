@@ -1,0 +1,648 @@
+"""The end-to-end demo: a BrokerPipeline applied to the local stack, alerts flowing through it.
+
+Run by `make demo` (scripts/demo.sh) once the stack is up. Every step prints the
+command a user would type, then what happened:
+
+1. install the BrokerPipeline CRD, create the namespace, start the operator;
+2. `kubectl apply` the example pipeline; the operator creates its Kafka topics
+   and HBase table and reports Ready;
+3. stream synthetic ZTF alerts (a few malformed ones among them) into the
+   source topic;
+4. run the enrichment core with Spark on the resource as the API server stored
+   it, until the stream is drained, scraping its metrics as it goes;
+5. show what reached each sink: filter topics, dead letters, HBase, the
+   Parquet archive, and the operator's metrics;
+6. a summary table.
+
+Running it again finds everything in place, streams alerts of the next seed
+(new objectIds and candids, so new HBase rows) and processes only those, from
+the checkpoint. Exits 1 with the reason (and the operator's or the pipeline's
+log tail) when a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import happybase
+import pyarrow.parquet as pq
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from fink_pipeline.science import plan_science
+from fink_pipeline.spec import PipelineSpec, parse_pipeline
+from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
+from fink_pipeline.stream.science_step import ScienceStep
+from fink_stack import api
+from fink_stack.endpoints import Endpoints
+from fink_stack.layout import Layout
+from fink_stack.stack import tool_dirs
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+EXAMPLE = ROOT / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
+NAMESPACE = "fink-demo"
+PIPELINE = "ztf-demo"
+SOURCE_PARTITIONS = 2
+OPERATOR_METRICS_PORT = 18080
+PIPELINE_METRICS_PORT = 19464
+READY_TIMEOUT_S = 90
+
+
+class DemoError(Exception):
+    """A step failed; the message says which and why."""
+
+
+@dataclass
+class Demo:
+    args: argparse.Namespace
+    endpoints: Endpoints
+    state: Path
+    operator: subprocess.Popen[bytes] | None = None
+    pipeline: subprocess.Popen[bytes] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operator_log(self) -> Path:
+        return self.state / "operator.log"
+
+    @property
+    def pipeline_log(self) -> Path:
+        return self.state / "pipeline.log"
+
+
+# --- printing and running ---------------------------------------------------------------
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def show(argv: list[str], suffix: str = "") -> None:
+    print("$ " + " ".join(_quote(_short(a)) for a in argv) + suffix, flush=True)
+
+
+def _quote(word: str) -> str:
+    return "~/" + shlex.quote(word[2:]) if word.startswith("~/") else shlex.quote(word)
+
+
+def _short(word: str) -> str:
+    """Paths as a user would type them: the venv's tools by name, $HOME as ~."""
+    if word.startswith(str(BIN) + "/"):
+        return word[len(str(BIN)) + 1 :]
+    home = str(Path.home())
+    return "~" + word[len(home) :] if word.startswith(home + "/") else word
+
+
+def run(argv: list[str], *, capture: bool = False, quiet: bool = False) -> str:
+    """Run a command, echoing it; on failure raise DemoError with its output."""
+    if not quiet:
+        show(argv)
+    result = subprocess.run(argv, text=True, capture_output=True)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
+        raise DemoError(f"`{' '.join(argv)}` exited with {result.returncode}:\n{output}")
+    if not capture and not quiet:
+        output = (result.stdout + result.stderr).rstrip()
+        if output:
+            print(output, flush=True)
+    return result.stdout
+
+
+def kubectl(*args: str, capture: bool = False, quiet: bool = False) -> str:
+    return run(["kubectl", *args], capture=capture, quiet=quiet)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join("    " + line for line in text)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus samples `name{labels}` -> value; empty when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                samples[key] = float(value)
+    return samples
+
+
+def metric(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += value
+    return total
+
+
+def port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- 1. the operator --------------------------------------------------------------------
+
+
+def start_operator(demo: Demo) -> None:
+    step(f"1. The operator: CRD installed, namespace {NAMESPACE}, operator watching it")
+    run([str(BIN / "fink-operator"), "install-crd"])
+    try:
+        kubectl("get", "namespace", NAMESPACE, "-o", "name", capture=True, quiet=True)
+        print(f"(namespace {NAMESPACE} already exists)")
+    except DemoError:
+        kubectl("create", "namespace", NAMESPACE)
+
+    stop_previous_operator(demo)
+    if port_in_use(OPERATOR_METRICS_PORT):
+        raise DemoError(
+            f"port {OPERATOR_METRICS_PORT} (the operator's metrics) is taken by another program"
+        )
+    argv = [
+        str(BIN / "fink-operator"), "run", "--namespace", NAMESPACE,
+        "--metrics-address", "127.0.0.1", "--metrics-port", str(OPERATOR_METRICS_PORT),
+    ]  # fmt: skip
+    show(argv, f"  >{_short(str(demo.operator_log))} 2>&1 &")
+    with demo.operator_log.open("ab") as log:
+        log.write(f"\n--- demo run at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        demo.operator = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    (demo.state / "operator.pid").write_text(str(demo.operator.pid))
+    deadline = time.monotonic() + 30
+    while not scrape(OPERATOR_METRICS_PORT):
+        if demo.operator.poll() is not None:
+            raise DemoError(f"the operator exited with {demo.operator.returncode}")
+        if time.monotonic() > deadline:
+            raise DemoError("the operator's metrics did not answer within 30 s")
+        time.sleep(0.3)
+    print(f"operator running (pid {demo.operator.pid}), metrics on :{OPERATOR_METRICS_PORT}")
+
+
+def stop_previous_operator(demo: Demo) -> None:
+    """A demo interrupted hard may have left its operator running: stop that one only."""
+    pid_file = demo.state / "operator.pid"
+    if not pid_file.exists():
+        return
+    with contextlib.suppress(ValueError, OSError):
+        pid = int(pid_file.read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(b"fink-operator" in part for part in command) and NAMESPACE.encode() in command:
+            os.kill(pid, signal.SIGTERM)
+            print(f"(stopped the operator a previous demo left running, pid {pid})")
+            time.sleep(1)
+    pid_file.unlink(missing_ok=True)
+
+
+def stop_operator(demo: Demo) -> None:
+    if demo.operator is None or demo.operator.poll() is not None:
+        return
+    demo.operator.terminate()
+    try:
+        demo.operator.wait(20)
+    except subprocess.TimeoutExpired:
+        demo.operator.kill()
+        demo.operator.wait(10)
+    (demo.state / "operator.pid").unlink(missing_ok=True)
+
+
+# --- 2. the resource --------------------------------------------------------------------
+
+
+def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
+    step("2. A BrokerPipeline, applied with kubectl; the operator makes its topics and table")
+    kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE.relative_to(ROOT)))
+    wait = ["kubectl", "wait", "-n", NAMESPACE, f"bp/{PIPELINE}", "--for=condition=Ready"]
+    show([*wait, f"--timeout={READY_TIMEOUT_S}s"])
+    waiter = subprocess.Popen(
+        [*wait, f"--timeout={READY_TIMEOUT_S}s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    while waiter.poll() is None:
+        if demo.operator is not None and demo.operator.poll() is not None:
+            waiter.kill()
+            raise DemoError(f"the operator exited with {demo.operator.returncode}")
+        time.sleep(0.5)
+    output = waiter.stdout.read().strip() if waiter.stdout else ""
+    if waiter.returncode != 0:
+        raise DemoError(f"{PIPELINE} did not become Ready within {READY_TIMEOUT_S} s: {output}")
+    print(output)
+    # Ready may be left over from an earlier run: wait for this operator's own first pass
+    deadline = time.monotonic() + 30
+    while metric(scrape(OPERATOR_METRICS_PORT), "controller_runtime_reconcile_total") < 1:
+        if time.monotonic() > deadline:
+            raise DemoError("the operator has not reconciled the pipeline within 30 s")
+        time.sleep(0.5)
+    kubectl("get", "bp", "-n", NAMESPACE)
+
+    command = ["kubectl", "get", "bp", PIPELINE, "-n", NAMESPACE, "-o", "yaml"]
+    resource = demo.state / f"{PIPELINE}.yaml"
+    show(command, f" > {_short(str(resource))}")
+    stored = yaml.safe_load(run(command, capture=True, quiet=True))
+    resource.write_text(yaml.safe_dump(stored, sort_keys=False))
+    status = stored.get("status", {})
+    print(f"topics: {', '.join(status.get('topics', []))}")
+    print(f"table:  {', '.join(status.get('tables', []))}")
+    return resource, parse_pipeline(stored)
+
+
+def show_conditions() -> None:
+    """What the resource says about itself, for a failure message."""
+    with contextlib.suppress(DemoError):
+        stored = json.loads(
+            kubectl("get", "bp", PIPELINE, "-n", NAMESPACE, "-o", "json", capture=True, quiet=True)
+        )
+        print(f"conditions of {NAMESPACE}/{PIPELINE}:", file=sys.stderr)
+        for condition in stored.get("status", {}).get("conditions", []) or [{"none": "yet"}]:
+            print(f"    {json.dumps(condition)}", file=sys.stderr)
+
+
+# --- 3. the alerts ----------------------------------------------------------------------
+
+
+def next_seed(demo: Demo) -> tuple[int, int]:
+    """(seed, run number): each run takes the next seed unless --seed is given."""
+    runs_file = demo.state / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
+    seed = demo.args.seed if demo.args.seed is not None else max([0, *runs]) + 1
+    runs.append(seed)
+    runs_file.write_text(json.dumps(runs))
+    return seed, len(runs)
+
+
+def produce(demo: Demo, spec: PipelineSpec) -> None:
+    args = demo.args
+    seed, number = next_seed(demo)
+    step(f"3. {args.alerts} synthetic ZTF alerts and {args.malformed} malformed messages")
+    print(
+        f"run {number} of this demo: seed {seed}. The generator's objectIds and candids are "
+        "fixed by the seed,\nso every run takes the next seed and its alerts become new HBase "
+        "rows (the same seed would rewrite the same rows)."
+    )
+    run(
+        [
+            str(BIN / "fink-alerts"), "produce", "--survey", "ztf", "--topic", spec.source.topic,
+            "--count", str(args.alerts), "--rate", str(args.rate), "--seed", str(seed),
+            "--malformed", str(args.malformed),
+            "--create-topic", "--partitions", str(SOURCE_PARTITIONS),
+        ]
+    )  # fmt: skip
+    demo.summary.update(seed=seed, run=number)
+
+
+# --- 4. the enrichment core -------------------------------------------------------------
+
+
+def run_pipeline(demo: Demo, resource: Path) -> dict[str, float]:
+    step("4. The enrichment core (Spark, local) on the stored resource, until the stream is idle")
+    if port_in_use(PIPELINE_METRICS_PORT):
+        raise DemoError(f"port {PIPELINE_METRICS_PORT} (the pipeline's metrics) is taken")
+    argv = [
+        str(BIN / "fink-pipeline"), "run", "-f", str(resource),
+        "--checkpoint", str(demo.state / "checkpoint"),
+        "--metrics-port", str(PIPELINE_METRICS_PORT),
+        "--until-idle", str(demo.args.until_idle),
+    ]  # fmt: skip
+    show(argv, f"  >{_short(str(demo.pipeline_log))} 2>&1")
+    print(f"(metrics: curl -s 127.0.0.1:{PIPELINE_METRICS_PORT}/metrics | grep fink_pipeline_)")
+    with demo.pipeline_log.open("wb") as log:
+        demo.pipeline = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    last: dict[str, float] = {}
+    shown = (-1.0, -1.0)
+    started = time.monotonic()
+    while demo.pipeline.poll() is None:
+        samples = scrape(PIPELINE_METRICS_PORT)
+        if samples:
+            last = samples
+            read = metric(samples, "fink_pipeline_alerts_read_total")
+            lag = metric(samples, "fink_pipeline_input_lag_messages")
+            if (read, lag) != shown:
+                shown = (read, lag)
+                batches = metric(samples, "fink_pipeline_batches_total")
+                print(
+                    f"  [{time.monotonic() - started:5.1f} s] metrics: {read:.0f} messages read "
+                    f"in {batches:.0f} micro-batches, input lag {lag:.0f}",
+                    flush=True,
+                )
+        time.sleep(1)
+    code = demo.pipeline.returncode
+    demo.pipeline = None
+    if code != 0:
+        raise DemoError(
+            f"fink-pipeline exited with {code}; the end of its log "
+            f"({demo.pipeline_log}):\n{tail(demo.pipeline_log, 30)}"
+        )
+    log_lines = demo.pipeline_log.read_text(errors="replace").splitlines()
+    for line in log_lines:
+        if line.startswith(f"{PIPELINE}: "):
+            print(line)
+    print(f"finished in {time.monotonic() - started:.0f} s; a few of its metrics at the end:")
+    for name, labels in [
+        ("fink_pipeline_alerts_read_total", {}),
+        ("fink_pipeline_alerts_written_total", {"sink": "hbase"}),
+        ("fink_pipeline_alerts_written_total", {"sink": "parquet"}),
+        ("fink_pipeline_alerts_written_total", {"sink": "dead_letter"}),
+        ("fink_pipeline_filter_passed_total", {}),
+        ("fink_pipeline_module_seconds_total", {}),
+        ("fink_pipeline_batch_duration_seconds_count", {}),
+        ("fink_pipeline_batch_duration_seconds_sum", {}),
+    ]:
+        for key, value in sorted(last.items()):
+            base, _, rest = key.partition("{")
+            if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+                print(f"  {key} {value:g}")
+    if not last:
+        print("  (the metrics endpoint never answered)")
+    return last
+
+
+# --- 5. the sinks -----------------------------------------------------------------------
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed message of a topic (read_committed, from the beginning)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"fink-demo-reader-{time.time_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            raise DemoError(f"topic {topic}: {metadata.error}")
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
+        consumer.assign(partitions)
+        messages: list[Any] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # transaction markers take offsets too: done once every position reached the end
+            positions = {p.partition: p.offset for p in consumer.position(partitions)}
+            if all(positions[p] >= end for p, end in ends.items()):
+                return messages
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+        raise DemoError(f"reading topic {topic} took over 60 s")
+    finally:
+        consumer.close()
+
+
+def show_sinks(demo: Demo, spec: PipelineSpec, metrics: dict[str, float]) -> None:
+    step("5. What reached the sinks (totals over every run of the demo)")
+    bootstrap = demo.endpoints.kafka_bootstrap
+    codec = EnrichedCodec(
+        enriched_schema(spec.survey, ScienceStep(plan_science(spec)).alert_columns)
+    )
+    examples: list[dict[str, Any]] = []
+    filters = {}
+    for item in spec.filters:
+        messages = read_topic(bootstrap, item.topic)
+        filters[item.name] = (item.topic, len(messages))
+        print(f"filter {item.name}: {len(messages)} alerts in topic {item.topic}")
+        # the highest offsets are this run's alerts
+        for message in sorted(messages, key=lambda m: m.offset())[-2:]:
+            record = codec.decode(message.value())
+            examples.append(record)
+            print("    " + describe(record))
+    demo.summary["filters"] = filters
+
+    dead = read_topic(bootstrap, spec.kafka_sink.dead_letter_topic)
+    reasons = Counter()
+    example_reason = {}
+    for message in dead:
+        headers = dict(message.headers() or [])
+        reason = headers.get("fink-error", b"(no fink-error header)").decode()
+        category = reason.split(":", 1)[0]
+        reasons[category] += 1
+        example_reason.setdefault(category, reason)
+    print(f"dead letters: {len(dead)} in topic {spec.kafka_sink.dead_letter_topic}")
+    for category, count in reasons.most_common():
+        print(f"    {count:4d} {category:<14} e.g. {example_reason[category][:90]}")
+    demo.summary["dead"] = len(dead)
+
+    if spec.hbase_sink is not None:
+        table = spec.hbase_sink.table
+        connection = happybase.Connection(
+            demo.endpoints.hbase_thrift_host, demo.endpoints.hbase_thrift_port, timeout=60_000
+        )
+        try:
+            handle = connection.table(table)
+            rows = sum(1 for _ in handle.scan(filter=b"KeyOnlyFilter()", batch_size=2000))
+            print(f"HBase table {table}: {rows} rows (key objectId_jd, families i and d)")
+            if examples:
+                record = examples[0]
+                key = f"{record['objectId']}_{record['jd']:.7f}".encode()
+                show_row(key, handle.row(key))
+        finally:
+            connection.close()
+        demo.summary["hbase"] = rows
+
+    if spec.archive_path:
+        root = Path(spec.archive_path)
+        per_night = parquet_rows(root)
+        total = sum(per_night.values())
+        print(f"Parquet archive {root}: {total} rows in {len(per_night)} nights")
+        for night, count in sorted(per_night.items()):
+            files = len(list((root / f"night={night}").glob("batch-*.parquet")))
+            print(f"    night={night}: {count:5d} rows in {files} files")
+        demo.summary["parquet"] = total
+
+    print(f"operator metrics (curl -s 127.0.0.1:{OPERATOR_METRICS_PORT}/metrics):")
+    samples = scrape(OPERATOR_METRICS_PORT)
+    for key, value in sorted(samples.items()):
+        if key.startswith(
+            ("controller_runtime_reconcile_total", "fink_operator_managed", "fink_operator_pipel")
+        ):
+            print(f"    {key} {value:g}")
+    demo.summary["reconciles"] = metric(samples, "controller_runtime_reconcile_total")
+    demo.summary["metrics"] = metrics
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line per example alert: identity, brightness, and the hints that got it selected."""
+
+    def number(name: str, fmt: str) -> str:
+        value = record.get(name)
+        return "null" if value is None else format(value, fmt)
+
+    parts = [
+        f"{record['objectId']} candid {record['candid']}",
+        f"jd {record['jd']:.5f}",
+        f"mag {number('magpsf', '.2f')} (fid {record['fid']})",
+        f"rise_rate {number('rise_rate', '+.3f')} mag/d",
+        f"n_det {number('n_detections', 'd')}",
+        f"roid {number('roid', 'd')}",
+    ]
+    if record.get("sso_name"):
+        parts.append(f"sso_name {record['sso_name']}")
+    parts.append(f"passed {','.join(record.get(FILTERS_FIELD) or [])}")
+    return ", ".join(parts)
+
+
+def show_row(key: bytes, cells: dict[bytes, bytes]) -> None:
+    if not cells:
+        print(f"    row {key.decode()}: not found")
+        return
+    print(f"    row {key.decode()} ({len(cells)} cells), e.g.:")
+    wanted = [b"i:objectId", b"i:jd", b"i:magpsf", b"i:fid", b"i:prv_magpsf"]
+    wanted += sorted(k for k in cells if k.startswith(b"d:"))
+    for qualifier in wanted:
+        if qualifier in cells:
+            value = cells[qualifier].decode(errors="replace")
+            value = value if len(value) <= 60 else value[:57] + "..."
+            print(f"      {qualifier.decode():<32} {value}")
+
+
+def parquet_rows(root: Path) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for directory in sorted(root.glob("night=*")):
+        night = directory.name.partition("=")[2]
+        rows[night] = sum(
+            pq.ParquetFile(f).metadata.num_rows for f in directory.glob("batch-*.parquet")
+        )
+    return rows
+
+
+# --- 6. summary -------------------------------------------------------------------------
+
+
+def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
+    s, m = demo.summary, demo.summary.get("metrics", {})
+    step("6. Summary")
+    print(f"run {s['run']} of the demo (seed {s['seed']}), {seconds:.0f} s\n")
+    rows = [
+        ("alerts produced", f"{demo.args.alerts}", ""),
+        ("malformed messages produced", f"{demo.args.malformed}", ""),
+        (
+            "messages read by the pipeline",
+            f"{metric(m, 'fink_pipeline_alerts_read_total'):.0f}",
+            "",
+        ),
+    ]
+    for name, (topic, total) in s["filters"].items():
+        passed = metric(m, "fink_pipeline_filter_passed_total", filter=name)
+        rows.append((f"filter {name}", f"{passed:.0f}", f"{total} in {topic}"))
+    rows += [
+        (
+            "dead letters",
+            f"{metric(m, 'fink_pipeline_alerts_written_total', sink='dead_letter'):.0f}",
+            f"{s['dead']} in {spec.kafka_sink.dead_letter_topic}",
+        ),
+    ]
+    if "hbase" in s and spec.hbase_sink is not None:
+        written = metric(m, "fink_pipeline_alerts_written_total", sink="hbase")
+        rows.append(("HBase rows", f"{written:.0f}", f"{s['hbase']} in {spec.hbase_sink.table}"))
+    if "parquet" in s:
+        written = metric(m, "fink_pipeline_alerts_written_total", sink="parquet")
+        rows.append(("Parquet rows", f"{written:.0f}", f"{s['parquet']} in {spec.archive_path}"))
+    rows.append(("operator reconcile passes", f"{s['reconciles']:.0f}", ""))
+    print(f"{'':<32} {'this run':>9}   all runs")
+    for label, this_run, total in rows:
+        print(f"{label:<32} {this_run:>9}   {total}")
+    print(
+        f"""
+Look further (the stack keeps running):
+  eval "$(.venv/bin/fink-stack env)"          # KUBECONFIG, kubectl, Kafka/HBase addresses
+  kubectl get bp -n {NAMESPACE}; kubectl describe bp {PIPELINE} -n {NAMESPACE}
+  .venv/bin/fink-pipeline schema -f {_short(str(demo.state / f"{PIPELINE}.yaml"))}
+  logs: {_short(str(demo.operator_log))}, {_short(str(demo.pipeline_log))}
+  docs: docs/operator.md, docs/alerts.md, docs/science.md
+Run `make demo` again to stream the next seed's alerts; `.venv/bin/fink-stack down` stops the stack."""
+    )
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="The end-to-end demo on the running local stack (see `make demo`).",
+    )
+    parser.add_argument("--alerts", type=int, default=2000, help="alerts to stream (2000)")
+    parser.add_argument("--malformed", type=int, default=10, help="malformed messages (10)")
+    parser.add_argument("--rate", type=int, default=2000, help="alerts/s, 0 = as fast as possible")
+    parser.add_argument(
+        "--seed", type=int, help="generator seed (default: the one after the last run's)"
+    )
+    parser.add_argument(
+        "--until-idle", type=int, default=10, help="seconds without alerts before Spark stops"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    layout = Layout.default()
+    state = layout.state / "demo"
+    state.mkdir(parents=True, exist_ok=True)
+    print("checking the local stack...", flush=True)
+    endpoints = api.ensure_up(quiet=True)
+    os.environ.update(endpoints.environment())
+    os.environ["PATH"] = os.pathsep.join([*tool_dirs(layout), os.environ.get("PATH", "")])
+    demo = Demo(args, endpoints, state)
+    current = "1"
+    try:
+        start_operator(demo)
+        current = "2"
+        resource, spec = apply_pipeline(demo)
+        current = "3"
+        produce(demo, spec)
+        current = "4"
+        metrics = run_pipeline(demo, resource)
+        current = "5"
+        show_sinks(demo, spec, metrics)
+        print_summary(demo, spec, time.monotonic() - started)
+        return 0
+    except (DemoError, OSError, KeyboardInterrupt) as error:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        print(f"\ndemo failed at step {current}: {reason}", file=sys.stderr)
+        if current in ("1", "2"):
+            show_conditions()
+            print(
+                f"end of the operator's log ({demo.operator_log}):\n{tail(demo.operator_log)}",
+                file=sys.stderr,
+            )
+        return 1
+    finally:
+        if demo.pipeline is not None and demo.pipeline.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pipeline.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                demo.pipeline.wait(30)
+        stop_operator(demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
