@@ -59,7 +59,7 @@ PIPELINE = "ztf-demo"
 SOURCE_PARTITIONS = 2
 OPERATOR_METRICS_PORT = 18080
 PIPELINE_METRICS_PORT = 19464
-READY_TIMEOUT_S = 90
+READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "90"))
 
 
 class DemoError(Exception):
@@ -217,6 +217,11 @@ def stop_previous_operator(demo: Demo) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def check_operator(demo: Demo) -> None:
+    if demo.operator is not None and demo.operator.poll() is not None:
+        raise DemoError(f"the operator exited with {demo.operator.returncode}")
+
+
 def stop_operator(demo: Demo) -> None:
     if demo.operator is None or demo.operator.poll() is not None:
         return
@@ -235,29 +240,30 @@ def stop_operator(demo: Demo) -> None:
 def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     step("2. A BrokerPipeline, applied with kubectl; the operator makes its topics and table")
     kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE.relative_to(ROOT)))
+    # A Ready condition may be left over from an earlier run: first wait for this operator's
+    # own first pass (kopf writes the status right after the handler that counts it returns).
+    deadline = time.monotonic() + 30
+    while metric(scrape(OPERATOR_METRICS_PORT), "controller_runtime_reconcile_total") < 1:
+        check_operator(demo)
+        if time.monotonic() > deadline:
+            raise DemoError("the operator has not reconciled the pipeline within 30 s")
+        time.sleep(0.3)
+    time.sleep(1)
     wait = ["kubectl", "wait", "-n", NAMESPACE, f"bp/{PIPELINE}", "--for=condition=Ready"]
-    show([*wait, f"--timeout={READY_TIMEOUT_S}s"])
-    waiter = subprocess.Popen(
-        [*wait, f"--timeout={READY_TIMEOUT_S}s"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    wait.append(f"--timeout={READY_TIMEOUT_S}s")
+    show(wait)
+    waiter = subprocess.Popen(wait, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while waiter.poll() is None:
-        if demo.operator is not None and demo.operator.poll() is not None:
+        try:
+            check_operator(demo)
+        except DemoError:
             waiter.kill()
-            raise DemoError(f"the operator exited with {demo.operator.returncode}")
+            raise
         time.sleep(0.5)
     output = waiter.stdout.read().strip() if waiter.stdout else ""
     if waiter.returncode != 0:
         raise DemoError(f"{PIPELINE} did not become Ready within {READY_TIMEOUT_S} s: {output}")
     print(output)
-    # Ready may be left over from an earlier run: wait for this operator's own first pass
-    deadline = time.monotonic() + 30
-    while metric(scrape(OPERATOR_METRICS_PORT), "controller_runtime_reconcile_total") < 1:
-        if time.monotonic() > deadline:
-            raise DemoError("the operator has not reconciled the pipeline within 30 s")
-        time.sleep(0.5)
     kubectl("get", "bp", "-n", NAMESPACE)
 
     command = ["kubectl", "get", "bp", PIPELINE, "-n", NAMESPACE, "-o", "yaml"]
@@ -327,6 +333,7 @@ def run_pipeline(demo: Demo, resource: Path) -> dict[str, float]:
         "--checkpoint", str(demo.state / "checkpoint"),
         "--metrics-port", str(PIPELINE_METRICS_PORT),
         "--until-idle", str(demo.args.until_idle),
+        "--max-offsets-per-trigger", str(demo.args.max_offsets),
     ]  # fmt: skip
     show(argv, f"  >{_short(str(demo.pipeline_log))} 2>&1")
     print(f"(metrics: curl -s 127.0.0.1:{PIPELINE_METRICS_PORT}/metrics | grep fink_pipeline_)")
@@ -342,13 +349,14 @@ def run_pipeline(demo: Demo, resource: Path) -> dict[str, float]:
         if samples:
             last = samples
             read = metric(samples, "fink_pipeline_alerts_read_total")
-            lag = metric(samples, "fink_pipeline_input_lag_messages")
-            if (read, lag) != shown:
-                shown = (read, lag)
-                batches = metric(samples, "fink_pipeline_batches_total")
+            batches = metric(samples, "fink_pipeline_batches_total")
+            if (read, batches) != shown:
+                shown = (read, batches)
+                lag = metric(samples, "fink_pipeline_input_lag_messages")
+                lag_text = f"{lag:.0f}" if batches else "(known after the first batch)"
                 print(
                     f"  [{time.monotonic() - started:5.1f} s] metrics: {read:.0f} messages read "
-                    f"in {batches:.0f} micro-batches, input lag {lag:.0f}",
+                    f"in {batches:.0f} micro-batches, input lag {lag_text}",
                     flush=True,
                 )
         time.sleep(1)
@@ -494,13 +502,13 @@ def describe(record: dict[str, Any]) -> str:
 
     def number(name: str, fmt: str) -> str:
         value = record.get(name)
-        return "null" if value is None else format(value, fmt)
+        return "n/a" if value is None else format(value, fmt)
 
     parts = [
         f"{record['objectId']} candid {record['candid']}",
         f"jd {record['jd']:.5f}",
         f"mag {number('magpsf', '.2f')} (fid {record['fid']})",
-        f"rise_rate {number('rise_rate', '+.3f')} mag/d",
+        f"rise_rate {number('rise_rate', '+.3f')}",
         f"n_det {number('n_detections', 'd')}",
         f"roid {number('roid', 'd')}",
     ]
@@ -540,7 +548,7 @@ def parquet_rows(root: Path) -> dict[str, int]:
 def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
     s, m = demo.summary, demo.summary.get("metrics", {})
     step("6. Summary")
-    print(f"run {s['run']} of the demo (seed {s['seed']}), {seconds:.0f} s\n")
+    print(f"run {s['run']} of the demo (seed {s['seed']}): {seconds:.0f} s on the running stack\n")
     rows = [
         ("alerts produced", f"{demo.args.alerts}", ""),
         ("malformed messages produced", f"{demo.args.malformed}", ""),
@@ -594,6 +602,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=2000, help="alerts/s, 0 = as fast as possible")
     parser.add_argument(
         "--seed", type=int, help="generator seed (default: the one after the last run's)"
+    )
+    parser.add_argument(
+        "--max-offsets",
+        type=int,
+        default=700,
+        help="messages per micro-batch at most (700: a few batches, to watch the lag fall)",
     )
     parser.add_argument(
         "--until-idle", type=int, default=10, help="seconds without alerts before Spark stops"
