@@ -324,13 +324,19 @@ def produce(demo: Demo, spec: PipelineSpec) -> None:
 # --- 4. the enrichment core -------------------------------------------------------------
 
 
-def run_pipeline(demo: Demo, resource: Path) -> dict[str, float]:
+def run_pipeline(demo: Demo, resource: Path, spec: PipelineSpec) -> dict[str, float]:
     step("4. The enrichment core (Spark, local) on the stored resource, until the stream is idle")
+    checkpoint = demo.state / "checkpoint"
+    if not checkpoint.exists() and spec.archive_path and parquet_rows(Path(spec.archive_path)):
+        print(
+            f"note: {spec.archive_path} holds files of an earlier stack (its state was wiped);\n"
+            "      the new batches reuse their numbers, so some of those files will be replaced"
+        )
     if port_in_use(PIPELINE_METRICS_PORT):
         raise DemoError(f"port {PIPELINE_METRICS_PORT} (the pipeline's metrics) is taken")
     argv = [
         str(BIN / "fink-pipeline"), "run", "-f", str(resource),
-        "--checkpoint", str(demo.state / "checkpoint"),
+        "--checkpoint", str(checkpoint),
         "--metrics-port", str(PIPELINE_METRICS_PORT),
         "--until-idle", str(demo.args.until_idle),
         "--max-offsets-per-trigger", str(demo.args.max_offsets),
@@ -634,13 +640,18 @@ def main(argv: list[str] | None = None) -> int:
         current = "3"
         produce(demo, spec)
         current = "4"
-        metrics = run_pipeline(demo, resource)
+        metrics = run_pipeline(demo, resource, spec)
         current = "5"
         show_sinks(demo, spec, metrics)
         print_summary(demo, spec, time.monotonic() - started)
         return 0
-    except (DemoError, OSError, KeyboardInterrupt) as error:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+    except (Exception, KeyboardInterrupt) as error:
+        if isinstance(error, KeyboardInterrupt):
+            reason = "interrupted"
+        elif isinstance(error, DemoError):
+            reason = str(error)
+        else:
+            reason = f"{type(error).__name__}: {error}"
         print(f"\ndemo failed at step {current}: {reason}", file=sys.stderr)
         if current in ("1", "2"):
             show_conditions()
