@@ -1,6 +1,7 @@
 """One micro-batch, start to finish: science in Spark tasks, then every sink from the driver.
 
-Order matters for exactly-once: HBase and Parquet first (both idempotent), then
+Order matters for exactly-once: HBase (written by the tasks) and Parquet first
+(both idempotent), then
 the Kafka transaction that also commits the source offsets. If the driver dies
 anywhere in between, Spark replays the batch: HBase and Parquet are rewritten
 with the same content and the transaction either never happened (sent again)
@@ -20,17 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fink_pipeline.alerts.columns import OBJECT_ID, columns_for
+from fink_pipeline.alerts.columns import OBJECT_ID
 from fink_pipeline.stream import rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.metrics import PipelineMetrics
-from fink_pipeline.stream.science_step import ScienceStep, pass_column
-from fink_pipeline.stream.sinks import (
-    HBaseWriter,
-    OutgoingMessage,
-    ParquetArchive,
-    TransactionalKafka,
-)
+from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
+from fink_pipeline.stream.sinks import OutgoingMessage, ParquetArchive, TransactionalKafka
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +36,6 @@ SOURCE_TIMESTAMP_HEADER = "fink-source-timestamp-ms"
 @dataclass
 class BatchSinks:
     kafka: TransactionalKafka
-    hbase: HBaseWriter | None
-    hbase_families: Mapping[str, list[str]]
-    salt_digits: int
     archive: ParquetArchive | None
     dead_letter_topic: str
 
@@ -55,18 +48,6 @@ class BatchReport:
     passed: dict[str, int]
     replayed: bool
     seconds: float
-
-
-def hbase_families(step: ScienceStep, family_names: list[str]) -> dict[str, list[str]]:
-    """The alert's columns go to the first family, module columns and flags to the second.
-
-    With a single family everything goes there.
-    """
-    alert = list(columns_for(step.plan.survey))
-    science = [*step.plan.added_columns(), *[pass_column(f.name) for f, _ in step.plan.filters]]
-    if len(family_names) == 1:
-        return {family_names[0]: alert + science}
-    return {family_names[0]: alert, family_names[1]: science}
 
 
 class MicroBatchWriter:
@@ -93,6 +74,7 @@ class MicroBatchWriter:
         started = time.monotonic()
         try:
             output = raw.mapInPandas(self.step, schema=self.step.spark_schema()).toArrow()
+            self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
             report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)
         except Exception:
@@ -124,22 +106,24 @@ class MicroBatchWriter:
         good = frame[frame["_reject"].isna()].reset_index(drop=True)
         survey = self.step.plan.survey
 
-        if self.sinks.hbase is not None and len(good):
-            keys = rows.row_keys(good, survey, self.sinks.salt_digits)
-            self.sinks.hbase.put(keys, rows.hbase_cells(good, self.sinks.hbase_families))
+        if self.step.hbase is not None:  # the tasks wrote the rows (ScienceStep)
             m.alerts_written.labels(p, "hbase").inc(len(good))
         if self.sinks.archive is not None and len(good):
+            stage = time.monotonic()
             archived = self.sinks.archive.write(
                 batch_id, self._archive_table(good), rows.nights(good, survey)
             )
             m.alerts_written.labels(p, "parquet").inc(archived)
+            self._stage("parquet", stage)
 
         ends = source_ends(frame)
         passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.step.plan.filters}
+        stage = time.monotonic()
         replayed = self.sinks.kafka.already_delivered(ends)
         if not replayed:
             messages = self.filter_messages(good) + self.dead_letters(rejected)
             self.sinks.kafka.deliver(messages, ends)
+            self._stage("kafka", stage)
             m.alerts_written.labels(p, "kafka").inc(len(messages) - len(rejected))
             m.alerts_written.labels(p, "dead_letter").inc(len(rejected))
             m.alerts_read.labels(p).inc(len(frame))
@@ -213,10 +197,16 @@ class MicroBatchWriter:
         ]
         return pa.Table.from_pandas(good[columns], preserve_index=False)
 
+    def _stage(self, name: str, since: float) -> None:
+        self.metrics.stage_seconds.labels(self.pipeline, name).inc(time.monotonic() - since)
+
     def _record_timings(self, timings: pd.Series) -> None:
         for text in timings.dropna():
             for module, seconds in json.loads(text).items():
-                self.metrics.module_seconds.labels(self.pipeline, module).inc(seconds)
+                if module == HBASE_TIMING:  # task seconds, summed over the tasks
+                    self.metrics.stage_seconds.labels(self.pipeline, "hbase").inc(seconds)
+                else:
+                    self.metrics.module_seconds.labels(self.pipeline, module).inc(seconds)
 
     def _record_lag(self, ends: Mapping[tuple[str, int], int]) -> None:
         try:

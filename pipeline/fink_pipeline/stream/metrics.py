@@ -53,6 +53,13 @@ class PipelineMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.stage_seconds = Counter(
+            "fink_pipeline_stage_seconds",
+            "Driver wall time per stage of the micro-batches: science (Spark tasks and the "
+            "collect), hbase, parquet, kafka (the transaction)",
+            ["pipeline", "stage"],
+            registry=r,
+        )
         self.batches = Counter(
             "fink_pipeline_batches", "Micro-batches by outcome", ["pipeline", "outcome"], registry=r
         )
@@ -60,6 +67,12 @@ class PipelineMetrics:
             "fink_pipeline_input_lag_messages",
             "Messages in the source partition not yet processed (head minus processed offset)",
             ["pipeline", "topic", "partition"],
+            registry=r,
+        )
+        self.running = Gauge(
+            "fink_pipeline_running",
+            "1 while the streaming query runs (it may be waiting for alerts), else 0",
+            ["pipeline"],
             registry=r,
         )
         self.last_batch = Gauge(

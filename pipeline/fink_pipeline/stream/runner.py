@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fink_pipeline.science import plan_science
-from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, hbase_families
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.metrics import PipelineMetrics
-from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
-from fink_pipeline.stream.sinks import HBaseWriter, ParquetArchive, TransactionalKafka
+from fink_pipeline.stream.sinks import ParquetArchive, TransactionalKafka
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,22 @@ def spark_session(settings: RunSettings) -> Any:
 def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchWriter:
     spec = settings.spec
     plan = plan_science(spec)
-    step = ScienceStep(plan)
-    codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))
     hbase = None
-    families: dict[str, list[str]] = {}
     if spec.hbase_sink is not None:
-        hbase = HBaseWriter(settings.thrift_host, settings.thrift_port, spec.hbase_sink.table)
-        families = hbase_families(step, [f.name for f in spec.hbase_sink.column_families])
+        families = hbase_families(plan, [f.name for f in spec.hbase_sink.column_families])
+        hbase = HBaseTarget(
+            host=settings.thrift_host,
+            port=settings.thrift_port,
+            table=spec.hbase_sink.table,
+            families=tuple((f, tuple(c)) for f, c in families.items()),
+            salt_digits=spec.hbase_sink.salt_digits,
+        )
+    step = ScienceStep(plan, hbase)
+    codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))
     sinks = BatchSinks(
         kafka=TransactionalKafka(
             settings.sink_bootstrap, settings.transactional_id, settings.consumer_group
         ),
-        hbase=hbase,
-        hbase_families=families,
-        salt_digits=spec.hbase_sink.salt_digits if spec.hbase_sink else 0,
         archive=ParquetArchive(settings.archive) if settings.archive else None,
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,
     )
@@ -123,6 +125,8 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
         ", ".join(settings.spec.topics),
         settings.checkpoint,
     )
+    metrics.running.labels(settings.spec.name).set(1)
+    writer.last_rows_at = time.monotonic()  # idle time counts from the query's start
     stop = threading.Event()
     _stop_on_signals(stop)
     started = time.monotonic()
@@ -130,7 +134,7 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
         while query.isActive and not stop.is_set():
             if query.exception() is not None:
                 break
-            if _idle(writer, settings.until_idle_seconds):
+            if _idle(writer, query, settings.until_idle_seconds):
                 log.info(
                     "no new alerts for %.0f s and nothing left to read: stopping",
                     settings.until_idle_seconds,
@@ -141,9 +145,8 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
         failure = query.exception()
         if query.isActive:
             query.stop()
+        metrics.running.labels(settings.spec.name).set(0)
         writer.sinks.kafka.close()
-        if writer.sinks.hbase is not None:
-            writer.sinks.hbase.close()
         spark.stop()
     if failure is not None:
         raise RuntimeError(f"the streaming query failed: {failure}")
@@ -159,12 +162,14 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     )
 
 
-def _idle(writer: MicroBatchWriter, until_idle: float | None) -> bool:
-    if until_idle is None:
+def _idle(writer: MicroBatchWriter, query: Any, until_idle: float | None) -> bool:
+    """Nothing new for until_idle seconds, and Spark sees no data waiting in the source."""
+    if until_idle is None or time.monotonic() - writer.last_rows_at < until_idle:
         return False
-    quiet = time.monotonic() - writer.last_rows_at >= until_idle
-    caught_up = bool(writer.reports) and all(lag == 0 for lag in writer.lag.values())
-    return quiet and caught_up
+    if query.lastProgress is None:  # not even one trigger yet: Spark has not looked
+        return False
+    status = query.status
+    return not status["isDataAvailable"] and not status["isTriggerActive"]
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

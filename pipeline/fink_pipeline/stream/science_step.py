@@ -4,7 +4,7 @@ This is the function given to mapInPandas. It receives the raw Kafka records
 (value, topic, partition, offset, timestamp) and yields one row per message:
 a good alert with its science columns and one pass_<filter> flag per filter,
 or a rejected message with the reason and its original bytes (the dead-letter
-topic gets them). Per-module seconds ride along in `_timings` on the first row
+topic gets them). Given an HBase target, it also writes the good alerts' rows. Per-module seconds ride along in `_timings` on the first row
 of each chunk, since the tasks' Python workers cannot reach the driver's metrics.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ import pandas as pd
 from fink_pipeline.alerts.codec import decode_batch
 from fink_pipeline.alerts.columns import columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
+from fink_pipeline.stream.rows import hbase_cells, row_keys
+from fink_pipeline.stream.sinks import HBaseWriter
 
 META_COLUMNS = {
     "_topic": "string",
@@ -32,6 +35,7 @@ META_COLUMNS = {
     "_timings": "string",
 }
 DECODE_TIMING = "decode"
+HBASE_TIMING = "sink:hbase"  # not a module: reported as a stage of the batch
 _NULLABLE_DTYPE = {"bigint": "Int64", "int": "Int32", "boolean": "boolean"}
 
 
@@ -40,10 +44,49 @@ def pass_column(filter_name: str) -> str:
 
 
 @dataclass(frozen=True)
+class HBaseTarget:
+    """Where the tasks write their alerts' rows; each family with the columns it holds."""
+
+    host: str
+    port: int
+    table: str
+    families: tuple[tuple[str, tuple[str, ...]], ...]
+    salt_digits: int = 0
+
+
+def hbase_families(plan: SciencePlan, family_names: Sequence[str]) -> dict[str, list[str]]:
+    """The alert's columns go to the first family, module columns and flags to the second.
+
+    With a single family everything goes there.
+    """
+    alert = list(columns_for(plan.survey))
+    science = [*plan.added_columns(), *[pass_column(f.name) for f, _ in plan.filters]]
+    if len(family_names) == 1:
+        return {family_names[0]: alert + science}
+    return {family_names[0]: alert, family_names[1]: science}
+
+
+_HBASE_WRITERS: dict[tuple[str, int, str], HBaseWriter] = {}
+
+
+def _hbase_writer(target: HBaseTarget) -> HBaseWriter:
+    """One connection per Python worker and table; Spark reuses its workers across tasks."""
+    key = (target.host, target.port, target.table)
+    if key not in _HBASE_WRITERS:
+        _HBASE_WRITERS[key] = HBaseWriter(target.host, target.port, target.table)
+    return _HBASE_WRITERS[key]
+
+
+@dataclass(frozen=True)
 class ScienceStep:
-    """Picklable: Spark ships it to its Python workers with the plan inside."""
+    """Picklable: Spark ships it to its Python workers with the plan inside.
+
+    With an HBase target the tasks also write their alerts' rows, in parallel and
+    close to the data, before the driver commits the batch's Kafka transaction.
+    """
 
     plan: SciencePlan
+    hbase: HBaseTarget | None = None
 
     @property
     def alert_columns(self) -> dict[str, str]:
@@ -74,6 +117,12 @@ class ScienceStep:
         for name, mask in select(enriched, self.plan).items():
             enriched[pass_column(name)] = mask.to_numpy(dtype=bool)
         good_positions = good["_position"].to_numpy(np.int64)
+        if self.hbase is not None and len(enriched):
+            started = time.perf_counter()
+            keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
+            cells = hbase_cells(enriched, {f: list(c) for f, c in self.hbase.families})
+            _hbase_writer(self.hbase).put(keys, cells)
+            timings[HBASE_TIMING] = time.perf_counter() - started
         enriched["_reject"] = None
         enriched["_raw"] = None
 
@@ -84,7 +133,13 @@ class ScienceStep:
         )
         rejected["_reject"] = [r.reason for r in decoded.rejects]
         rejected["_raw"] = [raw["value"].iat[p] for p in reject_positions]
-        out = pd.concat([_nullable(enriched, self.output_columns), rejected], ignore_index=True)
+        out = _nullable(enriched, self.output_columns)
+        if len(rejected):
+            with warnings.catch_warnings():
+                # pandas warns that all-None columns will count in the dtypes one day;
+                # either way the result converts to the same Arrow/Spark types
+                warnings.simplefilter("ignore", FutureWarning)
+                out = pd.concat([out, rejected], ignore_index=True)
         positions = np.concatenate([good_positions, reject_positions])
         out["_topic"] = raw["topic"].to_numpy(dtype=object)[positions]
         out["_partition"] = raw["partition"].to_numpy(np.int64)[positions].astype(np.int32)

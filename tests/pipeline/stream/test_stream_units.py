@@ -12,9 +12,9 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from fink_pipeline.science import plan_for
 from fink_pipeline.stream import rows
-from fink_pipeline.stream.batch import hbase_families, source_ends
+from fink_pipeline.stream.batch import source_ends
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
-from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.science_step import ScienceStep, hbase_families
 
 
 def test_row_keys_are_object_then_time_and_salting_is_stable() -> None:
@@ -115,19 +115,17 @@ def test_source_ends_are_one_past_the_last_offset_per_partition() -> None:
 
 
 def test_alert_columns_go_to_the_first_family_science_to_the_second() -> None:
-    step = ScienceStep(
-        plan_for(
-            "ztf", ["quality_cuts", "solar_system", "lightcurve_features"], ["fast_transients"]
-        )
+    plan = plan_for(
+        "ztf", ["quality_cuts", "solar_system", "lightcurve_features"], ["fast_transients"]
     )
-    two = hbase_families(step, ["i", "d"])
+    two = hbase_families(plan, ["i", "d"])
     assert (
         "candid" in two["i"]
         and two["d"][0] == "quality_ok"
         and two["d"][-1] == "pass_fast_transients"
     )
     assert not set(two["i"]) & set(two["d"])
-    one = hbase_families(step, ["all"])
+    one = hbase_families(plan, ["all"])
     assert set(one) == {"all"} and "candid" in one["all"] and "quality_ok" in one["all"]
 
 
