@@ -36,7 +36,7 @@ def test_a_scheduled_pod_runs_on_the_kwok_node(stack: Endpoints, namespace: str)
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "driver", "labels": {"spark-role": "driver"}},
-        "spec": {"containers": [{"name": "spark", "image": "apache/spark:4.1.1"}]},
+        "spec": {"containers": [{"name": "spark", "image": "apache/spark:4.2.0"}]},
     }
     core.create_namespaced_pod(namespace, pod)
     deadline = time.monotonic() + 60

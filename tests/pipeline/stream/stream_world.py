@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_pipeline.alerts import codec, generator
+from fink_pipeline.alerts.columns import ALERT_ID
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.spec import parse_pipeline
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
@@ -33,7 +34,10 @@ from fink_pipeline.stream.science_step import ScienceStep
 from fink_stack.endpoints import Endpoints
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
-FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
+FILTERS = {
+    "ztf": ["early_sn_candidates", "new_sso_candidates", "fast_transients"],
+    "lsst": ["fast_transients"],
+}
 FINK_PIPELINE = str(Path(sys.executable).with_name("fink-pipeline"))
 
 
@@ -42,6 +46,11 @@ class World:
     stack: Endpoints
     name: str
     directory: Path
+    survey: str = "ztf"
+
+    @property
+    def filters(self) -> list[str]:
+        return FILTERS[self.survey]
 
     @property
     def source(self) -> str:
@@ -72,10 +81,10 @@ class World:
             "kind": "BrokerPipeline",
             "metadata": {"name": self.name, "namespace": "tests"},
             "spec": {
-                "survey": "ztf",
+                "survey": self.survey,
                 "source": {"kafka": {"topic": self.source, "startingOffsets": "earliest"}},
                 "modules": [{"name": m} for m in MODULES],
-                "filters": [{"name": f, "topic": self.filter_topic(f)} for f in FILTERS],
+                "filters": [{"name": f, "topic": self.filter_topic(f)} for f in self.filters],
                 "sinks": {
                     "kafka": {
                         "deadLetterTopic": self.dead_letter_topic,
@@ -104,8 +113,9 @@ class World:
         admin.create_topics([NewTopic(self.source, num_partitions=2, replication_factor=1)])[
             self.source
         ].result(timeout=30)
-        values = [codec.encode(a, "ztf") for a in generator.generate_alerts(count, "ztf", seed)]
-        bad = [m for m, _ in generator.malformed_messages(malformed, "ztf", seed)]
+        alerts = generator.generate_alerts(count, self.survey, seed)
+        values = [codec.encode(a, self.survey) for a in alerts]
+        bad = [m for m, _ in generator.malformed_messages(malformed, self.survey, seed)]
         every = max(1, len(values) // max(1, len(bad)))
         mixed: list[bytes] = []
         for i, value in enumerate(values):
@@ -219,27 +229,28 @@ class World:
 def expected_selection(
     world: World, values: list[bytes]
 ) -> tuple[pd.DataFrame, dict[str, set[int]]]:
-    """The decoded alerts and, per filter, the candids its function selects, applied directly."""
+    """The decoded alerts and, per filter, the alert ids its function selects, applied directly."""
     spec = parse_pipeline(world.document())
     plan = plan_science(spec)
-    decoded = codec.decode_batch(values, "ztf").frame.drop(columns=["_position"])
+    decoded = codec.decode_batch(values, world.survey).frame.drop(columns=["_position"])
     enriched = enrich(decoded, plan)
     masks = select(enriched, plan)
-    return decoded, {name: set(decoded["candid"][mask].astype(int)) for name, mask in masks.items()}
+    ids = decoded[ALERT_ID[world.survey]]
+    return decoded, {name: set(ids[mask].astype(int)) for name, mask in masks.items()}
 
 
 def enriched_codec(world: World) -> EnrichedCodec:
     plan = plan_science(parse_pipeline(world.document()))
-    return EnrichedCodec(enriched_schema("ztf", ScienceStep(plan).alert_columns))
+    return EnrichedCodec(enriched_schema(world.survey, ScienceStep(plan).alert_columns))
 
 
-def topic_candids(world: World, codec_: EnrichedCodec, topic: str, filter_name: str) -> list[int]:
-    candids = []
+def topic_alert_ids(world: World, codec_: EnrichedCodec, topic: str, filter_name: str) -> list[int]:
+    ids = []
     for message in world.read_topic(topic):
         record = codec_.decode(message.value())
         assert filter_name in record[FILTERS_FIELD]
-        candids.append(int(record["candid"]))
-    return candids
+        ids.append(int(record[ALERT_ID[world.survey]]))
+    return ids
 
 
 def scrape(port: int) -> dict[str, float]:
