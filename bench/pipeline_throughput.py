@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from fink_pipeline.alerts import codec, generator
 from fink_pipeline.science import baseline, enrich, plan_science
 from fink_pipeline.spec import parse_pipeline
 from fink_pipeline.stream.batch import SOURCE_TIMESTAMP_HEADER
+from fink_pipeline.stream.observe import by_label, scrape_metrics
 from fink_stack import api
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
@@ -93,25 +93,6 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples
-
-
-def labelled(samples: dict[str, float], metric: str, label: str) -> dict[str, float]:
-    """{label value: sample} for one metric."""
-    found = {}
-    for key, value in samples.items():
-        if key.startswith(metric + "{") and f'{label}="' in key:
-            found[key.split(f'{label}="', 1)[1].split('"', 1)[0]] = value
-    return found
-
-
 class PipelineProcess:
     def __init__(self, pipeline_file: Path, checkpoint: Path, log: Path, *args: str) -> None:
         command = [
@@ -129,7 +110,7 @@ class PipelineProcess:
         key = f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}'
         while self.process.poll() is None:
             try:
-                self.samples = scrape(METRICS_PORT)
+                self.samples = scrape_metrics(METRICS_PORT)
             except OSError:
                 time.sleep(0.25)
                 continue
@@ -266,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     read = s.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0.0)
     busy = s.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0.0)
     batches = s.get(f'fink_pipeline_batch_duration_seconds_count{{pipeline="{name}"}}', 0.0)
-    modules = labelled(s, "fink_pipeline_module_seconds_total", "module")
-    stages = labelled(s, "fink_pipeline_stage_seconds_total", "stage")
-    written = labelled(s, "fink_pipeline_alerts_written_total", "sink")
+    modules = by_label(s, "fink_pipeline_module_seconds_total", "module")
+    stages = by_label(s, "fink_pipeline_stage_seconds_total", "stage")
+    written = by_label(s, "fink_pipeline_alerts_written_total", "sink")
     changes = [c for c in runner.read_changes if c[1] > 0]
     if read < len(values) or not busy:
         raise SystemExit(f"the pipeline read {read} of {len(values)} alerts; see {log}")

@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +39,11 @@ from typing import Any
 import happybase
 import pyarrow.parquet as pq
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 
 from fink_pipeline.science import plan_science
 from fink_pipeline.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
+from fink_pipeline.stream.observe import metric_sum, read_committed, scrape_metrics
 from fink_pipeline.stream.science_step import ScienceStep
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
@@ -136,27 +135,9 @@ def tail(path: Path, lines: int = 25) -> str:
 def scrape(port: int) -> dict[str, float]:
     """Prometheus samples `name{labels}` -> value; empty when nothing answers."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            text = reply.read().decode()
+        return scrape_metrics(port, timeout=2)
     except OSError:
         return {}
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                samples[key] = float(value)
-    return samples
-
-
-def metric(samples: dict[str, float], name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for key, value in samples.items():
-        base, _, rest = key.partition("{")
-        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            total += value
-    return total
 
 
 def port_in_use(port: int) -> bool:
@@ -243,7 +224,7 @@ def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     # A Ready condition may be left over from an earlier run: first wait for this operator's
     # own first pass (kopf writes the status right after the handler that counts it returns).
     deadline = time.monotonic() + 30
-    while metric(scrape(OPERATOR_METRICS_PORT), "controller_runtime_reconcile_total") < 1:
+    while metric_sum(scrape(OPERATOR_METRICS_PORT), "controller_runtime_reconcile_total") < 1:
         check_operator(demo)
         if time.monotonic() > deadline:
             raise DemoError("the operator has not reconciled the pipeline within 30 s")
@@ -354,11 +335,11 @@ def run_pipeline(demo: Demo, resource: Path, spec: PipelineSpec) -> dict[str, fl
         samples = scrape(PIPELINE_METRICS_PORT)
         if samples:
             last = samples
-            read = metric(samples, "fink_pipeline_alerts_read_total")
-            batches = metric(samples, "fink_pipeline_batches_total")
+            read = metric_sum(samples, "fink_pipeline_alerts_read_total")
+            batches = metric_sum(samples, "fink_pipeline_batches_total")
             if (read, batches) != shown:
                 shown = (read, batches)
-                lag = metric(samples, "fink_pipeline_input_lag_messages")
+                lag = metric_sum(samples, "fink_pipeline_input_lag_messages")
                 lag_text = f"{lag:.0f}" if batches else "(known after the first batch)"
                 print(
                     f"  [{time.monotonic() - started:5.1f} s] metrics: {read:.0f} messages read "
@@ -402,34 +383,10 @@ def run_pipeline(demo: Demo, resource: Path, spec: PipelineSpec) -> dict[str, fl
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every committed message of a topic (read_committed, from the beginning)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fink-demo-reader-{time.time_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is not None:
-            raise DemoError(f"topic {topic}: {metadata.error}")
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
-        consumer.assign(partitions)
-        messages: list[Any] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            # transaction markers take offsets too: done once every position reached the end
-            positions = {p.partition: p.offset for p in consumer.position(partitions)}
-            if all(positions[p] >= end for p, end in ends.items()):
-                return messages
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                messages.append(message)
-        raise DemoError(f"reading topic {topic} took over 60 s")
-    finally:
-        consumer.close()
+        return read_committed(bootstrap, topic)
+    except (LookupError, TimeoutError) as error:
+        raise DemoError(str(error)) from error
 
 
 def show_sinks(demo: Demo, spec: PipelineSpec, metrics: dict[str, float]) -> None:
@@ -499,7 +456,7 @@ def show_sinks(demo: Demo, spec: PipelineSpec, metrics: dict[str, float]) -> Non
             ("controller_runtime_reconcile_total", "fink_operator_managed", "fink_operator_pipel")
         ):
             print(f"    {key} {value:g}")
-    demo.summary["reconciles"] = metric(samples, "controller_runtime_reconcile_total")
+    demo.summary["reconciles"] = metric_sum(samples, "controller_runtime_reconcile_total")
     demo.summary["metrics"] = metrics
 
 
@@ -560,25 +517,25 @@ def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
         ("malformed messages produced", f"{demo.args.malformed}", ""),
         (
             "messages read by the pipeline",
-            f"{metric(m, 'fink_pipeline_alerts_read_total'):.0f}",
+            f"{metric_sum(m, 'fink_pipeline_alerts_read_total'):.0f}",
             "",
         ),
     ]
     for name, (topic, total) in s["filters"].items():
-        passed = metric(m, "fink_pipeline_filter_passed_total", filter=name)
+        passed = metric_sum(m, "fink_pipeline_filter_passed_total", filter=name)
         rows.append((f"filter {name}", f"{passed:.0f}", f"{total} in {topic}"))
     rows += [
         (
             "dead letters",
-            f"{metric(m, 'fink_pipeline_alerts_written_total', sink='dead_letter'):.0f}",
+            f"{metric_sum(m, 'fink_pipeline_alerts_written_total', sink='dead_letter'):.0f}",
             f"{s['dead']} in {spec.kafka_sink.dead_letter_topic}",
         ),
     ]
     if "hbase" in s and spec.hbase_sink is not None:
-        written = metric(m, "fink_pipeline_alerts_written_total", sink="hbase")
+        written = metric_sum(m, "fink_pipeline_alerts_written_total", sink="hbase")
         rows.append(("HBase rows", f"{written:.0f}", f"{s['hbase']} in {spec.hbase_sink.table}"))
     if "parquet" in s:
-        written = metric(m, "fink_pipeline_alerts_written_total", sink="parquet")
+        written = metric_sum(m, "fink_pipeline_alerts_written_total", sink="parquet")
         rows.append(("Parquet rows", f"{written:.0f}", f"{s['parquet']} in {spec.archive_path}"))
     rows.append(("operator reconcile passes", f"{s['reconciles']:.0f}", ""))
     print(f"{'':<32} {'this run':>9}   all runs")
@@ -591,7 +548,7 @@ Look further (the stack keeps running):
   kubectl get bp -n {NAMESPACE}; kubectl describe bp {PIPELINE} -n {NAMESPACE}
   .venv/bin/fink-pipeline schema -f {_short(str(demo.state / f"{PIPELINE}.yaml"))}
   logs: {_short(str(demo.operator_log))}, {_short(str(demo.pipeline_log))}
-  docs: docs/operator.md, docs/alerts.md, docs/science.md
+  docs: docs/operator.md, docs/pipeline.md, docs/science.md, docs/alerts.md
 Run `make demo` again to stream the next seed's alerts; `.venv/bin/fink-stack down` stops the stack."""
     )
 

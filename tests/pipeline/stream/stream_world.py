@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from fink_pipeline.alerts.columns import ALERT_ID
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.spec import parse_pipeline
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
+from fink_pipeline.stream.observe import read_committed
 from fink_pipeline.stream.science_step import ScienceStep
 from fink_stack.endpoints import Endpoints
 
@@ -183,33 +183,7 @@ class World:
 
     def read_topic(self, topic: str) -> list[Any]:
         """Every committed message of a topic (read_committed, from the beginning)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.stack.kafka_bootstrap,
-                "group.id": f"reader-{time.monotonic_ns()}",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-            ends = {
-                p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions
-            }
-            consumer.assign(partitions)
-            messages: list[Any] = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                positions = {p.partition: p.offset for p in consumer.position(partitions)}
-                if all(positions[p] >= end for p, end in ends.items()):
-                    break
-                message = consumer.poll(0.5)
-                if message is not None and message.error() is None:
-                    messages.append(message)
-            return messages
-        finally:
-            consumer.close()
+        return read_committed(self.stack.kafka_bootstrap, topic)
 
     def committed_offsets(self) -> int:
         """How many source messages the pipeline's transactions have committed so far."""
@@ -251,17 +225,6 @@ def topic_alert_ids(world: World, codec_: EnrichedCodec, topic: str, filter_name
         assert filter_name in record[FILTERS_FIELD]
         ids.append(int(record[ALERT_ID[world.survey]]))
     return ids
-
-
-def scrape(port: int) -> dict[str, float]:
-    """Metric samples (name{labels} -> value) from a Prometheus endpoint."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

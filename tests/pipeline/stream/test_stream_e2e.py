@@ -13,12 +13,12 @@ from stream_world import (
     expected_selection,
     iter_until,
     kill,
-    scrape,
     topic_alert_ids,
 )
 
 from fink_pipeline.alerts import codec
 from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.stream.observe import metric_sum, scrape_metrics
 from fink_pipeline.stream.rows import nights, row_keys
 from fink_stack.endpoints import Endpoints
 
@@ -78,10 +78,10 @@ def test_alerts_flow_to_every_sink_exactly_once_and_bad_ones_to_dead_letters(
         if process.poll() is not None:
             break
         try:
-            samples = scrape(port)
+            samples = scrape_metrics(port)
         except OSError:
             continue
-        read = samples.get(f'fink_pipeline_alerts_read_total{{pipeline="{world.name}"}}', 0.0)
+        read = metric_sum(samples, "fink_pipeline_alerts_read_total", pipeline=world.name)
         if not seen or read > seen[-1]:
             seen.append(read)
     world.wait(process)
