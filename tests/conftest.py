@@ -8,8 +8,10 @@ itself, so a stack a developer already runs is left as it was.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,33 @@ def stack() -> Iterator[Endpoints]:
     yield endpoints
     if started_here and os.environ.get("FINK_STACK_KEEP") != "1":
         api.down()
+
+
+@pytest.fixture(scope="session")
+def spark(stack: Endpoints) -> Iterator[Any]:
+    """The test session's one in-process SparkSession, with the stack's Kafka connector.
+
+    A JVM holds one SparkContext at a time and a later session would not see jars
+    given to it after the JVM started, so every in-process Spark test shares this one.
+    """
+    # Python workers start as $PYSPARK_PYTHON (default: the first python3 on PATH, which
+    # may lack our packages); spark.pyspark.python alone does not reach local mode
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    assert stack.spark_jars, "the stack provides no Spark connector jars"
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("fink-tests")
+        .config("spark.jars", ",".join(str(p) for p in stack.spark_jars))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -11,9 +13,9 @@ from fink_stack.endpoints import Endpoints
 pytestmark = pytest.mark.stack
 
 
-def test_pyspark_reads_a_kafka_topic_with_the_connector(stack: Endpoints, unique_name: str) -> None:
-    from pyspark.sql import SparkSession
-
+def test_pyspark_reads_a_kafka_topic_with_the_connector(
+    stack: Endpoints, spark: Any, unique_name: str
+) -> None:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     admin.create_topics([NewTopic(unique_name, num_partitions=3, replication_factor=1)])[
         unique_name
@@ -23,17 +25,6 @@ def test_pyspark_reads_a_kafka_topic_with_the_connector(stack: Endpoints, unique
         producer.produce(unique_name, value=f"{i}".encode(), partition=i % 3)
     assert producer.flush(30) == 0
 
-    assert stack.spark_jars, "the stack provides no Spark connector jars"
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("stack-probe")
-        .config("spark.jars", ",".join(str(p) for p in stack.spark_jars))
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
     frame = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", stack.kafka_bootstrap)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,29 +15,10 @@ from fink_pipeline.science import enrich, plan_for, select
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
 FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
 
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[object]:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # Python workers start as $PYSPARK_PYTHON (default: the first python3 on PATH, which
-    # may lack our packages); spark.pyspark.python alone does not reach local mode
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("science-in-spark")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+pytestmark = pytest.mark.stack  # the session's SparkSession comes with the stack's jars
 
 
-def test_enrich_and_select_in_spark_match_pandas(spark) -> None:  # type: ignore[no-untyped-def]
+def test_enrich_and_select_in_spark_match_pandas(spark: Any) -> None:
     plan = plan_for("ztf", MODULES, FILTERS)
     columns = columns_for("ztf")
     frame = frame_of(random_ztf_rows(240, seed=21))[list(columns)]
