@@ -64,14 +64,22 @@ def read_committed(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Me
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise LookupError(f"topic {topic}: {metadata.error if metadata else 'not found'}")
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
+        bounds = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in metadata.partitions
+        }
+        partitions = [TopicPartition(topic, p, low) for p, (low, _) in bounds.items()]
+        ends = {p: high for p, (_, high) in bounds.items()}
         consumer.assign(partitions)
         messages: list[Message] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             # transaction markers take offsets too: done once every position reached the end
-            positions = {p.partition: p.offset for p in consumer.position(partitions)}
+            # an empty partition is never fetched: its position stays invalid (< 0)
+            positions = {
+                p.partition: p.offset if p.offset >= 0 else bounds[p.partition][0]
+                for p in consumer.position(partitions)
+            }
             if all(positions[p] >= end for p, end in ends.items()):
                 return messages
             message = consumer.poll(0.5)
