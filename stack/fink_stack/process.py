@@ -71,6 +71,20 @@ def read(pidfile: Path) -> Running | None:
     return running if is_ours(running) else None
 
 
+def alive(running: Running) -> bool:
+    """The process still runs (a zombie does not), whatever its environment says.
+
+    Right after spawn, until the child's exec completes, /proc/PID/environ still
+    shows the parent's environment, without the marker: a just-started server is
+    judged by this, not by is_ours.
+    """
+    try:
+        status = Path(f"/proc/{running.pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def is_ours(running: Running) -> bool:
     try:
         environ = Path(f"/proc/{running.pid}/environ").read_bytes()

@@ -159,7 +159,7 @@ def _wait_healthy(layout: Layout, service: Service, running: process.Running) ->
     while time.monotonic() < deadline:
         if service.probe(layout):
             return
-        if not process.is_ours(running):
+        if not process.alive(running):
             raise StackError(
                 f"{service.name} exited during start-up; its log is {log}; last lines:\n"
                 + process.tail(log)

@@ -69,3 +69,16 @@ def test_spawned_service_is_stopped_by_its_pidfile(tmp_path: Path) -> None:
     assert process.stop(pidfile, grace_seconds=5) is True
     assert not process.is_ours(running)
     assert not pidfile.exists()
+
+
+def test_a_running_process_without_the_marker_is_alive_but_not_ours(tmp_path: Path) -> None:
+    """What a just-spawned server looks like until its exec completes: start-up must wait."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = process.Running(pid=stranger.pid, marker=f"test@{tmp_path}")
+        assert process.alive(running) and not process.is_ours(running)
+        stranger.kill()
+        stranger.wait()
+        assert not process.alive(running)
+    finally:
+        stranger.kill()
