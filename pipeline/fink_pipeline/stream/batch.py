@@ -80,7 +80,9 @@ class MicroBatchWriter:
         except Exception:
             self.metrics.batches.labels(self.pipeline, "failed").inc()
             log.exception(
-                "micro-batch %d failed; Spark will retry it from the checkpoint", batch_id
+                "micro-batch %d failed: the query stops, and a restart replays the batch "
+                "from the checkpoint without duplicating what it had written",
+                batch_id,
             )
             raise
         self.reports.append(report)
