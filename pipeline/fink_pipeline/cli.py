@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from fink_pipeline.science import SciencePlan, plan_science
 from fink_pipeline.spec import PipelineSpec, SpecError, parse_pipeline
 
 EXIT_INVALID = 2
@@ -29,14 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        spec = load(args.file, args.namespace)
-        return int(args.command(args, spec))
+        spec, plan = load(args.file, args.namespace)
+        return int(args.command(args, spec, plan))
     except SpecError as error:
         print(f"{args.file}: invalid pipeline: {error}", file=sys.stderr)
         return EXIT_INVALID
 
 
-def load(path: str, namespace: str | None) -> PipelineSpec:
+def load(path: str, namespace: str | None) -> tuple[PipelineSpec, SciencePlan]:
+    """The pipeline and its checked science plan (science mistakes are SpecErrors too)."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     documents = [d for d in yaml.safe_load_all(text) if d]
     pipelines = [d for d in documents if d.get("kind") == "BrokerPipeline"]
@@ -46,16 +48,10 @@ def load(path: str, namespace: str | None) -> PipelineSpec:
     if namespace:
         document.setdefault("metadata", {})["namespace"] = namespace
     spec = parse_pipeline(document)
-    from fink_pipeline.science import plan_science
-
-    plan_science(spec)  # science mistakes are SpecErrors too
-    return spec
+    return spec, plan_science(spec)
 
 
-def validate(args: argparse.Namespace, spec: PipelineSpec) -> int:
-    from fink_pipeline.science import plan_science
-
-    plan = plan_science(spec)
+def validate(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
     print(f"pipeline {spec.namespace}/{spec.name} ({spec.survey}) is valid")
     print(f"  source: {spec.source.topic}")
     for module, parameters in plan.modules:
@@ -71,17 +67,16 @@ def validate(args: argparse.Namespace, spec: PipelineSpec) -> int:
     return 0
 
 
-def schema(args: argparse.Namespace, spec: PipelineSpec) -> int:
-    from fink_pipeline.science import plan_science
+def schema(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
     from fink_pipeline.stream.enriched import enriched_schema
     from fink_pipeline.stream.science_step import ScienceStep
 
-    step = ScienceStep(plan_science(spec))
+    step = ScienceStep(plan)
     print(json.dumps(enriched_schema(spec.survey, step.alert_columns), indent=2))
     return 0
 
 
-def run(args: argparse.Namespace, spec: PipelineSpec) -> int:
+def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
     from fink_pipeline.stream import settings as run_settings
     from fink_pipeline.stream.provision import NotReady, ensure_ready
     from fink_pipeline.stream.runner import run as run_pipeline

@@ -86,13 +86,11 @@ def alive(running: Running) -> bool:
 
 
 def is_ours(running: Running) -> bool:
+    if not alive(running):  # gone, or a zombie, which is gone for our purposes
+        return False
     try:
         environ = Path(f"/proc/{running.pid}/environ").read_bytes()
-        status = Path(f"/proc/{running.pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    state = status.rsplit(")", 1)[-1].split()[0]
-    if state == "Z":  # a zombie is gone for our purposes
         return False
     return f"{MARKER_VARIABLE}={running.marker}".encode() in environ.split(b"\0")
 

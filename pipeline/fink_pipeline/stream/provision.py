@@ -31,15 +31,21 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
                 f"{settings.source_bootstrap}: produce alerts into it first (e.g. "
                 f"fink-alerts produce --topic {spec.source.topic} --create-topic)"
             )
-        sink_admin = KafkaAdmin(settings.sink_bootstrap, timeout=15.0)
-        missing = [t for t in desired.topics if t.name not in sink_admin.list_names()]
+        sink_admin = (
+            source_admin
+            if settings.sink_bootstrap == settings.source_bootstrap
+            else KafkaAdmin(settings.sink_bootstrap, timeout=15.0)
+        )
+        existing = sink_admin.list_names()
+        missing = [t for t in desired.topics if t.name not in existing]
         if missing and not create_missing:
             raise NotReady(
                 f"topic(s) {', '.join(t.name for t in missing)} do not exist in Kafka at "
                 f"{settings.sink_bootstrap}: apply the BrokerPipeline with the operator running, "
                 "or pass --create-missing"
             )
-        created += sink_admin.create(missing)
+        if missing:
+            created += sink_admin.create(missing)
         if desired.table is not None:
             with HBaseAdmin(settings.thrift_host, settings.thrift_port, timeout=15.0) as hbase:
                 if not hbase.exists(desired.table.name):

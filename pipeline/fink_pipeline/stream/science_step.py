@@ -120,7 +120,7 @@ class ScienceStep:
         if self.hbase is not None and len(enriched):
             started = time.perf_counter()
             keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
-            cells = hbase_cells(enriched, {f: list(c) for f, c in self.hbase.families})
+            cells = hbase_cells(enriched, dict(self.hbase.families))
             _hbase_writer(self.hbase).put(keys, cells)
             timings[HBASE_TIMING] = time.perf_counter() - started
         enriched["_reject"] = None
