@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -18,8 +20,13 @@ def test_admin_client_creates_a_topic_with_its_settings(stack: Endpoints, unique
     )
     admin.create_topics([topic])[unique_name].result(timeout=30)
 
-    metadata = admin.list_topics(unique_name, timeout=10)
-    assert len(metadata.topics[unique_name].partitions) == 3
+    # a created topic reaches the broker's metadata cache a moment after the reply
+    deadline = time.monotonic() + 15
+    metadata = admin.list_topics(unique_name, timeout=10).topics[unique_name]
+    while metadata.error is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        metadata = admin.list_topics(unique_name, timeout=10).topics[unique_name]
+    assert len(metadata.partitions) == 3
     resource = ConfigResource(ConfigResource.Type.TOPIC, unique_name)
     configs = admin.describe_configs([resource])[resource].result(timeout=10)
     assert configs["retention.ms"].value == "3600000"
