@@ -41,9 +41,9 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.science import baseline, enrich, plan_science
-from fink_pipeline.spec import parse_pipeline
 from fink_pipeline.stream.batch import SOURCE_TIMESTAMP_HEADER
 from fink_pipeline.stream.observe import by_label, scrape_metrics
 from fink_stack import api

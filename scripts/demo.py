@@ -40,8 +40,8 @@ import happybase
 import pyarrow.parquet as pq
 import yaml
 
+from fink_core.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.science import plan_science
-from fink_pipeline.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import metric_sum, read_committed, scrape_metrics
 from fink_pipeline.stream.science_step import ScienceStep

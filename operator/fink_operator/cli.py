@@ -1,11 +1,8 @@
-"""`fink-operator`: run the operator against a kubeconfig, or print/install its CRD.
+"""`fink-operator`: run the operator against a cluster, or print/install its CRDs.
 
-    fink-operator run --kubeconfig ~/.kube/config --namespace fink --metrics-port 8080
-    fink-operator crd > manifests/crds/brokerpipelines.fink.broker.dev.yaml
-    fink-operator install-crd --kubeconfig ~/.kube/config
-
-Connection defaults come from the flags, else from FINK_KAFKA_BOOTSTRAP and
-FINK_HBASE_THRIFT (what `fink-stack env` exports), else 127.0.0.1:9092/9090.
+Exit codes: 0 stopped on request (Ctrl-C, SIGTERM); 1 stopped on an error
+(the API server unreachable, a kubeconfig without credentials, ...); 2 a bad
+command line (an address without a port, a missing file).
 """
 
 from __future__ import annotations
@@ -17,13 +14,33 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import crd
-from .config import CONFIG
-from .connections import Defaults
+from fink_core import crd as pipeline_crd
+from fink_core.connections import ENV_HBASE, ENV_HBASE_ADMIN, ENV_KAFKA, Defaults
+from fink_core.errors import SpecError
+from fink_operator import claims
+from fink_operator.config import OperatorConfig
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+EPILOG = f"""examples:
+  fink-operator run --kubeconfig ~/.kube/config -n fink      # one namespace (repeatable)
+  fink-operator run -A                                       # every namespace
+  fink-operator crd > crds.yaml && kubectl apply -f crds.yaml
+  fink-operator install-crd --kubeconfig ~/.kube/config
+
+Connection defaults for what a pipeline leaves unset: the flags, else ${ENV_KAFKA},
+${ENV_HBASE} and ${ENV_HBASE_ADMIN} (what `fink-stack env` exports), else 127.0.0.1.
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fink-operator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fink-operator",
+        description=__doc__.split("\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="reconcile BrokerPipelines until interrupted")
@@ -33,77 +50,112 @@ def _parser() -> argparse.ArgumentParser:
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument("--kafka-bootstrap", help=f"default Kafka (else ${ENV_KAFKA})")
+    run.add_argument("--hbase-thrift", help=f"default HBase Thrift host:port (else ${ENV_HBASE})")
     run.add_argument(
-        "--kafka-bootstrap", default=os.environ.get("FINK_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    )
-    run.add_argument(
-        "--hbase-thrift", default=os.environ.get("FINK_HBASE_THRIFT", "127.0.0.1:9090")
+        "--hbase-admin", help=f"default HBase Thrift2 host:port (else ${ENV_HBASE_ADMIN})"
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="0 disables /metrics")
     run.add_argument("--metrics-address", default="0.0.0.0")
     run.add_argument("--liveness", help="e.g. http://0.0.0.0:8081/healthz")
-    run.add_argument("--drift-interval", type=float, default=60.0, help="seconds (default 60)")
+    run.add_argument(
+        "--drift-interval", type=float, default=30.0, help="seconds between drift sweeps (30)"
+    )
     run.add_argument("--server-timeout", type=float, default=5.0, help="per Kafka/HBase call")
     run.add_argument("--max-backoff", type=float, default=60.0, help="retry delay ceiling")
     run.add_argument("--cleanup-timeout", type=float, default=600.0)
+    run.add_argument("--workers", type=int, default=8, help="passes run at once (8)")
     run.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("-v", "--verbose", action="store_true")
 
-    commands.add_parser("crd", help="print the BrokerPipeline CRD as YAML")
-    install = commands.add_parser("install-crd", help="create or update the CRD in a cluster")
+    commands.add_parser("crd", help="print the CRDs (BrokerPipeline, SinkClaim) as YAML")
+    install = commands.add_parser("install-crd", help="create or update the CRDs in a cluster")
     install.add_argument("--kubeconfig")
     return parser
+
+
+def render_crds() -> str:
+    return pipeline_crd.render_yaml() + "---\n" + claims.render_yaml()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "crd":
-        sys.stdout.write(crd.render_yaml())
+        sys.stdout.write(render_crds())
         return 0
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        print(f"fink-operator: no kubeconfig at {args.kubeconfig}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "install-crd":
-        from .install import install_crd
+        from fink_operator.install import install_crd
 
-        install_crd(args.kubeconfig)
-        print(f"customresourcedefinition/{crd.CRD_NAME} applied")
+        try:
+            names = install_crd(args.kubeconfig)
+        except Exception as error:
+            print(f"fink-operator: could not install the CRDs: {_short(error)}", file=sys.stderr)
+            return EXIT_ERROR
+        for name in names:
+            print(f"customresourcedefinition/{name} applied")
         return 0
-    return _run(args)
+    try:
+        config = OperatorConfig(
+            defaults=Defaults.from_environment(
+                kafka_bootstrap=args.kafka_bootstrap,
+                hbase_thrift=args.hbase_thrift,
+                hbase_admin=args.hbase_admin,
+            ),
+            kubeconfig=args.kubeconfig,
+            drift_interval=args.drift_interval,
+            server_timeout=args.server_timeout,
+            max_backoff=args.max_backoff,
+            cleanup_timeout=args.cleanup_timeout,
+            step_delay=args.step_delay,
+            workers=args.workers,
+        )
+    except SpecError as error:
+        print(f"fink-operator: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(args, config)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.kubeconfig:
-        # kopf's login handler reads it from here, and the kubernetes library reads it
-        # once, at import: so set it before importing anything that imports kubernetes
-        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
-
+def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
     import kopf
 
-    from . import handlers, metrics
-
-    host, _, port = args.hbase_thrift.rpartition(":")
-    CONFIG.defaults = Defaults(
-        kafka_bootstrap=args.kafka_bootstrap, hbase_host=host or "127.0.0.1", hbase_port=int(port)
-    )
-    CONFIG.kubeconfig = args.kubeconfig
-    CONFIG.drift_interval = args.drift_interval
-    CONFIG.server_timeout = args.server_timeout
-    CONFIG.max_backoff = args.max_backoff
-    CONFIG.cleanup_timeout = args.cleanup_timeout
-    CONFIG.step_delay = args.step_delay
+    from fink_operator import handlers, metrics
 
     kopf.configure(verbose=args.verbose)
-    logging.getLogger("fink_operator.librdkafka").setLevel(logging.CRITICAL)
-    handlers.register_drift_timer(args.drift_interval)
+    logging.getLogger("fink_core.librdkafka").setLevel(logging.CRITICAL)
+    try:
+        runtime = handlers.make_runtime(config)
+    except Exception as error:
+        print(f"fink-operator: cannot reach Kubernetes: {_short(error)}", file=sys.stderr)
+        return EXIT_ERROR
     if args.metrics_port:
-        metrics.serve(args.metrics_port, args.metrics_address)
+        try:
+            metrics.serve(args.metrics_port, args.metrics_address)
+        except OSError as error:
+            print(
+                f"fink-operator: cannot serve metrics on {args.metrics_address}:"
+                f"{args.metrics_port}: {error.strerror}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     try:
         kopf.run(
             standalone=True,
             clusterwide=args.all_namespaces or not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
+            memo=kopf.Memo(runtime=runtime),
         )
-    except KeyboardInterrupt:
-        pass
-    except asyncio.CancelledError:
-        pass
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    except Exception as error:
+        print(f"fink-operator: stopped on an error: {_short(error)}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"

@@ -62,12 +62,25 @@ def _order(kind: str | None) -> tuple[int, str]:
 
 
 def overall(parts: Iterable[Condition]) -> Condition:
-    """Ready is True when every part is; otherwise it repeats the first part that is not."""
+    """Ready is True when every part is; otherwise it repeats the first part that is not.
+
+    The parts are those the pipeline has (a pipeline without an HBase sink has a
+    TablesReady part that is True with reason NoTable), so Ready never waits on
+    something the spec does not ask for.
+    """
     parts = list(parts)
     for part in parts:
         if part.status is not True:
             return Condition(READY, part.status, part.reason, part.message)
-    return Condition(READY, True, "Reconciled", "topics and table exist as the spec declares")
+    return Condition(READY, True, "Reconciled", "; ".join(p.message for p in parts))
+
+
+def transitions(
+    previous: Iterable[Mapping[str, Any]] | None, current: Iterable[Condition]
+) -> list[Condition]:
+    """Conditions whose status or reason differs from before: what deserves an event."""
+    old = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or ()}
+    return [c for c in current if old.get(c.type) != (c.status_text, c.reason)]
 
 
 def phase(ready: Condition, waiting: bool) -> str:

@@ -1,27 +1,31 @@
-"""Operator-wide settings, filled from the command line before kopf starts the handlers."""
+"""Operator-wide settings: built once from the command line, passed to every handler.
+
+Nothing here is a mutable global: `cli.py` builds an OperatorConfig, the
+operator context (`context.py`) carries it to the handlers through kopf's memo,
+and a unit test builds its own with fakes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .connections import Defaults
+from fink_core.connections import Defaults
+from fink_core.spec import API_GROUP
 
-GROUP = "fink.broker.dev"
+GROUP = API_GROUP
 FINALIZER = f"{GROUP}/cleanup"
 
 
-@dataclass
+@dataclass(frozen=True)
 class OperatorConfig:
     defaults: Defaults = field(default_factory=Defaults)
-    drift_interval: float = 60.0  # seconds between drift checks of each pipeline
+    drift_interval: float = 30.0  # seconds between drift sweeps over every pipeline
     server_timeout: float = 5.0  # per Kafka/HBase admin call
     max_backoff: float = 60.0  # ceiling of the retry delay when a server is down
     cleanup_timeout: float = 600.0  # give up deleting data of a gone cluster after this
     kubeconfig: str | None = None
     step_delay: float = 0.0  # test hook: pause between topic creations
-
-
-CONFIG = OperatorConfig()
+    workers: int = 8  # passes run at once
 
 
 def backoff(retry: int, ceiling: float) -> float:

@@ -1,51 +1,92 @@
-"""The few Kubernetes reads the operator does itself (kopf does the watching and patching)."""
+"""The operator's Kubernetes client and the few calls it makes itself (kopf does the watching).
+
+The status patch here is for the drift sweep, which runs outside kopf's
+handlers; handlers write status through kopf's patch.
+"""
 
 from __future__ import annotations
 
-import base64
-import functools
+import logging
+import os
 from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from .config import CONFIG
-from .connections import Reader
+from fink_core import crd
+from fink_core.connections import Reader
+from fink_core.references import kubernetes_readers
+
+log = logging.getLogger(__name__)
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
-@functools.cache
-def _core() -> client.CoreV1Api:
-    if CONFIG.kubeconfig:
-        api = config.new_client_from_config(config_file=CONFIG.kubeconfig)
-    else:
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """From the given kubeconfig, else in-cluster, else $KUBECONFIG / ~/.kube/config."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+def connection_info(api: client.ApiClient) -> Any:
+    """kopf's login from a loaded client configuration (server, CA, client cert or token)."""
+    import kopf
+
+    configuration = api.configuration
+    token = (configuration.api_key or {}).get("authorization", "")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        token=token.removeprefix("Bearer ").strip() or None,
+    )
+
+
+def readers(api: client.ApiClient) -> Any:
+    core = client.CoreV1Api(api)
+
+    def for_namespace(namespace: str) -> tuple[Reader, Reader]:
+        return kubernetes_readers(core, namespace)
+
+    return for_namespace
+
+
+def changed_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `new` that differ from `old`: a status patch that writes nothing idle."""
+    old = old or {}
+    return {k: v for k, v in new.items() if old.get(k) != v}
+
+
+def status_writer(api: client.ApiClient) -> Any:
+    custom = client.CustomObjectsApi(api)
+
+    def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        patch = changed_status(body.get("status"), status)
+        if not patch:
+            return
+        metadata = body["metadata"]
         try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api = client.ApiClient()
-    return client.CoreV1Api(api)
-
-
-def configmap_reader(namespace: str) -> Reader:
-    def read(name: str) -> Mapping[str, str] | None:
-        try:
-            return _core().read_namespaced_config_map(name, namespace).data or {}
+            custom.patch_namespaced_custom_object_status(
+                crd.GROUP,
+                crd.VERSION,
+                metadata["namespace"],
+                crd.PLURAL,
+                metadata["name"],
+                {"status": patch},
+            )
         except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+            if error.status != 404:  # deleted meanwhile: nothing to say any more
+                log.warning("could not write the status of %s: %s", metadata["name"], error)
 
-    return read
-
-
-def secret_reader(namespace: str) -> Reader:
-    def read(name: str) -> Mapping[str, str] | None:
-        try:
-            data = _core().read_namespaced_secret(name, namespace).data or {}
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v).decode() for k, v in data.items()}
-
-    return read
+    return write

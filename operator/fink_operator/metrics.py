@@ -4,7 +4,8 @@ controller_runtime_reconcile_total{controller,result}, ..._errors_total and
 ..._time_seconds are what Grafana's controller-runtime dashboards read; the
 fink_operator_* series add what is specific to us: passes by kind (create,
 update, resume, delete, drift), errors by reason, and the topics and tables
-the operator manages.
+the operator manages, events posted, drift sweeps. Calls to Kafka and HBase
+are counted by the shared core (fink_backend_calls_total).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ ERRORS = Counter(
 MANAGED_TOPICS = Gauge("fink_operator_managed_topics", "Kafka topics owned by pipelines")
 MANAGED_TABLES = Gauge("fink_operator_managed_tables", "HBase tables owned by pipelines")
 PIPELINES = Gauge("fink_operator_pipelines", "BrokerPipeline resources known to the operator")
+EVENTS = Counter(
+    "fink_operator_events_total", "Kubernetes events posted, by type and reason", ["type", "reason"]
+)
+SWEEPS = Counter("fink_operator_drift_sweeps_total", "Drift sweeps over every known pipeline")
+DRIFTED = Counter(
+    "fink_operator_drift_detected_total", "Pipelines a sweep found drifted (a pass followed)"
+)
+SWEEP_TIME = Histogram(
+    "fink_operator_drift_sweep_seconds",
+    "Length of one drift sweep, passes included",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 _owned: dict[str, tuple[int, int]] = {}
 _owned_lock = threading.Lock()
@@ -60,6 +73,16 @@ def observe_pass(kind: str, result: str, seconds: float) -> None:
 
 def record_error(reason: str) -> None:
     ERRORS.labels(reason).inc()
+
+
+def record_event(kind: str, reason: str) -> None:
+    EVENTS.labels(kind, reason).inc()
+
+
+def observe_sweep(pipelines: int, drifted: int, seconds: float) -> None:
+    SWEEPS.inc()
+    DRIFTED.inc(drifted)
+    SWEEP_TIME.observe(seconds)
 
 
 def set_owned(uid: str, topics: int, tables: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .desired import FamilyState, TableState, TopicState
+from fink_core.resources import FamilyState, TableState, TopicState
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ def plan_topics(desired: Iterable[TopicState], observed: Mapping[str, TopicState
     """Decide topic by topic: create what is missing, grow, re-set drifted configs, or refuse.
 
     `observed` holds the topics that exist, with the values of the configs the
-    operator manages; a topic that exists but is absent from the operator's
-    records is adopted, as Strimzi does.
+    operator manages. Only topics this pipeline owns reach this point (see
+    ownership.py): whether a topic may be touched at all is decided before.
     """
     create: list[TopicState] = []
     grow: list[tuple[str, int, int]] = []
@@ -91,65 +91,44 @@ def _topic_refusals(topic: TopicState, current: TopicState) -> list[Refusal]:
 @dataclass(frozen=True)
 class TablePlan:
     create: TableState | None = None
+    add: tuple[FamilyState, ...] = ()
+    modify: tuple[tuple[FamilyState, FamilyState], ...] = ()  # (current, wanted)
     refusals: tuple[Refusal, ...] = field(default_factory=tuple)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.create or self.add or self.modify)
 
 
 def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] | None) -> TablePlan:
-    """Create a missing table; refuse any family change an existing table would need.
+    """Create a missing table; add and alter families in place; refuse removing one.
 
-    HBase's Thrift gateway (what happybase speaks) cannot modify a table, and a
-    removed family would lose its data, so every difference becomes a refusal
-    whose message gives the HBase shell command that makes it true. Once the
-    table matches, the next drift check clears the condition.
+    Through HBase's Thrift2 gateway a family's versions, TTL, compression and
+    bloom filter change in place (new settings apply to new files; HBase
+    rewrites old ones at its next major compaction) and families can be added.
+    A family the spec no longer lists is refused, never dropped: that would
+    destroy its data. Region splits only apply at creation.
     """
     if desired is None:
         return TablePlan()
     if observed is None:
         return TablePlan(create=desired)
-    refusals: list[Refusal] = []
     wanted = {f.name: f for f in desired.families}
-    for name in sorted(set(observed) - set(wanted)):
-        refusals.append(
-            Refusal(
-                desired.name,
-                "ColumnFamilyRemovalRefused",
-                f"table {desired.name} has column family {name!r} that the spec no longer "
-                f"lists: removing it would destroy its data, so the operator refuses; put it "
-                f"back in spec.sinks.hbase.columnFamilies (or drop it yourself in the HBase "
-                f"shell: alter '{desired.name}', 'delete' => '{name}')",
-            )
+    refusals = tuple(
+        Refusal(
+            desired.name,
+            "ColumnFamilyRemovalRefused",
+            f"table {desired.name} has column family {name!r} that the spec no longer "
+            f"lists: removing it would destroy its data, so the operator refuses; put it "
+            f"back in spec.sinks.hbase.columnFamilies (or drop it yourself in the HBase "
+            f"shell: alter '{desired.name}', 'delete' => '{name}')",
         )
-    for name, family in wanted.items():
-        current = observed.get(name)
-        if current is None:
-            refusals.append(
-                Refusal(
-                    desired.name,
-                    "ColumnFamilyAdditionNotSupported",
-                    f"table {desired.name} has no column family {name!r}: the HBase Thrift "
-                    f"gateway cannot add one; run in the HBase shell: "
-                    f"alter '{desired.name}', {_shell_family(family)}",
-                )
-            )
-        elif current != family:
-            refusals.append(
-                Refusal(
-                    desired.name,
-                    "ColumnFamilyChangeNotSupported",
-                    f"column family {name!r} of table {desired.name} has "
-                    f"{_describe(current)}, the spec asks for {_describe(family)}: the HBase "
-                    f"Thrift gateway cannot modify a table; run in the HBase shell: "
-                    f"alter '{desired.name}', {_shell_family(family)}",
-                )
-            )
-    return TablePlan(refusals=tuple(refusals))
-
-
-def _describe(family: FamilyState) -> str:
-    ttl = "no TTL" if family.ttl_seconds is None else f"TTL {family.ttl_seconds}s"
-    return f"maxVersions {family.max_versions} and {ttl}"
-
-
-def _shell_family(family: FamilyState) -> str:
-    ttl = "'FOREVER'" if family.ttl_seconds is None else str(family.ttl_seconds)
-    return f"{{NAME => '{family.name}', VERSIONS => {family.max_versions}, TTL => {ttl}}}"
+        for name in sorted(set(observed) - set(wanted))
+    )
+    add = tuple(f for name, f in wanted.items() if name not in observed)
+    modify = tuple(
+        (observed[name], f)
+        for name, f in wanted.items()
+        if name in observed and observed[name] != f
+    )
+    return TablePlan(add=add, modify=modify, refusals=refusals)

@@ -2,6 +2,11 @@
 
 The input is the BrokerPipeline document a user applies with kubectl, so what
 runs on a laptop is exactly what the operator will run in the cluster.
+
+Exit codes: 0 done; 1 the pipeline failed while running; 2 the input is wrong
+(no such file, bad YAML, an invalid pipeline, a bad address or credentials
+Secret); 3 not ready to run (a topic or table is missing, a server or a
+referenced ConfigMap/Secret cannot be reached).
 """
 
 from __future__ import annotations
@@ -15,12 +20,25 @@ from typing import Any
 
 import yaml
 
+from fink_core.errors import NeedsUser, Retryable, SpecError
+from fink_core.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.science import SciencePlan, plan_science
-from fink_pipeline.spec import PipelineSpec, SpecError, parse_pipeline
 
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_NOT_READY = 3
-EXIT_FAILED = 1
+
+EPILOG = """examples:
+  fink-pipeline validate -f manifests/examples/ztf-demo-pipeline.yaml
+  fink-pipeline schema -f my-pipeline.yaml > enriched.avsc
+  fink-pipeline run -f my-pipeline.yaml --create-missing --until-idle 20
+  kubectl get bp ztf-demo -o yaml | fink-pipeline validate -f -
+  fink-pipeline catalogue            # every module and filter, with columns and parameters
+"""
+
+
+class InputError(Exception):
+    """The file cannot be read or parsed; the message names it."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,19 +47,39 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if not args.quiet else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command is catalogue:
+        return catalogue(args)
     try:
         spec, plan = load(args.file, args.namespace)
         return int(args.command(args, spec, plan))
+    except InputError as error:
+        print(f"fink-pipeline: {error}", file=sys.stderr)
+        return EXIT_INVALID
     except SpecError as error:
         print(f"{args.file}: invalid pipeline: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except NeedsUser as error:
+        print(f"fink-pipeline: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except Retryable as error:
+        print(f"fink-pipeline: not ready: {error}", file=sys.stderr)
+        return EXIT_NOT_READY
 
 
 def load(path: str, namespace: str | None) -> tuple[PipelineSpec, SciencePlan]:
     """The pipeline and its checked science plan (science mistakes are SpecErrors too)."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    documents = [d for d in yaml.safe_load_all(text) if d]
-    pipelines = [d for d in documents if d.get("kind") == "BrokerPipeline"]
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise InputError(f"{path} is not valid YAML{at}: {problem}") from None
+    pipelines = [d for d in documents if isinstance(d, dict) and d.get("kind") == "BrokerPipeline"]
     if len(pipelines) != 1:
         raise SpecError(f"expected one BrokerPipeline document, found {len(pipelines)}")
     document: dict[str, Any] = pipelines[0]
@@ -76,17 +114,33 @@ def schema(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> i
     return 0
 
 
+def catalogue(args: argparse.Namespace) -> int:
+    """The science catalogue, as the shared core ships it for the operator's planner."""
+    from fink_pipeline.science.registry import live_catalogue
+
+    sys.stdout.write(live_catalogue().render())
+    return 0
+
+
 def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
-    from fink_pipeline.stream import settings as run_settings
+    from fink_core.connections import Defaults
     from fink_pipeline.stream.provision import NotReady, ensure_ready
     from fink_pipeline.stream.runner import run as run_pipeline
+    from fink_pipeline.stream.settings import settings_for
 
-    settings = run_settings.resolve(
+    read_configmap, read_secret = _readers(args, spec.namespace)
+    settings = settings_for(
         spec,
-        bootstrap=args.bootstrap_servers,
-        thrift=args.hbase_thrift,
+        defaults=Defaults.from_environment(
+            kafka_bootstrap=args.bootstrap_servers,
+            hbase_thrift=args.hbase_thrift,
+            hbase_admin=args.hbase_admin,
+        ),
+        read_configmap=read_configmap,
+        read_secret=read_secret,
         checkpoint=args.checkpoint,
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
         master=args.master,
         jars=args.jars,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -113,8 +167,31 @@ def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
     return 0
 
 
+def _readers(args: argparse.Namespace, namespace: str) -> tuple[Any, Any]:
+    """ConfigMaps and Secrets the spec names: from mounted files, or from a cluster."""
+    from fink_core import references
+
+    if args.references:
+        root = Path(args.references)
+        return (
+            references.directory_reader(root, "configmaps"),
+            references.directory_reader(root, "secrets"),
+        )
+    if args.kubeconfig:
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
+        return references.kubernetes_readers(api, namespace)
+    return references.absent, references.absent
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fink-pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fink-pipeline",
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     commands = parser.add_subparsers(required=True, metavar="command")
 
@@ -127,26 +204,46 @@ def _parser() -> argparse.ArgumentParser:
 
     with_file("validate", "check a pipeline and show what it will run and write", validate)
     with_file("schema", "print the Avro schema of the pipeline's enriched alerts", schema)
+    listing = commands.add_parser(
+        "catalogue", help="print the science catalogue (modules, filters, columns) as JSON"
+    )
+    listing.set_defaults(command=catalogue)
     runner = with_file("run", "run the pipeline with Spark until stopped (Ctrl-C)", run)
+    defaults = "for what the spec and its connections ConfigMap leave unset"
     runner.add_argument(
         "--bootstrap-servers",
-        help="Kafka (default: the spec, $FINK_KAFKA_BOOTSTRAP, 127.0.0.1:9092)",
+        help=f"Kafka {defaults} (default: $FINK_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)",
     )
     runner.add_argument(
         "--hbase-thrift",
-        help="HBase Thrift host:port (default: the spec, $FINK_HBASE_THRIFT, 127.0.0.1:9090)",
+        help=f"HBase Thrift host:port {defaults} (default: $FINK_HBASE_THRIFT, else 127.0.0.1:9090)",
+    )
+    runner.add_argument(
+        "--hbase-admin",
+        help=f"HBase Thrift2 host:port {defaults} (default: $FINK_HBASE_ADMIN, else 127.0.0.1:9091)",
+    )
+    runner.add_argument(
+        "--kubeconfig", help="read the ConfigMap and Secrets the spec names from this cluster"
+    )
+    runner.add_argument(
+        "--references",
+        metavar="DIR",
+        help="read them from DIR/configmaps/NAME/KEY and DIR/secrets/NAME/KEY (mounted volumes)",
     )
     runner.add_argument(
         "--checkpoint",
         help="streaming checkpoint directory (default: spec.spark.checkpointLocation or ~/.local/state/fink-pipeline/NS/NAME/checkpoint)",
     )
+    runner.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     runner.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address the metrics bind (default 127.0.0.1)",
     )
     runner.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     runner.add_argument(
         "--jars",
-        help="comma-separated Spark Kafka connector jars (default: $FINK_SPARK_JARS or the local stack's)",
+        help="comma-separated Spark Kafka connector jars (default: $FINK_SPARK_JARS)",
     )
     runner.add_argument(
         "--max-offsets-per-trigger", type=int, help="cap on messages per micro-batch"

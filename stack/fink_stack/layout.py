@@ -29,6 +29,7 @@ class Ports:
     hbase_master: int = 16000
     hbase_regionserver: int = 16020
     hbase_thrift: int = 9090
+    hbase_thrift2: int = 9091  # table administration (Thrift2 protocol)
 
 
 PORTS = Ports()

@@ -463,6 +463,32 @@ def _hbase_thrift_argv(layout: Layout) -> list[str]:
     ]
 
 
+def _hbase_thrift2_argv(layout: Layout) -> list[str]:
+    """The Thrift2 gateway (same jar): the table-admin calls the operator needs."""
+    return [
+        *_hbase_java(layout, "256m"),
+        "org.apache.hadoop.hbase.thrift2.ThriftServer",
+        "-b",
+        HOST,
+        "-p",
+        str(PORTS.hbase_thrift2),
+        "start",
+    ]
+
+
+def _hbase_thrift2_ready(layout: Layout) -> bool:
+    if not port_open(PORTS.hbase_thrift2):
+        return False
+    from fink_core.connections import Address
+    from fink_core.hbase_admin import HBaseAdmin
+
+    try:
+        with HBaseAdmin(Address(HOST, PORTS.hbase_thrift2), timeout=5) as admin:
+            return admin.exists("hbase:meta")  # needs the master behind the gateway
+    except Exception:
+        return False
+
+
 # ---------------------------------------------------------------- registry
 
 SERVICES: tuple[Service, ...] = (
@@ -539,6 +565,15 @@ SERVICES: tuple[Service, ...] = (
         _hbase_thrift_argv,
         _hbase_thrift_ready,
         port=PORTS.hbase_thrift,
+        startup_seconds=180,
+    ),
+    Service(
+        "hbase-thrift2",
+        "hbase",
+        ("hbase-master",),
+        _hbase_thrift2_argv,
+        _hbase_thrift2_ready,
+        port=PORTS.hbase_thrift2,
         startup_seconds=180,
     ),
 )

@@ -218,6 +218,7 @@ def endpoints(layout: Layout) -> Endpoints:
         hbase_thrift_host=HOST,
         hbase_thrift_port=PORTS.hbase_thrift,
         spark_jars=jars,
+        hbase_admin_port=PORTS.hbase_thrift2,
     )
 
 

@@ -16,8 +16,8 @@ from confluent_kafka.admin import (
 )
 from kubernetes import client
 
-from fink_operator import crd
-from fink_operator.desired import FamilyState, family_from_hbase
+from fink_core import crd
+from fink_core.resources import FamilyState
 from fink_stack.endpoints import Endpoints
 
 T = TypeVar("T")
@@ -126,6 +126,25 @@ class Kafka:
         self.admin.delete_topics([topic])[topic].result(timeout=10)
 
 
+HBASE_FOREVER = 2_147_483_647
+
+
+def family_seen_by_thrift1(name: str, descriptor: dict[bytes, Any]) -> FamilyState:
+    """A family as happybase (Thrift1) reports it: an independent look at what the operator made."""
+    ttl = int(descriptor.get("time_to_live", HBASE_FOREVER))
+    return FamilyState(
+        name=name,
+        max_versions=int(descriptor.get("max_versions", 1)),
+        ttl_seconds=None if ttl >= HBASE_FOREVER or ttl <= 0 else ttl,
+        compression=_text(descriptor.get("compression", b"NONE")).upper(),
+        bloom_filter=_text(descriptor.get("bloom_filter_type", b"ROW")).upper(),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class HBase:
     def __init__(self, stack: Endpoints) -> None:
         self.host = stack.hbase_thrift_host
@@ -137,7 +156,7 @@ class HBase:
             if table.encode() not in connection.tables():
                 return None
             return {
-                name.decode().rstrip(":"): family_from_hbase(name.decode().rstrip(":"), d)
+                name.decode().rstrip(":"): family_seen_by_thrift1(name.decode().rstrip(":"), d)
                 for name, d in connection.table(table).families().items()
             }
         finally:

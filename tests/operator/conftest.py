@@ -23,7 +23,8 @@ from cluster import HBase, Kafka, Pipelines
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from fink_operator import crd
+from fink_core import crd
+from fink_operator import claims
 from fink_operator.install import install_crd
 from fink_stack.endpoints import Endpoints
 
@@ -38,22 +39,46 @@ def crd_installed(stack: Endpoints) -> None:
     install_crd(str(stack.kubeconfig))
 
 
+NamespaceFactory = Callable[[str], str]
+
+
 @pytest.fixture
-def namespace(kube: client.ApiClient, crd_installed: None, unique_name: str) -> Iterator[str]:
+def make_namespace(
+    kube: client.ApiClient, crd_installed: None, unique_name: str
+) -> Iterator[NamespaceFactory]:
+    """Create namespaces for this test (named after it); all are cleaned up at the end."""
     core = client.CoreV1Api(kube)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=unique_name)))
-    yield unique_name
-    # The operator is gone by now: release any finalizer so the namespace can go.
+    made: list[str] = []
+
+    def make(suffix: str = "") -> str:
+        name = f"{unique_name}{suffix}"[:63].rstrip("-")
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        _release_namespace(kube, name)
+
+
+@pytest.fixture
+def namespace(make_namespace: NamespaceFactory) -> str:
+    return make_namespace("")
+
+
+def _release_namespace(kube: client.ApiClient, name: str) -> None:
+    """The operators are gone by now: release finalizers and claims, delete the namespace."""
+    core = client.CoreV1Api(kube)
     custom = client.CustomObjectsApi(kube)
-    for item in custom.list_namespaced_custom_object(
-        crd.GROUP, crd.VERSION, unique_name, crd.PLURAL
-    )["items"]:
+    for item in custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, name, crd.PLURAL)[
+        "items"
+    ]:
         if item["metadata"].get("finalizers"):
             try:
                 custom.patch_namespaced_custom_object(
                     crd.GROUP,
                     crd.VERSION,
-                    unique_name,
+                    name,
                     crd.PLURAL,
                     item["metadata"]["name"],
                     {"metadata": {"finalizers": None}},
@@ -61,7 +86,19 @@ def namespace(kube: client.ApiClient, crd_installed: None, unique_name: str) -> 
             except ApiException as error:
                 if error.status != 404:
                     raise
-    core.delete_namespace(unique_name)
+    core.delete_namespace(name)
+    # claims are cluster-scoped: release those of this test's pipelines
+    for claim in custom.list_cluster_custom_object(claims.GROUP, claims.VERSION, claims.PLURAL)[
+        "items"
+    ]:
+        if claim["spec"]["owner"]["namespace"] == name:
+            try:
+                custom.delete_cluster_custom_object(
+                    claims.GROUP, claims.VERSION, claims.PLURAL, claim["metadata"]["name"]
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 def _free_port() -> int:
@@ -89,6 +126,8 @@ class OperatorProcess:
             stack.kafka_bootstrap,
             "--hbase-thrift",
             f"{stack.hbase_thrift_host}:{stack.hbase_thrift_port}",
+            "--hbase-admin",
+            f"{stack.hbase_thrift_host}:{stack.hbase_admin_port}",
             "--metrics-address",
             "127.0.0.1",
             "--metrics-port",
@@ -147,12 +186,15 @@ OperatorFactory = Callable[..., OperatorProcess]
 
 @pytest.fixture
 def start_operator(stack: Endpoints, namespace: str, tmp_path: Path) -> Iterator[OperatorFactory]:
-    """Start an operator for this test's namespace (extra CLI flags allowed); stopped at the end."""
+    """Start an operator for this test's namespace (extra CLI flags allowed); stopped at the end.
+
+    `watch=` names another namespace to watch instead (a second team's operator).
+    """
     started: list[OperatorProcess] = []
 
-    def start(*extra: str) -> OperatorProcess:
+    def start(*extra: str, watch: str | None = None) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
-        operator = OperatorProcess(stack, namespace, log, *extra).start()
+        operator = OperatorProcess(stack, watch or namespace, log, *extra).start()
         started.append(operator)
         return operator
 

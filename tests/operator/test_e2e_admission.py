@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from typing import Any
 
@@ -19,6 +18,8 @@ from kubernetes.client.rest import ApiException
 from pipeline_documents import minimal
 
 from fink_stack.endpoints import Endpoints
+from fink_stack.layout import Layout
+from fink_stack.services import KUBERNETES
 
 pytestmark = pytest.mark.stack
 
@@ -132,10 +133,12 @@ def test_defaults_are_filled_in_by_the_api_server(pipelines: Pipelines, unique_n
         "replicationFactor": 1,
         "retentionMs": 604800000,
     }
+    family = {"maxVersions": 1, "compression": "NONE", "bloomFilter": "ROW"}
     assert spec["sinks"]["hbase"]["columnFamilies"] == [
-        {"name": "i", "maxVersions": 1},
-        {"name": "d", "maxVersions": 1},
+        {"name": "i", **family},
+        {"name": "d", **family},
     ]
+    assert spec["sinks"]["hbase"]["regions"] == 1
 
 
 def update_refusal(pipelines: Pipelines, name: str, patch: dict[str, Any]) -> str:
@@ -168,14 +171,35 @@ def test_partitions_may_grow_but_never_shrink(pipelines: Pipelines, unique_name:
     assert "the HBase table of a pipeline cannot be renamed" in message
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_the_survey_cannot_change_on_a_live_pipeline(
+    pipelines: Pipelines, unique_name: str
+) -> None:
+    pipelines.create(minimal(name=unique_name))
+    message = update_refusal(pipelines, unique_name, {"spec": {"survey": "lsst"}})
+    assert "spec.survey cannot change on a live pipeline" in message
+    assert "create a new BrokerPipeline for the other survey" in message
+
+
+def test_a_derived_dead_letter_name_must_fit_kafkas_limit(
+    pipelines: Pipelines, unique_name: str
+) -> None:
+    long_name = (unique_name + "-" + "x" * 250)[:240]
+    message = refusal(pipelines, minimal(name=long_name))
+    assert "would exceed Kafka's 249 characters" in message
+    named = minimal(name=long_name, sinks={"kafka": {"deadLetterTopic": "short-dlq"}})
+    assert pipelines.create(named)["metadata"]["name"] == long_name
+
+
 def test_kubectl_apply_shows_the_message(stack: Endpoints, namespace: str, tmp_path: Any) -> None:
+    """With the stack's own kubectl (same version as the apiserver), never the machine's."""
+    kubectl = KUBERNETES.binary(Layout.default().cache, "kubectl")
+    assert kubectl.exists(), f"the stack's kubectl is missing at {kubectl}"
     manifest = tmp_path / "bad.yaml"
     body = minimal(name="bad", namespace=namespace, survey="atlas")
     body["spec"]["filters"] = [{"name": "a", "partitions": 0}]
     manifest.write_text(yaml.safe_dump(body))
     result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(stack.kubeconfig), "apply", "-f", str(manifest)],
+        [str(kubectl), "--kubeconfig", str(stack.kubeconfig), "apply", "-f", str(manifest)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import re
 import pytest
 from cluster import Pipelines, wait_for
 from conftest import OperatorProcess
-from pipeline_documents import minimal
+from pipeline_documents import with_filters
 
 pytestmark = pytest.mark.stack
 
@@ -42,13 +42,9 @@ def test_metrics_move_with_reconciles(
         assert f"# TYPE {series} " in before, series
     assert sample(before, "fink_operator_managed_topics") == 0
 
-    pipelines.create(
-        minimal(
-            name=name,
-            filters=[{"name": "a", "topic": f"{name}.a"}],
-            sinks={"hbase": {"table": name.replace("-", "_")}},
-        )
-    )
+    body = with_filters(name, 1, sinks={"hbase": {"table": name.replace("-", "_")}})
+    body["spec"]["filters"][0]["topic"] = f"{name}.a"
+    pipelines.create(body)
     pipelines.wait_ready(name)
     after = wait_for(
         lambda: (
@@ -92,7 +88,7 @@ def test_metrics_move_with_reconciles(
         )
         >= 1
     )
-    # drift checks are reconciles too
+    # drift passes are reconciles too
     assert (
         sample(refused, "fink_operator_reconciles_total", kind="drift", result="requeue")
         + sample(refused, "fink_operator_reconciles_total", kind="update", result="requeue")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import HBase, Kafka, Pipelines, wait_for
 from conftest import OperatorFactory
-from pipeline_documents import minimal
+from pipeline_documents import with_filters
 
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
@@ -25,13 +25,7 @@ def outage() -> Iterator[list[str]]:
 
 
 def pipeline(name: str, filters: int = 2) -> dict:
-    return minimal(
-        name=name,
-        filters=[
-            {"name": f"f{i}", "topic": f"{name}.f{i}", "partitions": i + 1} for i in range(filters)
-        ],
-        sinks={"hbase": {"table": name.replace("-", "_")}},
-    )
+    return with_filters(name, filters, sinks={"hbase": {"table": name.replace("-", "_")}})
 
 
 def owned(name: str, filters: int = 2) -> dict[str, list[str]]:
@@ -91,8 +85,8 @@ def test_hbase_outage_is_reported_then_healed_without_user_action(
 
     pipelines.create(pipeline(name))
     condition = pipelines.wait_reason(name, "TablesReady", "HBaseUnreachable", timeout=60)
-    address = f"{stack.hbase_thrift_host}:{stack.hbase_thrift_port}"
-    assert f"HBase at {address} could not be reached" in condition["message"]
+    address = f"{stack.hbase_thrift_host}:{stack.hbase_admin_port}"
+    assert f"HBase at {address} (Thrift2) could not be reached" in condition["message"]
     assert pipelines.condition(name, "TopicsReady")["status"] == "True"
     assert pipelines.condition(name)["reason"] == "HBaseUnreachable"
 
@@ -113,13 +107,13 @@ def test_a_wrong_thrift_address_names_the_server_until_fixed(
     leftovers.update(owned(name))
     start_operator()
     body = pipeline(name)
-    body["spec"]["sinks"]["hbase"]["thrift"] = {"host": "127.0.0.1", "port": 1}
+    body["spec"]["sinks"]["hbase"]["thrift"] = {"host": "127.0.0.1", "adminPort": 1}
     pipelines.create(body)
     condition = pipelines.wait_reason(name, "TablesReady", "HBaseUnreachable")
-    assert "HBase at 127.0.0.1:1 could not be reached" in condition["message"]
+    assert "HBase at 127.0.0.1:1 (Thrift2) could not be reached" in condition["message"]
 
     pipelines.patch(
-        name, {"spec": {"sinks": {"hbase": {"thrift": {"port": stack.hbase_thrift_port}}}}}
+        name, {"spec": {"sinks": {"hbase": {"thrift": {"adminPort": stack.hbase_admin_port}}}}}
     )
     pipelines.wait_ready(name)
 
@@ -134,7 +128,7 @@ def test_operator_killed_mid_reconcile_converges_after_restart(
 ) -> None:
     """SIGKILL while topics are being created one by one; a new operator finishes the job."""
     name = unique_name
-    filters = 6
+    filters = 3
     leftovers.update(owned(name, filters))
     wanted = owned(name, filters)["topics"]
     slow = start_operator("--step-delay", "1.0")
@@ -160,4 +154,5 @@ def test_operator_killed_mid_reconcile_converges_after_restart(
     assert body["status"]["topics"] == sorted(wanted)
     assert set(hbase.families(name.replace("-", "_")) or {}) == {"i", "d"}
     created = [e.message for e in pipelines.events(name) if e.reason == "TopicCreated"]
-    assert len(created) == len(set(created)), f"a topic was reported created twice: {created}"
+    for topic in wanted:  # never reported twice (the killed pass reported nothing)
+        assert sum(f"{topic} (" in message for message in created) <= 1, created

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fink_operator.desired import FamilyState, TableState, TopicState
+from fink_core.resources import FamilyState, TableState, TopicState
 from fink_operator.plan import plan_table, plan_topics
 
 R = "retention.ms"
@@ -67,12 +67,17 @@ def test_matching_table_needs_nothing() -> None:
     assert plan.create is None and not plan.refusals
 
 
-def test_family_change_is_refused_with_the_shell_command_that_fixes_it() -> None:
-    plan = plan_table(TABLE, {"i": FamilyState("i"), "d": FamilyState("d", 1, None)})
-    (refusal,) = plan.refusals
-    assert refusal.reason == "ColumnFamilyChangeNotSupported"
-    assert "maxVersions 1 and no TTL" in refusal.message
-    assert "alter 'tbl', {NAME => 'd', VERSIONS => 3, TTL => 60}" in refusal.message
+def test_family_changes_are_applied_in_place() -> None:
+    current = FamilyState("d", 1, None)
+    plan = plan_table(TABLE, {"i": FamilyState("i"), "d": current})
+    assert plan.modify == ((current, FamilyState("d", 3, 60)),)
+    assert not plan.refusals and plan.changes
+
+
+def test_compression_and_bloom_filter_changes_are_modifications() -> None:
+    wanted = TableState("tbl", (FamilyState("i", compression="GZ", bloom_filter="ROWCOL"),))
+    plan = plan_table(wanted, {"i": FamilyState("i")})
+    assert [new for _, new in plan.modify] == list(wanted.families)
 
 
 def test_removed_family_is_refused_as_destructive() -> None:
@@ -80,9 +85,9 @@ def test_removed_family_is_refused_as_destructive() -> None:
     (refusal,) = plan_table(TABLE, observed).refusals
     assert refusal.reason == "ColumnFamilyRemovalRefused"
     assert "destroy its data" in refusal.message
+    assert "alter 'tbl', 'delete' => 'x'" in refusal.message
 
 
-def test_added_family_is_refused_with_the_command_to_add_it() -> None:
-    (refusal,) = plan_table(TABLE, {"i": FamilyState("i")}).refusals
-    assert refusal.reason == "ColumnFamilyAdditionNotSupported"
-    assert "TTL => 60" in refusal.message
+def test_added_family_is_added() -> None:
+    plan = plan_table(TABLE, {"i": FamilyState("i")})
+    assert plan.add == (FamilyState("d", 3, 60),) and not plan.refusals

@@ -4,6 +4,10 @@ fink-alerts produce --survey ztf --topic ztf-alerts --count 10000 --rate 1000
 fink-alerts produce --survey lsst --topic lsst-alerts --count 50000 --rate 250 --burst 10000
 fink-alerts schema --survey lsst
 fink-alerts sample --survey ztf --count 3
+
+Kafka is --bootstrap-servers, else $FINK_KAFKA_BOOTSTRAP (what `fink-stack env`
+exports), else 127.0.0.1:9092. Exit codes: 0 done; 1 Kafka failed or refused;
+2 a bad command line (e.g. an address without a port).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from fink_core.connections import Defaults
+from fink_core.errors import SpecError
 from fink_pipeline.alerts.codec import decode_batch, encode, schema_json
 from fink_pipeline.alerts.generator import generate_alerts
 from fink_pipeline.alerts.producer import ProduceError, produce
@@ -20,13 +26,21 @@ SURVEYS = ("ztf", "lsst")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fink-alerts", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fink-alerts",
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("produce", help="stream generated alerts into a Kafka topic")
     send.add_argument("--survey", choices=SURVEYS, required=True)
     send.add_argument("--topic", required=True)
-    send.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    send.add_argument(
+        "--bootstrap-servers",
+        help="Kafka host:port (default: $FINK_KAFKA_BOOTSTRAP, 127.0.0.1:9092)",
+    )
     send.add_argument("--count", type=int, default=1000, help="alerts to send (default 1000)")
     send.add_argument("--rate", type=float, default=0.0, help="alerts/s, 0 = as fast as possible")
     send.add_argument(
@@ -59,10 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text.rstrip("\n"))
         return 0
     try:
+        bootstrap = Defaults.from_environment(
+            kafka_bootstrap=args.bootstrap_servers
+        ).kafka_bootstrap
+    except SpecError as error:
+        print(f"fink-alerts: {error}", file=sys.stderr)
+        return 2
+    try:
         report = produce(
             survey=args.survey,
             topic=args.topic,
-            bootstrap=args.bootstrap_servers,
+            bootstrap=bootstrap,
             count=args.count,
             rate=args.rate,
             burst=args.burst,

@@ -1,9 +1,14 @@
-"""Science modules and filters, registered by name.
+"""Science modules and filters, registered by name with the code that runs them.
 
 A module adds columns to the flat alert frame; a filter turns columns into one
-boolean per alert. Both declare what they read, so a pipeline can be checked
-before it runs (see plan.py), and both are plain functions over pandas columns,
-so a scientist can test one on a hand-made frame without Spark, Kafka or HBase.
+boolean per alert. Both declare what they read (and modules what they write
+and which parameters they take, with bounds), so a pipeline can be checked
+before it runs, and both are plain functions over pandas columns, so a
+scientist can test one on a hand-made frame without Spark, Kafka or HBase.
+
+The declarations are exported as the shared core's science catalogue
+(`live_catalogue()`, `fink-pipeline catalogue`): the operator plans pipelines
+from it without importing any science code.
 
 One name may have one implementation per survey (ZTF and LSST alerts carry
 different columns): registering the same name again for another survey adds a
@@ -19,12 +24,21 @@ from typing import Any
 
 import pandas as pd
 
-SPARK_TYPES = ("string", "long", "int", "double", "boolean")
+from fink_core.science.catalogue import (
+    SPARK_TYPES,
+    Catalogue,
+    FilterDeclaration,
+    ModuleDeclaration,
+    Parameter,
+)
 
 ModuleFunction = Callable[..., pd.DataFrame]
 FilterFunction = Callable[[pd.DataFrame], pd.Series]
-# raises ValueError saying what is wrong with a set of (merged) parameters
-ParameterCheck = Callable[[Mapping[str, Any]], None]
+# raises ValueError saying what is wrong with a set of (merged) parameters; for what
+# only the machine running the pipeline can check (a file, an installed package)
+RuntimeCheck = Callable[[Mapping[str, Any]], None]
+
+__all__ = ["SPARK_TYPES", "Parameter"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +47,8 @@ class Module:
 
     `function(frame, **parameters)` returns a DataFrame with exactly the `writes`
     columns and the index of `frame`; it never drops rows (a cut writes a flag).
-    `defaults` holds every parameter the module accepts, keyed as users write
-    them in the pipeline YAML (camelCase).
+    `parameters` holds every parameter the module accepts, keyed as users write
+    them in the pipeline YAML (camelCase), with defaults and bounds.
     """
 
     name: str
@@ -42,10 +56,14 @@ class Module:
     surveys: tuple[str, ...]
     reads: tuple[str, ...]
     writes: Mapping[str, str]
-    defaults: Mapping[str, Any]
+    parameters: Mapping[str, Parameter]
     function: ModuleFunction
-    check: ParameterCheck | None = field(default=None, compare=False, repr=False)
+    check: RuntimeCheck | None = field(default=None, compare=False, repr=False)
     variants: Mapping[str, Module] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.parameters.items()}
 
     def for_survey(self, survey: str) -> Module:
         """The implementation that runs on this survey's alerts."""
@@ -54,6 +72,20 @@ class Module:
         if survey in self.surveys:
             return self
         raise KeyError(survey)
+
+    def declarations(self) -> list[ModuleDeclaration]:
+        return [
+            ModuleDeclaration(
+                name=self.name,
+                survey=survey,
+                description=variant.description,
+                reads=variant.reads,
+                writes=dict(variant.writes),
+                parameters=dict(variant.parameters),
+            )
+            for survey in self.surveys
+            for variant in [self.for_survey(survey)]
+        ]
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,9 @@ class Filter:
     reads: tuple[str, ...]
     function: FilterFunction
 
+    def declaration(self) -> FilterDeclaration:
+        return FilterDeclaration(self.name, self.surveys, self.description, self.reads)
+
 
 MODULES: dict[str, Module] = {}
 FILTERS: dict[str, Filter] = {}
@@ -77,15 +112,15 @@ def science_module(
     surveys: tuple[str, ...],
     reads: tuple[str, ...],
     writes: Mapping[str, str],
-    defaults: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Parameter] | None = None,
     description: str | None = None,
-    check: ParameterCheck | None = None,
+    check: RuntimeCheck | None = None,
 ) -> Callable[[ModuleFunction], ModuleFunction]:
     """Register the decorated function as science module `name` for `surveys`.
 
-    The description defaults to the first line of the function's docstring;
-    `check` validates parameter values when a pipeline is planned, long before
-    the first alert arrives.
+    The description defaults to the first line of the function's docstring.
+    Parameter bounds are checked by the shared planner (operator included);
+    `check` runs only where the pipeline runs (e.g. a catalogue file is readable).
     """
 
     def register(function: ModuleFunction) -> ModuleFunction:
@@ -98,7 +133,7 @@ def science_module(
             surveys=tuple(surveys),
             reads=tuple(reads),
             writes=dict(writes),
-            defaults=dict(defaults or {}),
+            parameters=dict(parameters or {}),
             function=function,
             check=check,
         )
@@ -130,6 +165,18 @@ def science_filter(
         return function
 
     return register
+
+
+def live_catalogue() -> Catalogue:
+    """The declarations of every registered module and filter, with the alert columns."""
+    from fink_pipeline.alerts.columns import columns_for
+    from fink_pipeline.science import builtins  # noqa: F401  (registers the built-ins)
+
+    return Catalogue(
+        columns={survey: dict(columns_for(survey)) for survey in ("ztf", "lsst")},
+        modules=tuple(d for name in sorted(MODULES) for d in MODULES[name].declarations()),
+        filters=tuple(FILTERS[name].declaration() for name in sorted(FILTERS)),
+    )
 
 
 def _merge(existing: Module | None, added: Module) -> Module:

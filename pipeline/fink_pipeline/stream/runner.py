@@ -20,6 +20,7 @@ from typing import Any
 from fink_pipeline.science import plan_science
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
+from fink_pipeline.stream.kafka_options import spark_source_options
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
@@ -83,7 +84,7 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
     codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))
     sinks = BatchSinks(
         kafka=TransactionalKafka(
-            settings.sink_bootstrap, settings.transactional_id, settings.consumer_group
+            settings.connections.sink, settings.transactional_id, settings.consumer_group
         ),
         archive=ParquetArchive(settings.archive) if settings.archive else None,
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,
@@ -95,14 +96,14 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     """Start the query and block until a signal, an error, or the idle timeout."""
     metrics = metrics or PipelineMetrics(settings.spec.name)
     if settings.metrics_port is not None:
-        metrics.serve(settings.metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        metrics.serve(settings.metrics_port, settings.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     writer = build_writer(settings, metrics)
     spark = spark_session(settings)
     source = settings.spec.source
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.source_bootstrap)
+        .options(**spark_source_options(settings.connections.source))
         .option("subscribe", source.topic)
         .option("startingOffsets", source.starting_offsets)
         .option("failOnDataLoss", "false")

@@ -1,8 +1,10 @@
-"""Where a pipeline run connects and keeps its state: the spec, then the environment, then defaults.
+"""Where a pipeline run connects and keeps its state.
 
-The same BrokerPipeline document drives a run on a laptop and in a cluster; only
-addresses differ, and those come from the document when it names them, else
-from the environment `fink-stack env` exports, else the local stack's defaults.
+Addresses and credentials are resolved by the shared core's resolver, in the
+same order as the operator: the spec's own fields, then its connections
+ConfigMap, then this run's defaults (the command's flags, else the environment
+`fink-stack env` exports, else the local stack's addresses). Only local paths
+(checkpoint, archive, connector jars) are the runner's own business.
 """
 
 from __future__ import annotations
@@ -11,20 +13,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fink_pipeline.spec import PipelineSpec
+from fink_core.connections import Connections, Defaults, Reader, resolve
+from fink_core.references import absent
+from fink_core.spec import PipelineSpec
 
-DEFAULT_KAFKA = "127.0.0.1:9092"
-DEFAULT_THRIFT = "127.0.0.1:9090"
 STATE_ROOT = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+ENV_SPARK_JARS = "FINK_SPARK_JARS"
 
 
 @dataclass(frozen=True)
 class RunSettings:
     spec: PipelineSpec
-    source_bootstrap: str
-    sink_bootstrap: str
-    thrift_host: str
-    thrift_port: int
+    connections: Connections
     checkpoint: Path
     archive: Path | None
     metrics_port: int | None
@@ -33,6 +33,23 @@ class RunSettings:
     max_offsets_per_trigger: int | None
     trigger_interval: str
     until_idle_seconds: float | None
+    metrics_address: str = "127.0.0.1"
+
+    @property
+    def source_bootstrap(self) -> str:
+        return self.connections.source.bootstrap
+
+    @property
+    def sink_bootstrap(self) -> str:
+        return self.connections.sink.bootstrap
+
+    @property
+    def thrift_host(self) -> str:
+        return self.connections.hbase.host
+
+    @property
+    def thrift_port(self) -> int:
+        return self.connections.hbase.port
 
     @property
     def transactional_id(self) -> str:
@@ -44,33 +61,33 @@ class RunSettings:
         return f"fink-pipeline.{self.spec.namespace}.{self.spec.name}"
 
 
-def resolve(
+def settings_for(
     spec: PipelineSpec,
     *,
-    bootstrap: str | None = None,
-    thrift: str | None = None,
+    defaults: Defaults | None = None,
+    read_configmap: Reader = absent,
+    read_secret: Reader = absent,
     checkpoint: str | None = None,
     metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
     master: str = "local[2]",
     jars: str | None = None,
     max_offsets_per_trigger: int | None = None,
     trigger_interval: str | None = None,
     until_idle_seconds: float | None = None,
 ) -> RunSettings:
-    env_kafka = os.environ.get("FINK_KAFKA_BOOTSTRAP")
-    source = bootstrap or spec.source.bootstrap_servers or env_kafka or DEFAULT_KAFKA
-    sink = bootstrap or spec.kafka_sink.bootstrap_servers or env_kafka or DEFAULT_KAFKA
-    host, port = _thrift(spec, thrift)
+    """Resolve a run; raises the core's NeedsUser/MissingReference errors for what is wrong."""
+    connections = resolve(
+        spec, defaults or Defaults.from_environment(), read_configmap, read_secret
+    )
     state = STATE_ROOT / "fink-pipeline" / spec.namespace / spec.name
     return RunSettings(
         spec=spec,
-        source_bootstrap=source,
-        sink_bootstrap=sink,
-        thrift_host=host,
-        thrift_port=port,
+        connections=connections,
         checkpoint=Path(checkpoint or spec.spark.checkpoint_location or state / "checkpoint"),
         archive=Path(spec.archive_path) if spec.archive_path else None,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
         master=master,
         spark_jars=_jars(jars),
         max_offsets_per_trigger=max_offsets_per_trigger or spec.source.max_offsets_per_trigger,
@@ -79,24 +96,11 @@ def resolve(
     )
 
 
-def _thrift(spec: PipelineSpec, given: str | None) -> tuple[str, int]:
-    sink = spec.hbase_sink
-    if given is None and sink is not None and sink.thrift_host:
-        return sink.thrift_host, sink.thrift_port or 9090
-    text = given or os.environ.get("FINK_HBASE_THRIFT") or DEFAULT_THRIFT
-    host, _, port = text.rpartition(":")
-    return host or "127.0.0.1", int(port or 9090)
-
-
 def _jars(given: str | None) -> tuple[str, ...]:
-    """The Kafka connector jars: given, exported by `fink-stack env`, or the local stack's cache."""
-    text = given if given is not None else os.environ.get("FINK_SPARK_JARS", "")
-    if text:
-        return tuple(j for j in text.split(",") if j)
-    try:
-        from fink_stack.layout import Layout
-        from fink_stack.stack import endpoints
+    """The Kafka connector jars: given, else $FINK_SPARK_JARS (which `fink-stack env` exports).
 
-        return tuple(str(p) for p in endpoints(Layout.default()).spark_jars)
-    except Exception:  # not on a machine with the local stack: spark-submit provides them
-        return ()
+    None at all means Spark already has them (an image that ships them, or spark-submit
+    --packages); the query then fails at start with Spark's own message if it does not.
+    """
+    text = given if given is not None else os.environ.get(ENV_SPARK_JARS, "")
+    return tuple(j for j in text.split(",") if j)

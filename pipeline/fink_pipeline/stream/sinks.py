@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from fink_core.connections import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 
@@ -98,12 +100,12 @@ class ParquetArchive:
 class TransactionalKafka:
     """Filter topics, dead letters and source offsets committed together, or not at all."""
 
-    def __init__(self, bootstrap: str, transactional_id: str, group_id: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, transactional_id: str, group_id: str) -> None:
+        self.bootstrap = connection.bootstrap
         self.group_id = group_id
         self.producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
+                **connection.client_config(),
                 "transactional.id": transactional_id,
                 "enable.idempotence": True,
                 "linger.ms": 20,
@@ -115,7 +117,7 @@ class TransactionalKafka:
         self.producer.init_transactions(60)
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **connection.client_config(),
                 "group.id": group_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

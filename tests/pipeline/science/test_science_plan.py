@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from fink_core.spec import SpecError, parse_pipeline
 from fink_pipeline.alerts.columns import columns_for
 from fink_pipeline.science import plan_science
-from fink_pipeline.spec import SpecError, parse_pipeline
 
 EXAMPLE = Path(__file__).parents[3] / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
 

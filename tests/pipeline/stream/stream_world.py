@@ -24,10 +24,10 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ALERT_ID
 from fink_pipeline.science import enrich, plan_science, select
-from fink_pipeline.spec import parse_pipeline
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import read_committed
 from fink_pipeline.stream.science_step import ScienceStep

@@ -9,15 +9,13 @@ import numpy as np
 import pandas as pd
 
 from fink_pipeline.science.catalogue import load_catalogue, read_catalogue_table
-from fink_pipeline.science.registry import science_module
+from fink_pipeline.science.registry import Parameter, science_module
 
 MAX_RADIUS_ARCSEC = 3600.0
 
 
 def _check(parameters: Mapping[str, Any]) -> None:
-    radius = parameters["radiusArcsec"]
-    if not 0 < radius <= MAX_RADIUS_ARCSEC:
-        raise ValueError(f"radiusArcsec must be in (0, {MAX_RADIUS_ARCSEC:g}], got {radius}")
+    """The catalogue file must be readable where the pipeline runs (the operator cannot see it)."""
     if parameters["catalogue"]:
         read_catalogue_table(parameters["catalogue"])
 
@@ -27,7 +25,18 @@ def _check(parameters: Mapping[str, Any]) -> None:
     surveys=("ztf", "lsst"),
     reads=("ra", "dec"),
     writes={"xm_name": "string", "xm_type": "string", "xm_distance_arcsec": "double"},
-    defaults={"catalogue": "", "radiusArcsec": 1.5},
+    parameters={
+        "catalogue": Parameter(
+            "", description="CSV/Parquet file (ra, dec, name, type); empty: GCVS sample"
+        ),
+        "radiusArcsec": Parameter(
+            1.5,
+            minimum=0,
+            exclusive_minimum=True,
+            maximum=MAX_RADIUS_ARCSEC,
+            description="match radius, arcsec",
+        ),
+    },
     check=_check,
 )
 def crossmatch(frame: pd.DataFrame, catalogue: str = "", radiusArcsec: float = 1.5) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from fink_pipeline.science.fink_packages import fink_fast_transient_rate
 from fink_pipeline.science.history import with_current
-from fink_pipeline.science.registry import science_module
+from fink_pipeline.science.registry import Parameter, science_module
 
 OUTPUT = {
     "ft_mag_rate": "double",
@@ -45,8 +45,6 @@ def _check(parameters: Mapping[str, Any]) -> None:
             "module fast_transient_rate runs fink-science's own code, which is not importable "
             "here: pip install fink-science fink-utils astropy line_profiler"
         )
-    if parameters["samples"] < 10:
-        raise ValueError(f"samples must be at least 10, got {parameters['samples']}")
 
 
 @science_module(
@@ -66,7 +64,10 @@ def _check(parameters: Mapping[str, Any]) -> None:
         "prv_diffmaglim",
     ),
     writes=OUTPUT,
-    defaults={"samples": 1000, "seed": 2023},
+    parameters={
+        "samples": Parameter(1000, minimum=10, description="Monte Carlo draws per alert"),
+        "seed": Parameter(2023, description="random seed of the draws"),
+    },
     check=_check,
 )
 def fast_transient_rate(frame: pd.DataFrame, samples: int = 1000, seed: int = 2023) -> pd.DataFrame:

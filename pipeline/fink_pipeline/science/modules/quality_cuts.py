@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from fink_pipeline.science.fink_packages import fink_ztf_quality_cuts
-from fink_pipeline.science.registry import science_module
+from fink_pipeline.science.registry import Parameter, science_module
 
 FINK_MIN_RB = 0.55  # the threshold fink-filters' ztf_quality_cuts_ hard-codes
 ZTF_I_BAND = 3  # ZTF's i band, too sparse for Fink's science
-
-
-def _check_threshold(parameters: Mapping[str, Any]) -> None:
-    for key in ("minRb", "minReliability"):
-        if key in parameters and not 0.0 <= parameters[key] <= 1.0:
-            raise ValueError(f"{key} is a score between 0 and 1, got {parameters[key]}")
 
 
 @science_module(
@@ -26,8 +17,9 @@ def _check_threshold(parameters: Mapping[str, Any]) -> None:
     surveys=("ztf",),
     reads=("nbad", "rb", "fid"),
     writes={"quality_ok": "boolean"},
-    defaults={"minRb": FINK_MIN_RB},
-    check=_check_threshold,
+    parameters={
+        "minRb": Parameter(FINK_MIN_RB, minimum=0, maximum=1, description="real/bogus score cut")
+    },
 )
 def ztf_quality_cuts(frame: pd.DataFrame, minRb: float = FINK_MIN_RB) -> pd.DataFrame:
     """Fink's ZTF cuts: no bad pixel (nbad == 0), real/bogus rb >= minRb, not the i band.
@@ -51,8 +43,9 @@ def ztf_quality_cuts(frame: pd.DataFrame, minRb: float = FINK_MIN_RB) -> pd.Data
     surveys=("lsst",),
     reads=("reliability",),
     writes={"quality_ok": "boolean"},
-    defaults={"minReliability": 0.5},
-    check=_check_threshold,
+    parameters={
+        "minReliability": Parameter(0.5, minimum=0, maximum=1, description="reliability cut")
+    },
 )
 def lsst_quality_cuts(frame: pd.DataFrame, minReliability: float = 0.5) -> pd.DataFrame:
     """Rubin's machine-learned reliability score at least minReliability (NaN fails)."""

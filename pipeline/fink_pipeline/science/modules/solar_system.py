@@ -12,15 +12,12 @@ sighting of the object, 0 not an SSO.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from fink_pipeline.science.fink_packages import fink_roid_catcher
 from fink_pipeline.science.history import last_per_row, ragged, with_current
-from fink_pipeline.science.registry import science_module
+from fink_pipeline.science.registry import Parameter, science_module
 
 SSO_OUTPUT = {"sso_flag": "boolean", "sso_name": "string", "roid": "int"}
 # Fink's constants in roid_catcher
@@ -30,11 +27,11 @@ ROID_PS1_ARCSEC = 5.0
 ROID_SAME_NIGHT_DAYS = 30.0 / (24.0 * 60.0)
 
 
-def _check_distance(parameters: Mapping[str, Any]) -> None:
-    if parameters["maxDistanceArcsec"] <= 0:
-        raise ValueError(
-            f"maxDistanceArcsec must be positive, got {parameters['maxDistanceArcsec']}"
-        )
+MAX_DISTANCE = {
+    "maxDistanceArcsec": Parameter(
+        5.0, minimum=0, exclusive_minimum=True, description="association radius, arcsec"
+    )
+}
 
 
 @science_module(
@@ -53,8 +50,7 @@ def _check_distance(parameters: Mapping[str, Any]) -> None:
         "prv_magpsf",
     ),
     writes=SSO_OUTPUT,
-    defaults={"maxDistanceArcsec": 5.0},
-    check=_check_distance,
+    parameters=MAX_DISTANCE,
 )
 def ztf_solar_system(frame: pd.DataFrame, maxDistanceArcsec: float = 5.0) -> pd.DataFrame:
     """Known SSO flag and name from ssdistnr/ssmagnr, and Fink's roid code."""
@@ -78,8 +74,7 @@ def ztf_solar_system(frame: pd.DataFrame, maxDistanceArcsec: float = 5.0) -> pd.
     surveys=("lsst",),
     reads=("ssObjectId",),
     writes=SSO_OUTPUT,
-    defaults={"maxDistanceArcsec": 5.0},
-    check=_check_distance,
+    parameters=MAX_DISTANCE,
 )
 def lsst_solar_system(frame: pd.DataFrame, maxDistanceArcsec: float = 5.0) -> pd.DataFrame:
     """Rubin associates known SSOs itself (ssObjectId); roid is 3 for them, else 0.

@@ -2,7 +2,8 @@
 
 Every call has a short timeout and turns "no broker answered" into
 ServerUnreachable, so a Kafka outage becomes a retried condition rather than a
-hung handler. Admin calls are batched per pass (one request for all topics).
+hung handler; a refusal becomes ServerRejected. Calls are batched: one request
+covers all the topics asked for, whether of one pipeline or of hundreds.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from .desired import TopicState
-from .errors import ServerRejected, ServerUnreachable
+from fink_core.calls import count
+from fink_core.connections import KafkaConnection
+from fink_core.errors import ServerRejected, ServerUnreachable
+from fink_core.resources import TopicState
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ def _client(bootstrap: str, settings: Mapping[str, str]) -> AdminClient:
                     "bootstrap.servers": bootstrap,
                     "socket.connection.setup.timeout.ms": 3000,
                     "reconnect.backoff.max.ms": 2000,
-                    "logger": logging.getLogger("fink_operator.librdkafka"),
+                    "logger": logging.getLogger("fink_core.librdkafka"),
                     **settings,
                 }
             )
@@ -55,17 +58,17 @@ class KafkaAdmin:
 
     def __init__(
         self,
-        bootstrap: str,
-        settings: Mapping[str, str] | None = None,
+        connection: KafkaConnection,
         *,
         timeout: float = 5.0,
         step_delay: float = 0.0,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bootstrap = connection.bootstrap
         self.timeout = timeout
         # test hook: pause between topic creations so a test can kill the operator mid-pass
         self.step_delay = step_delay
-        self._admin = _client(bootstrap, settings or {})
+        self._admin = _client(connection.bootstrap, connection.settings)
+        self._cluster_id: str | None = None
 
     def _unreachable(self, error: object) -> ServerUnreachable:
         return ServerUnreachable("Kafka", self.bootstrap, str(error))
@@ -74,9 +77,11 @@ class KafkaAdmin:
         """The named topics that exist, with partitions, replicas and the given configs."""
         wanted = list(names)
         try:
+            count("kafka", "metadata")
             metadata = self._admin.list_topics(timeout=self.timeout)
         except KafkaException as error:
             raise self._unreachable(error.args[0]) from error
+        self._cluster_id = metadata.cluster_id or self._cluster_id
         present = {n: metadata.topics[n] for n in wanted if n in metadata.topics}
         configs = self._configs(list(present), set(config_keys))
         observed = {}
@@ -90,6 +95,7 @@ class KafkaAdmin:
         if not names:
             return {}
         resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+        count("kafka", "describe_configs")
         futures = self._admin.describe_configs(resources, request_timeout=self.timeout)
         result = {}
         for resource, future in futures.items():
@@ -101,9 +107,23 @@ class KafkaAdmin:
 
     def list_names(self) -> set[str]:
         try:
+            count("kafka", "metadata")
             return set(self._admin.list_topics(timeout=self.timeout).topics)
         except KafkaException as error:
             raise self._unreachable(error.args[0]) from error
+
+    def cluster_id(self) -> str:
+        """Kafka's own id of the cluster: two addresses of one cluster give the same id."""
+        if self._cluster_id:
+            return self._cluster_id
+        try:
+            metadata = self._admin.list_topics(timeout=self.timeout)
+        except KafkaException as error:
+            raise self._unreachable(error.args[0]) from error
+        if not metadata.cluster_id:
+            raise self._unreachable("the broker reported no cluster id")
+        self._cluster_id = str(metadata.cluster_id)
+        return self._cluster_id
 
     def create(self, topics: Iterable[TopicState]) -> list[str]:
         """Create topics; one that already exists counts as created (another pass won)."""
@@ -116,6 +136,7 @@ class KafkaAdmin:
         for batch in batches:
             if not batch:
                 continue
+            count("kafka", "create_topics")
             futures = self._admin.create_topics(
                 batch, operation_timeout=self.timeout, request_timeout=self.timeout
             )
@@ -150,6 +171,7 @@ class KafkaAdmin:
         requests = [NewPartitions(name, wanted) for name, _, wanted in changes]
         if not requests:
             return
+        count("kafka", "create_partitions")
         futures = self._admin.create_partitions(
             requests, operation_timeout=self.timeout, request_timeout=self.timeout
         )
@@ -171,6 +193,7 @@ class KafkaAdmin:
         ]
         if not resources:
             return
+        count("kafka", "alter_configs")
         futures = self._admin.incremental_alter_configs(resources, request_timeout=self.timeout)
         for resource, future in futures.items():
             self._wait(future, resource.name)
@@ -180,6 +203,7 @@ class KafkaAdmin:
         wanted = list(names)
         if not wanted:
             return []
+        count("kafka", "delete_topics")
         futures = self._admin.delete_topics(
             wanted, operation_timeout=self.timeout, request_timeout=self.timeout
         )

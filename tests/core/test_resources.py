@@ -1,29 +1,37 @@
-"""desired_state: a resource maps to exactly the topics and table it declares."""
+"""resources_of: a pipeline maps to exactly the topics and table it declares."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from pipeline_documents import minimal
 
-from fink_operator.desired import (
-    HBASE_FOREVER,
-    RETENTION_KEY,
-    FamilyState,
-    TopicState,
-    desired_state,
-    family_from_hbase,
-)
-from fink_pipeline.spec import SpecError
+from fink_core.errors import SpecError
+from fink_core.resources import RETENTION_KEY, FamilyState, TopicState, resources_of, split_keys
+from fink_core.spec import parse_pipeline
 
 EXAMPLE = Path(__file__).parents[2] / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
 
 
+def minimal(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "BrokerPipeline",
+        "metadata": {"name": "p1", "namespace": "ns"},
+        "spec": {"survey": "ztf", "source": {"kafka": {"topic": "alerts"}}},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def resources(document: dict[str, Any]) -> Any:
+    return resources_of(parse_pipeline(document))
+
+
 def test_example_pipeline_maps_to_three_topics_and_one_table() -> None:
-    state = desired_state(yaml.safe_load(EXAMPLE.read_text()))
+    state = resources(yaml.safe_load(EXAMPLE.read_text()))
     assert state.topic_names == (
         "fink_early_sn_candidates_ztf",
         "fink_new_sso_candidates_ztf",
@@ -34,17 +42,16 @@ def test_example_pipeline_maps_to_three_topics_and_one_table() -> None:
     assert early.config == {RETENTION_KEY: "604800000"}
     assert state.table is not None and state.table.name == "ztf_demo_alerts"
     assert [f.name for f in state.table.families] == ["i", "d"]
-    assert state.deletion_policy == "Retain" and not state.deletes_data
 
 
 def test_minimal_pipeline_has_only_the_dead_letter_topic_and_no_table() -> None:
-    state = desired_state(minimal())
+    state = resources(minimal())
     assert state.topics == (TopicState("p1-deadletter", 1, 1, {RETENTION_KEY: "604800000"}),)
     assert state.table is None
 
 
 def test_filters_inherit_topic_defaults_and_may_override_them() -> None:
-    state = desired_state(
+    state = resources(
         minimal(
             filters=[
                 {"name": "a"},
@@ -67,40 +74,52 @@ def test_filters_inherit_topic_defaults_and_may_override_them() -> None:
 
 
 def test_lsst_topics_follow_the_survey() -> None:
-    state = desired_state(minimal(survey="lsst", filters=[{"name": "kn"}]))
+    state = resources(minimal(survey="lsst", filters=[{"name": "kn"}]))
     assert "fink_kn_lsst" in state.topic_names
 
 
-def test_table_families_with_versions_and_ttl() -> None:
-    state = desired_state(
+def test_table_families_with_versions_ttl_compression_and_bloom_filter() -> None:
+    state = resources(
         minimal(
             sinks={
                 "hbase": {
                     "table": "t",
                     "columnFamilies": [
                         {"name": "i"},
-                        {"name": "d", "maxVersions": 3, "ttlSeconds": 60},
+                        {
+                            "name": "d",
+                            "maxVersions": 3,
+                            "ttlSeconds": 60,
+                            "compression": "GZ",
+                            "bloomFilter": "ROWCOL",
+                        },
                     ],
                 }
             },
-            deletionPolicy="Delete",
         )
     )
     assert state.table is not None
-    assert state.table.family("d") == FamilyState("d", 3, 60)
-    assert state.table.family("i") == FamilyState("i", 1, None)
-    assert state.deletes_data
+    assert state.table.family("d") == FamilyState("d", 3, 60, "GZ", "ROWCOL")
+    assert state.table.family("i") == FamilyState("i", 1, None, "NONE", "ROW")
 
 
 def test_default_families_are_i_and_d() -> None:
-    state = desired_state(minimal(sinks={"hbase": {"table": "t"}}))
+    state = resources(minimal(sinks={"hbase": {"table": "t"}}))
     assert state.table is not None
     assert [f.name for f in state.table.families] == ["i", "d"]
 
 
+def test_pre_split_points_follow_the_salt() -> None:
+    assert split_keys(1, 2) == () and split_keys(4, 0) == ()
+    assert split_keys(4, 2) == ("25", "50", "75")
+    assert split_keys(3, 1) == ("3", "6")
+    state = resources(minimal(sinks={"hbase": {"table": "t", "saltDigits": 1, "regions": 10}}))
+    assert state.table is not None and len(state.table.split_keys) == 9
+
+
 def test_same_resource_same_state() -> None:
     body = yaml.safe_load(EXAMPLE.read_text())
-    assert desired_state(body) == desired_state(copy.deepcopy(body))
+    assert resources(body) == resources(copy.deepcopy(body))
 
 
 @pytest.mark.parametrize(
@@ -112,17 +131,21 @@ def test_same_resource_same_state() -> None:
         ({"sinks": {"kafka": {"topicDefaults": {"retentionMs": 0}}}}, "retentionMs"),
         ({"sinks": {"hbase": {"columnFamilies": [{"name": "i"}]}}}, "table"),
         ({"deletionPolicy": "Orphan"}, "deletionPolicy"),
+        ({"filters": [{"name": "a", "topic": "alerts"}]}, "is the source topic"),
+        ({"sinks": {"kafka": {"deadLetterTopic": "alerts"}}}, "is the source topic"),
+        ({"filters": [{"name": "a", "topic": "p1-deadletter"}]}, "also the dead-letter topic"),
+        ({"sinks": {"hbase": {"table": "t", "regions": 20, "saltDigits": 1}}}, "saltDigits"),
+        ({"sinks": {"hbase": {"table": "t", "saltDigits": "x"}}}, "whole number"),
+        ({"modules": "quality_cuts"}, "spec.modules must be a list"),
     ],
 )
 def test_invalid_documents_raise_spec_error_naming_the_field(spec: dict, fragment: str) -> None:
     with pytest.raises(SpecError, match=fragment):
-        desired_state(minimal(**spec))
+        resources(minimal(**spec))
 
 
-def test_hbase_descriptor_without_ttl_means_forever() -> None:
-    assert family_from_hbase(
-        "i", {"max_versions": 1, "time_to_live": HBASE_FOREVER}
-    ) == FamilyState("i", 1, None)
-    assert family_from_hbase("d", {"max_versions": 2, "time_to_live": 30}) == FamilyState(
-        "d", 2, 30
-    )
+def test_a_derived_dead_letter_name_beyond_kafkas_limit_is_refused() -> None:
+    document = minimal()
+    document["metadata"]["name"] = "p" * 245
+    with pytest.raises(SpecError, match="more than Kafka's 249"):
+        resources(document)

@@ -1,0 +1,79 @@
+"""Errors that say what to do next, not where they came from.
+
+Two families: `Retryable` (nothing for the user to change: a server is down, a
+Secret is not there yet; try again later) and `NeedsUser` (the user must change
+the spec or the cluster: a rejected change, an invalid spec, a refused
+setting). Every error carries a CamelCase `reason`, which the operator uses as
+its condition reason and the command lines print.
+"""
+
+from __future__ import annotations
+
+
+class FinkError(Exception):
+    """Base of the errors the broker reports to its users."""
+
+    reason = "Error"
+
+
+class Retryable(FinkError):
+    """Worth retrying with backoff: the situation may heal by itself."""
+
+
+class NeedsUser(FinkError):
+    """Will not heal by retrying: the message says what the user must change."""
+
+
+class ServerUnreachable(Retryable):
+    """Kafka or HBase did not answer; say which server, at which address."""
+
+    def __init__(self, server: str, address: str, detail: str) -> None:
+        self.server = server  # "Kafka" or "HBase"
+        self.address = address
+        self.detail = detail
+        super().__init__(f"{server} at {address} could not be reached: {detail}")
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return f"{self.server}Unreachable"
+
+
+class MissingReference(Retryable):
+    """A ConfigMap or Secret the resource names does not exist (yet): create it."""
+
+    reason = "ReferenceNotFound"
+
+    def __init__(self, kind: str, name: str, namespace: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.namespace = namespace
+        where = f" in namespace {namespace}" if namespace else ""
+        super().__init__(
+            f"{kind} {name!r}{where} not found: create it, or remove the reference from the spec"
+        )
+
+
+class ServerRejected(NeedsUser):
+    """The server answered but refused an operation (e.g. more replicas than brokers)."""
+
+    def __init__(self, server: str, subject: str, detail: str) -> None:
+        self.server = server
+        self.subject = subject
+        self.detail = detail
+        super().__init__(f"{server} refused the change to {subject}: {detail}")
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return f"{self.server}Rejected"
+
+
+class SpecError(NeedsUser, ValueError):
+    """A pipeline document that cannot be run; the message names the field and the fix."""
+
+    reason = "InvalidSpec"
+
+
+class CredentialsRefused(NeedsUser):
+    """A credentials Secret holds a setting tenants may not set (e.g. a file path)."""
+
+    reason = "InvalidCredentials"

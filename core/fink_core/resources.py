@@ -1,0 +1,106 @@
+"""What a pipeline needs outside Kubernetes: its topics and its table. Pure: no I/O.
+
+The operator reconciles these; `fink-pipeline run --create-missing` creates the
+same ones with the same adapters, so both paths agree on every setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fink_core.spec import PipelineSpec
+
+RETENTION_KEY = "retention.ms"
+# what HBase reports for a family whose cells never expire (Integer.MAX_VALUE)
+HBASE_FOREVER = 2_147_483_647
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A Kafka topic as the operator manages it: partitions, replicas and the configs it sets."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FamilyState:
+    name: str
+    max_versions: int = 1
+    ttl_seconds: int | None = None  # None: cells never expire
+    compression: str = "NONE"
+    bloom_filter: str = "ROW"
+
+    def describe(self) -> str:
+        ttl = "no TTL" if self.ttl_seconds is None else f"TTL {self.ttl_seconds}s"
+        return (
+            f"maxVersions {self.max_versions}, {ttl}, compression {self.compression}, "
+            f"bloom filter {self.bloom_filter}"
+        )
+
+
+@dataclass(frozen=True)
+class TableState:
+    name: str
+    families: tuple[FamilyState, ...]
+    split_keys: tuple[str, ...] = ()  # only used at creation: regions are never merged back
+
+    def family(self, name: str) -> FamilyState | None:
+        return next((f for f in self.families if f.name == name), None)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Everything one pipeline wants to exist in Kafka and HBase."""
+
+    topics: tuple[TopicState, ...]
+    table: TableState | None
+
+    @property
+    def topic_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics)
+
+
+def resources_of(spec: PipelineSpec) -> Resources:
+    topics = tuple(
+        TopicState(
+            name=name,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config={**settings.config, RETENTION_KEY: str(settings.retention_ms)},
+        )
+        for name, settings in sorted(spec.topics.items())
+    )
+    table = None
+    sink = spec.hbase_sink
+    if sink is not None:
+        table = TableState(
+            name=sink.table,
+            families=tuple(
+                FamilyState(
+                    name=f.name,
+                    max_versions=f.max_versions,
+                    ttl_seconds=int(f.ttl_seconds) if f.ttl_seconds is not None else None,
+                    compression=f.compression,
+                    bloom_filter=f.bloom_filter,
+                )
+                for f in sink.column_families
+            ),
+            split_keys=split_keys(sink.regions, sink.salt_digits),
+        )
+    return Resources(topics=topics, table=table)
+
+
+def split_keys(regions: int, salt_digits: int) -> tuple[str, ...]:
+    """Region boundaries spreading salted row keys evenly: salt values are 0 .. 10**digits - 1.
+
+    Salted keys start with the salt written on `salt_digits` digits, so the
+    boundary between region i-1 and i is the first salt of region i.
+    """
+    if regions <= 1 or salt_digits <= 0:
+        return ()
+    space = 10**salt_digits
+    return tuple(f"{(i * space) // regions:0{salt_digits}d}" for i in range(1, regions))

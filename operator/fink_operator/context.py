@@ -1,0 +1,55 @@
+"""Everything a reconcile pass needs besides the resource: settings and adapter factories.
+
+The operator builds one from its command line (cli.py) and hands it to kopf as
+the operator's memo, so handlers receive it as an argument; a unit test builds
+one with fakes and runs a whole pass without any server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from fink_core.connections import Address, KafkaConnection, Reader
+from fink_core.science import Catalogue, shipped_catalogue
+from fink_operator.claims import ClaimStore
+from fink_operator.config import OperatorConfig
+from fink_operator.events import EventSink
+from fink_operator.reconcile import TableAdmin, TopicAdmin
+
+
+class PipelineLocks:
+    """One pass at a time per pipeline; a lock is dropped when its pipeline is gone."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, uid: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(uid, threading.Lock())
+        with lock:
+            yield
+
+    def forget(self, uid: str) -> None:
+        with self._guard:
+            self._locks.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    claims: ClaimStore
+    events: EventSink
+    kafka_admin: Callable[[KafkaConnection], TopicAdmin]
+    hbase_admin: Callable[[Address], TableAdmin]
+    # namespace -> (read_configmap, read_secret)
+    readers: Callable[[str], tuple[Reader, Reader]]
+    catalogue: Catalogue = field(default_factory=shipped_catalogue)
+    locks: PipelineLocks = field(default_factory=PipelineLocks)

@@ -1,0 +1,165 @@
+"""Whole passes with a context of fakes: status, events, planning, references and drift.
+
+This is the unit-level proof that one pass is testable end to end without a
+server: the same `run_pass` the kopf handlers and the drift sweep call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakes import FakeClaims, FakeEvents, FakeHBase, FakeKafka, fake_context
+from pipeline_documents import minimal
+
+from fink_core.resources import TopicState
+from fink_operator.drift import DriftSweep, PipelineIndex
+from fink_operator.passes import run_pass
+
+SCIENCE = {
+    "modules": [
+        {"name": "quality_cuts"},
+        {"name": "lightcurve_features"},
+        {"name": "solar_system"},
+    ],
+    "filters": [{"name": "early_sn_candidates"}],
+}
+
+
+def science_pipeline(name: str = "p1", **spec: Any) -> dict[str, Any]:
+    """A valid pipeline whose topics and table are its own (default names would be shared)."""
+    own = {
+        **SCIENCE,
+        "filters": [{"name": "early_sn_candidates", "topic": f"{name}.early"}],
+        "sinks": {"hbase": {"table": "t_" + name}},
+    }
+    return minimal(name, "ns", **{**own, **spec})
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def with_status(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "status": status}
+
+
+def test_a_pass_writes_the_whole_status_and_says_ready() -> None:
+    kafka, hbase = FakeKafka(), FakeHBase()
+    context = fake_context(kafka, hbase)
+    body = science_pipeline()
+    body["metadata"]["generation"] = 3
+    result = run_pass(context, body, "create")
+    assert conditions(result.status) == {
+        "TopicsReady": ("True", "Reconciled"),
+        "TablesReady": ("True", "Reconciled"),
+        "Ready": ("True", "Reconciled"),
+    }
+    assert result.status["observedGeneration"] == 3
+    assert result.status["topics"] == ["p1-deadletter", "p1.early"]
+    assert result.status["tables"] == ["t_p1"] and result.status["phase"] == "Ready"
+    assert not result.retry
+    assert "t_p1" in hbase.tables and len(kafka.topics) == 2
+
+
+def test_events_are_posted_for_changes_not_again_on_an_idle_pass() -> None:
+    context = fake_context()
+    events: FakeEvents = context.events  # type: ignore[assignment]
+    body = science_pipeline()
+    first = run_pass(context, body, "create")
+    assert sorted(events.reasons()) == ["Reconciled", "TableCreated", "TopicCreated"]
+    events.posted.clear()
+    run_pass(context, with_status(body, first.status), "drift")
+    assert events.posted == []
+
+
+def test_an_invalid_science_plan_creates_nothing_and_says_which_field() -> None:
+    kafka, hbase, claims = FakeKafka(), FakeHBase(), FakeClaims()
+    context = fake_context(kafka, hbase, claims)
+    body = science_pipeline(filters=[{"name": "early_sn"}])
+    result = run_pass(context, body, "create")
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec"
+    assert "spec.filters[0].name: unknown science filter 'early_sn'" in ready["message"]
+    assert not kafka.topics and not hbase.tables and not claims.claims
+    assert not result.retry  # the user must fix it: no retry storm
+
+
+def test_a_bad_module_parameter_is_refused_by_the_shared_planner() -> None:
+    body = science_pipeline(modules=[{"name": "quality_cuts", "parameters": {"minRb": 2}}])
+    result = run_pass(fake_context(), body, "create")
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec"
+    assert "minRb must be in [0, 1], got 2" in ready["message"]
+
+
+def test_a_missing_secret_is_retried_and_named() -> None:
+    body = science_pipeline(sinks={"kafka": {"credentialsSecretRef": {"name": "creds"}}})
+    result = run_pass(fake_context(), body, "create")
+    assert result.retry
+    assert conditions(result.status)["Ready"] == ("False", "ReferenceNotFound")
+    assert "Secret 'creds' in namespace ns not found" in result.retry_message
+
+
+def test_a_secret_with_a_file_path_is_refused_not_retried() -> None:
+    secrets = {"creds": {"sasl.username": "u", "ssl.ca.location": "/etc/passwd"}}
+    body = science_pipeline(sinks={"kafka": {"credentialsSecretRef": {"name": "creds"}}})
+    result = run_pass(fake_context(secrets=secrets), body, "create")
+    assert not result.retry
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidCredentials"
+    assert "ssl.ca.location not allowed" in ready["message"]
+
+
+def test_the_drift_sweep_asks_each_server_once_and_passes_only_the_drifted() -> None:
+    kafka, hbase = FakeKafka(), FakeHBase()
+    context = fake_context(kafka, hbase)
+    index = PipelineIndex()
+    written: dict[str, dict[str, Any]] = {}
+    sweep = DriftSweep(
+        context, index, lambda body, status: written.update({body["metadata"]["name"]: status})
+    )
+    bodies = [science_pipeline(f"p{i}") for i in range(20)]
+    for body in bodies:
+        index.saw(body)
+        index.passed(body, run_pass(context, body, "create"))
+    kafka.calls.clear()
+    hbase.calls.clear()
+    idle = sweep.sweep()
+    assert (idle.pipelines, idle.drifted, idle.passes) == (20, 0, 0)
+    assert kafka.calls == ["observe"] and hbase.calls == []
+
+    del kafka.topics["p7-deadletter"]  # behind the operator's back
+    kafka.topics["p3-deadletter"] = TopicState("p3-deadletter", 1, 1, {"retention.ms": "1"})
+    drifted = sweep.sweep()
+    assert (drifted.drifted, drifted.passes) == (2, 2)
+    assert "p7-deadletter" in kafka.topics
+    assert kafka.topics["p3-deadletter"].config["retention.ms"] == "604800000"
+    assert set(written) <= {"p3", "p7"}  # status is rewritten only where it changed
+    sweep.stop()
+
+
+def test_a_server_down_during_a_sweep_marks_every_pipeline_on_it_without_a_pass_each() -> None:
+    kafka = FakeKafka()
+    context = fake_context(kafka)
+    index = PipelineIndex()
+    written: dict[str, dict[str, Any]] = {}
+    sweep = DriftSweep(
+        context, index, lambda body, status: written.update({body["metadata"]["name"]: status})
+    )
+    for i in range(5):
+        body = science_pipeline(f"p{i}")
+        index.saw(body)
+        index.passed(body, run_pass(context, body, "create"))
+    kafka.down = True
+    kafka.calls.clear()
+    report = sweep.sweep()
+    assert report.passes == 0
+    assert {conditions(s)["TopicsReady"] for s in written.values()} == {
+        ("False", "KafkaUnreachable")
+    }
+    assert len(written) == 5
+    kafka.down = False
+    recovered = sweep.sweep()  # not Ready: each gets a pass, and is Ready again
+    assert recovered.passes == 5
+    assert all(conditions(s)["Ready"][0] == "True" for s in written.values())
+    sweep.stop()
