@@ -334,7 +334,7 @@ def main() -> int:
     variants = {"with": [True], "without": [False], "both": [False, True]}[args.tables]
     print(
         f"cores: {os.cpu_count()}, filters per pipeline: {args.filters}, "
-        f"operator and baseline both {WORKERS} at a time, drift sweep every 30 s"
+        f"operator and baseline both {WORKERS} at a time, drift sweep every 15 s"
     )
     for count in args.count:
         for table in variants:

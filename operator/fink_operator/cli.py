@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-address", default="0.0.0.0")
     run.add_argument("--liveness", help="e.g. http://0.0.0.0:8081/healthz")
     run.add_argument(
-        "--drift-interval", type=float, default=30.0, help="seconds between drift sweeps (30)"
+        "--drift-interval", type=float, default=15.0, help="seconds between drift sweeps (15)"
     )
     run.add_argument("--server-timeout", type=float, default=5.0, help="per Kafka/HBase call")
     run.add_argument("--max-backoff", type=float, default=60.0, help="retry delay ceiling")

@@ -19,7 +19,7 @@ FINALIZER = f"{GROUP}/cleanup"
 @dataclass(frozen=True)
 class OperatorConfig:
     defaults: Defaults = field(default_factory=Defaults)
-    drift_interval: float = 30.0  # seconds between drift sweeps over every pipeline
+    drift_interval: float = 15.0  # seconds between drift sweeps over every pipeline
     server_timeout: float = 5.0  # per Kafka/HBase admin call
     max_backoff: float = 60.0  # ceiling of the retry delay when a server is down
     cleanup_timeout: float = 600.0  # give up deleting data of a gone cluster after this

@@ -114,12 +114,26 @@ class _Claims:
         return self._owned
 
     def verdict(
-        self, kind: str, cluster: str, name: str, exists: bool, previously_owned: bool
+        self,
+        kind: str,
+        cluster: str,
+        name: str,
+        exists: bool,
+        previously_owned: bool,
+        look: bool = False,
     ) -> Verdict:
+        """What this pipeline may do; `look` reads the store even for an absent resource.
+
+        An absent resource that this pipeline has no claim on is most often new:
+        the claim is then simply attempted (creating it is the atomic check), and
+        only a refusal (409) makes the caller look at who holds it.
+        """
         claim = next(
             (c for c in self.owned() if (c.kind, c.cluster, c.name) == (kind, cluster, name)),
             None,
-        ) or self.store.get(kind, cluster, name)
+        )
+        if claim is None and (exists or look):
+            claim = self.store.get(kind, cluster, name)
         alive = None
         if claim is not None and claim.owner.uid != self.me.uid:
             alive = self.store.owner_alive(claim.owner)
@@ -163,11 +177,30 @@ def _claim_all(
         return [v for v in verdicts if v.refused]
     refused: list[Verdict] = []
     for verdict in verdicts:
-        if not mine.take(verdict, cluster):  # lost a race: look again
-            again = mine.verdict(kind, cluster, verdict.name, verdict.name in existing, False)
-            if again.refused:
-                refused.append(again)
-    return refused
+        if mine.take(verdict, cluster):
+            continue
+        # someone holds it: look who (a rival, or a stale claim we may replace) and retry once
+        name = verdict.name
+        again = mine.verdict(kind, cluster, name, name in existing, name in previous, look=True)
+        if again.refused:
+            refused.append(again)
+        elif not mine.take(again, cluster):
+            refused.append(mine.verdict(kind, cluster, name, name in existing, False, look=True))
+    return [v for v in refused if v.refused] or (
+        [] if not refused else [_lost(refused[0])]
+    )
+
+
+def _lost(verdict: Verdict) -> Verdict:
+    """A claim lost twice in a row to concurrent changes: report it, the next pass retries."""
+    from fink_operator.ownership import Action
+
+    return Verdict(
+        verdict.kind,
+        verdict.name,
+        Action.CONFLICT,
+        f"{verdict.kind} {verdict.name} is being claimed concurrently; retrying",
+    )
 
 
 def _refused_condition(kind: str, verdicts: Sequence[Verdict]) -> Condition:

@@ -240,3 +240,15 @@ def test_release_all_frees_a_retained_pipelines_claims_and_keeps_data() -> None:
     assert {c.name for c in released} == {"fink_a_ztf", "p1-deadletter", "tbl"}
     assert claims.claims == {} and "tbl" in hbase.tables and "fink_a_ztf" in kafka.topics
     assert {c.kind for c in released} >= {TOPIC}
+
+
+def test_a_stale_claim_on_a_deleted_topic_is_replaced_without_adoption() -> None:
+    kafka, hbase, claims = world()
+    reconcile(desired(pipeline("old", "team-a")), kafka, hbase, claims)
+    claims.alive["uid-team-a-old"] = False
+    kafka.topics.clear()
+    hbase.tables.clear()
+    outcome = reconcile(desired(pipeline("new", "team-b")), kafka, hbase, claims)
+    assert outcome.ready.status is True
+    assert claims.names()["fink_a_ztf"] == "uid-team-b-new"
+    assert claims.names()["tbl"] == "uid-team-b-new"
