@@ -310,9 +310,9 @@ def cleanup(stack: Endpoints, names: list[str], table: bool, api_client: Any) ->
     if api_client is not None:
         custom = client.CustomObjectsApi(api_client)
         wanted = set(names)
-        for claim in custom.list_cluster_custom_object(
-            claims.GROUP, claims.VERSION, claims.PLURAL
-        )["items"]:
+        for claim in custom.list_cluster_custom_object(claims.GROUP, claims.VERSION, claims.PLURAL)[
+            "items"
+        ]:
             if claim["spec"]["owner"]["name"] in wanted:
                 custom.delete_cluster_custom_object(
                     claims.GROUP, claims.VERSION, claims.PLURAL, claim["metadata"]["name"]

@@ -186,9 +186,7 @@ def _claim_all(
             refused.append(again)
         elif not mine.take(again, cluster):
             refused.append(mine.verdict(kind, cluster, name, name in existing, False, look=True))
-    return [v for v in refused if v.refused] or (
-        [] if not refused else [_lost(refused[0])]
-    )
+    return [v for v in refused if v.refused] or ([] if not refused else [_lost(refused[0])])
 
 
 def _lost(verdict: Verdict) -> Verdict:
