@@ -109,13 +109,64 @@ def _staging_modules(kubernetes_go_mod: str) -> list[str]:
     return re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", kubernetes_go_mod, re.MULTILINE)
 
 
-class KubernetesBinaries(Artefact):
-    """kube-apiserver & co. and etcd, compiled from the Go module proxy.
+def kubernetes_module_source(k8s: str) -> Path:
+    """The k8s.io/kubernetes module's directory in the Go module cache (downloaded if needed)."""
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{k8s}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+    )
+    directory = re.search(r'"Dir":\s*"([^"]+)"', download.stdout)
+    if download.returncode != 0 or not directory:
+        raise BuildError(f"cannot fetch k8s.io/kubernetes@{k8s}: {download.stdout[-2000:]}")
+    return Path(directory.group(1))
 
-    k8s.io/kubernetes cannot be `go install`ed: its go.mod points staging
-    modules at local directories. A wrapper module requires it and replaces
-    every staging module with its published v0.X.Y twin.
+
+def write_kubernetes_wrapper(
+    src: Path, k8s: str, commands: tuple[str, ...], extra_imports: tuple[str, ...] = ()
+) -> None:
+    """A Go module requiring k8s.io/kubernetes with every staging module mapped to its release.
+
+    k8s.io/kubernetes cannot be `go install`ed: its go.mod points staging modules
+    at local directories; the wrapper replaces each with its published v0.X.Y twin.
     """
+    staging_version = "v0" + k8s[2:]  # v1.36.3 -> v0.36.3
+    upstream = (kubernetes_module_source(k8s) / "go.mod").read_text()
+    go_line = re.search(r"^go (\S+)", upstream, re.MULTILINE)
+    replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in _staging_modules(upstream))
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(
+        "module local/finkstack/k8sbins\n\n"
+        f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
+        f"require k8s.io/kubernetes {k8s}\n\nreplace (\n{replaces}\n)\n"
+    )
+    imports = "\n".join(
+        [f'\t_ "{i}"' for i in extra_imports]
+        + [f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in commands]
+    )
+    (src / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+
+
+def kubernetes_ldflags(k8s: str) -> str:
+    """Stamp the version the binaries report (else they say v0.0.0-master)."""
+    major, minor = k8s[1:].split(".")[:2]
+    return " ".join(
+        ["-s", "-w"]
+        + [
+            f"-X {pkg}.{var}={value}"
+            for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+            for var, value in (("gitVersion", k8s), ("gitMajor", major), ("gitMinor", minor))
+        ]
+        + ["-X k8s.io/component-base/version.gitTreeState=clean"]
+    )
+
+
+GO_ENV = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+
+
+class KubernetesBinaries(Artefact):
+    """kube-apiserver & co. and etcd, compiled from the Go module proxy (see write_kubernetes_wrapper)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -130,59 +181,23 @@ class KubernetesBinaries(Artefact):
         if shutil.which("go") is None:
             raise BuildError("Go is needed to build kube-apiserver and etcd; install Go >= 1.26")
         k8s = versions.KUBERNETES
-        staging_version = "v0" + k8s[2:]  # v1.36.3 -> v0.36.3
-        env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
         src = work / "src"
-        src.mkdir()
-        download = subprocess.run(
-            ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{k8s}"],
-            cwd=src,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
-        if download.returncode != 0:
-            raise BuildError(f"cannot fetch k8s.io/kubernetes@{k8s}: {download.stdout[-2000:]}")
-        go_mod_path = re.search(r'"GoMod":\s*"([^"]+)"', download.stdout)
-        if not go_mod_path:
-            raise BuildError(f"no go.mod for k8s.io/kubernetes@{k8s} in: {download.stdout[:500]}")
-        upstream = Path(go_mod_path.group(1)).read_text()
-        go_line = re.search(r"^go (\S+)", upstream, re.MULTILINE)
-        replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in _staging_modules(upstream))
-        (src / "go.mod").write_text(
-            "module local/finkstack/k8sbins\n\n"
-            f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
-            f"require k8s.io/kubernetes {k8s}\n\nreplace (\n{replaces}\n)\n"
-        )
-        imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in K8S_COMMANDS)
-        (src / "tools.go").write_text(
-            f'//go:build tools\n\npackage tools\n\nimport (\n\t_ "go.etcd.io/etcd/server/v3"\n{imports}\n)\n'
-        )
+        write_kubernetes_wrapper(src, k8s, K8S_COMMANDS, ("go.etcd.io/etcd/server/v3",))
         _run(
             ["go", "get", f"k8s.io/kubernetes@{k8s}", f"go.etcd.io/etcd/server/v3@{versions.ETCD}"],
             cwd=src,
             log=log,
-            env=env,
+            env=GO_ENV,
         )
-        _run(["go", "mod", "tidy"], cwd=src, log=log, env=env)
-        major, minor = k8s[1:].split(".")[:2]
-        ldflags = " ".join(
-            ["-s", "-w"]
-            + [
-                f"-X {pkg}.{var}={value}"
-                for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-                for var, value in (("gitVersion", k8s), ("gitMajor", major), ("gitMinor", minor))
-            ]
-            + ["-X k8s.io/component-base/version.gitTreeState=clean"]
-        )
+        _run(["go", "mod", "tidy"], cwd=src, log=log, env=GO_ENV)
         bin_dir = work / "bin"
         bin_dir.mkdir()
         _run(
-            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", f"{bin_dir}/"]
+            ["go", "build", "-trimpath", "-ldflags", kubernetes_ldflags(k8s), "-o", f"{bin_dir}/"]
             + [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS],
             cwd=src,
             log=log,
-            env=env,
+            env=GO_ENV,
         )
         _run(
             [
@@ -197,7 +212,7 @@ class KubernetesBinaries(Artefact):
             ],
             cwd=src,
             log=log,
-            env=env,
+            env=GO_ENV,
         )
 
 

@@ -12,9 +12,23 @@ KUBERNETES = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-schedule
 ETCD = "v3.6.8"  # the etcd server module that Kubernetes v1.36.3 itself requires
 KAFKA = "4.1.1"  # org.apache.kafka:kafka_2.13, KRaft mode
 HBASE = "2.6.1"  # org.apache.hbase:hbase-server (-hadoop3 flavour) + hbase-thrift
-LOG4J = "2.24.3"
+LOG4J = "2.24.3"  # log4j2 backend for Kafka and HBase (neither pulls one in)
 KWOK = "v0.8.0"  # sigs.k8s.io/kwok: a kubelet simulator, so pods progress with no container runtime
-HELM = "v3.22.0"  # helm.sh/helm/v3, to install and lint the charts  # log4j2 backend for Kafka and HBase (neither pulls one in)
+HELM = "v3.22.0"  # helm.sh/helm/v3, to install and lint the charts
+
+# The real node: kubelet and kube-proxy come from the KUBERNETES build above.
+CONTAINERD = "v2.4.2"  # github.com/containerd/containerd/v2: containerd, ctr, the runc shim
+RUNC = "v1.5.2"  # github.com/opencontainers/runc, with seccomp (Debian's libseccomp-dev)
+CNI_PLUGINS = (
+    "v1.10.0"  # github.com/containernetworking/plugins: bridge, host-local, loopback, portmap
+)
+CRICTL = "v1.37.0"  # sigs.k8s.io/cri-tools: to list and remove pods at `down`
+COREDNS = "v1.15.0"  # github.com/coredns/coredns: cluster DNS, run as a host process
+PAUSE = "3.10.2"  # the sandbox image tag containerd CONTAINERD's CRI pins (registry.k8s.io/pause)
+
+# Images: the base the Containerfiles name (FROM debian:bookworm-slim), which the
+# local builder makes with debootstrap from the Debian mirror apt already uses.
+DEBIAN_SUITE = "bookworm"
 
 
 def spark_version() -> str:
