@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from . import process, stack
 from .layout import Layout
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="fink-stack",
         description="Build (once, cached by version) and run a real local stack on 127.0.0.1: "
         "etcd + kube-apiserver (+ controller-manager, scheduler), Kafka (KRaft), "
-        "HBase with its Thrift server, and the Spark Kafka/Avro connector jars.",
+        "HBase with its Thrift servers, the Spark Kafka/Avro connector jars, and a real "
+        "node (kubelet, containerd, kube-proxy, CoreDNS) running the project's images.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     component_help = f"components (default: all of {', '.join(stack.ALL_COMPONENTS)})"
@@ -39,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("build", help="only build/download the artefacts (e.g. to warm a cache)")
     commands.add_parser(
         "smoke", help="touch every server of the running stack and print what it saw"
+    )
+    saved = commands.add_parser(
+        "images", help="the project's images: size, digest, whether the node has them"
+    )
+    saved.add_argument(
+        "--save", nargs=2, metavar=("NAME", "FILE"), help="write image NAME as an OCI tar"
     )
 
     args = parser.parse_args(argv)
@@ -74,6 +82,8 @@ def _run(args: argparse.Namespace, layout: Layout) -> int:
         return 0
     if args.command == "status":
         return _print_status(layout)
+    if args.command == "images":
+        return _images(layout, args.save)
     if args.command == "logs":
         return _print_logs(layout, args.service, args.lines, args.follow)
     if args.command == "env":
@@ -93,9 +103,33 @@ def _print_status(layout: Layout) -> int:
         state = "healthy" if row.healthy else ("starting" if row.pid else "stopped")
         print(f"{row.name:<26}{row.component:<12}{row.pid or '-':<9}{state:<10}{row.log}")
     print(f"state: {layout.state}\ncache: {layout.cache}")
+    node_running = any(r.pid for r in rows if r.name == "containerd")
+    if node_running:
+        _images(layout, None)
     if all(r.healthy for r in rows):
         return 0
     return 3 if any(r.pid for r in rows) else 4
+
+
+def _images(layout: Layout, save: list[str] | None) -> int:
+    from . import images, node
+
+    containerd = node.containerd_client(layout)
+    for image in images.IMAGE_ARTEFACTS:
+        if not image.is_ready(layout.cache):
+            print(f"{image.spec.short_reference:<28} not built (fink-stack up node)")
+            continue
+        record = image.record(layout.cache)
+        digest = record.manifest_digest
+        present = containerd.image_digest(image.spec.reference) == digest
+        print(
+            f"{image.spec.short_reference:<28} {record.size / 1e9:5.2f} GB  {digest[:19]}  "
+            f"{'on the node' if present else 'not on the node'}  ({image.spec.containerfile})"
+        )
+        if save and save[0] in (image.spec.name, image.spec.short_reference):
+            images.save(record, Path(save[1]))
+            print(f"saved {image.spec.short_reference} to {save[1]} (OCI layout tar)")
+    return 0
 
 
 def _print_logs(layout: Layout, service: str, lines: int, follow: bool) -> int:

@@ -17,10 +17,11 @@ class Endpoints:
     hbase_thrift_port: int
     spark_jars: tuple[Path, ...]
     hbase_admin_port: int = 9091  # the Thrift2 gateway, on the Thrift host
+    pods: PodEndpoints | None = None  # with the real node: what clients inside pods use
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
-        return {
+        variables = {
             "KUBECONFIG": str(self.kubeconfig),
             "FINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "FINK_HBASE_THRIFT": f"{self.hbase_thrift_host}:{self.hbase_thrift_port}",
@@ -29,6 +30,66 @@ class Endpoints:
             # keep Spark's driver on loopback like every other server of the stack
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
+        if self.pods is not None:
+            variables.update(self.pods.environment())
+        return variables
+
+
+@dataclass(frozen=True)
+class PodEndpoints:
+    """Addresses for clients running in pods on the real node (the bridge's host address).
+
+    Pods cannot reach loopback: the servers (or the node's pod gateway) also
+    listen on the pod network's host address. Inside a pod the apiserver is the
+    usual in-cluster `https://kubernetes.default.svc` (service account token and
+    CA mounted as on any cluster); `apiserver` here is that same server's
+    address on the pod network, e.g. for `spark-submit --master k8s://...` from
+    the host or a pod.
+    """
+
+    apiserver: str  # https://10.88.0.1:6443
+    kafka_bootstrap: str  # 10.88.0.1:9094
+    hbase_thrift: str  # 10.88.0.1:9090
+    hbase_admin: str  # 10.88.0.1:9091 (Thrift2)
+    dns: str  # 10.0.0.10 (the kube-dns Service; CoreDNS itself is 10.88.0.1:53)
+    node_name: str  # fink-node
+    pipeline_image: str  # fink-k8s/pipeline:dev
+    operator_image: str  # fink-k8s/operator:dev
+    containerd_address: str  # for ctr / crictl on the host
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "FINK_POD_APISERVER": self.apiserver,
+            "FINK_POD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "FINK_POD_HBASE_THRIFT": self.hbase_thrift,
+            "FINK_POD_HBASE_ADMIN": self.hbase_admin,
+            "FINK_POD_DNS": self.dns,
+            "FINK_NODE_NAME": self.node_name,
+            "FINK_PIPELINE_IMAGE": self.pipeline_image,
+            "FINK_OPERATOR_IMAGE": self.operator_image,
+            # ctr and crictl on the host talk to the node's containerd
+            "CONTAINERD_ADDRESS": self.containerd_address,
+            "CONTAINERD_NAMESPACE": "k8s.io",
+            "CONTAINER_RUNTIME_ENDPOINT": f"unix://{self.containerd_address}",
+            "IMAGE_SERVICE_ENDPOINT": f"unix://{self.containerd_address}",
+        }
+
+    @classmethod
+    def from_environment(cls) -> PodEndpoints | None:
+        if "FINK_POD_KAFKA_BOOTSTRAP" not in os.environ:
+            return None
+        get = os.environ.get
+        return cls(
+            apiserver=get("FINK_POD_APISERVER", ""),
+            kafka_bootstrap=get("FINK_POD_KAFKA_BOOTSTRAP", ""),
+            hbase_thrift=get("FINK_POD_HBASE_THRIFT", ""),
+            hbase_admin=get("FINK_POD_HBASE_ADMIN", ""),
+            dns=get("FINK_POD_DNS", ""),
+            node_name=get("FINK_NODE_NAME", ""),
+            pipeline_image=get("FINK_PIPELINE_IMAGE", ""),
+            operator_image=get("FINK_OPERATOR_IMAGE", ""),
+            containerd_address=get("CONTAINERD_ADDRESS", ""),
+        )
 
 
 def from_environment() -> Endpoints | None:
@@ -45,4 +106,5 @@ def from_environment() -> Endpoints | None:
         hbase_thrift_port=int(port or 9090),
         spark_jars=tuple(Path(p) for p in jars.split(",") if p),
         hbase_admin_port=int(admin_port or 9091),
+        pods=PodEndpoints.from_environment(),
     )

@@ -30,9 +30,40 @@ class Ports:
     hbase_regionserver: int = 16020
     hbase_thrift: int = 9090
     hbase_thrift2: int = 9091  # table administration (Thrift2 protocol)
+    kafka_pods: int = 9094  # Kafka's listener on the pod network's host address
+    dns: int = 53  # CoreDNS, on the pod network's host address
+    coredns_ready: int = 8181
+    kubelet: int = 10250  # on the pod network's host address: the apiserver dials it
+    kubelet_healthz: int = 10248
+    kube_proxy_metrics: int = 10249
+    kube_proxy_healthz: int = 10256
 
 
 PORTS = Ports()
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """The real node's pod network: a bridge inside the machine, never routed off it.
+
+    `host` is the bridge's own address on the host: the one address pods reach the
+    host at (apiserver, Kafka, HBase Thrift, DNS). It is not loopback, because a
+    Service cannot point at loopback, and it is not the machine's external
+    interface, because nothing of the stack may listen there.
+    """
+
+    bridge: str = "fink0"
+    cidr: str = "10.88.0.0/24"
+    host: str = "10.88.0.1"
+    prefix_length: int = 24
+    service_cidr: str = "10.0.0.0/24"  # the apiserver's --service-cluster-ip-range
+    kubernetes_service_ip: str = "10.0.0.1"  # first address of service_cidr
+    dns_service_ip: str = "10.0.0.10"  # the kube-dns Service
+    cluster_domain: str = "cluster.local"
+    node_name: str = "fink-node"
+
+
+POD_NETWORK = PodNetwork()
 
 
 @dataclass(frozen=True)
@@ -69,6 +100,11 @@ class Layout:
     @property
     def kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
+
+    @property
+    def node(self) -> Path:
+        """Everything of the real node (containerd, kubelet, CNI) that can live here does."""
+        return self.state / "node"
 
     def log_of(self, service: str) -> Path:
         return self.logs / f"{service}.log"

@@ -75,8 +75,55 @@ def ensure_pki(pki: Path) -> None:
     (pki / "complete").write_text("ok\n")
 
 
-def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
-    """A self-contained kubeconfig (certificates inlined) for the admin user."""
+def ensure_node_pki(pki: Path, node_name: str, node_ip: str) -> None:
+    """Add what the real node needs to an existing PKI, signed by the same CA.
+
+    The apiserver's serving certificate gains the pod network's host address
+    (pods reach the apiserver there); the apiserver gets a client certificate
+    for the kubelet's API (logs, exec), and the kubelet one for the apiserver,
+    in the identity the Node authorizer expects (system:node:<name>). Keys and
+    certificates made earlier stay, so kubeconfigs handed out keep working.
+    """
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    serving = x509.load_pem_x509_certificate((pki / "apiserver.crt").read_bytes())
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if ipaddress.ip_address(node_ip) not in names.get_values_for_type(x509.IPAddress):
+        key = _new_key()
+        ips = ("127.0.0.1", SERVICE_IP, node_ip)
+        cert = _certificate(
+            subject=_name("kube-apiserver"),
+            issuer=ca_cert,
+            key=key,
+            signer=ca_key,
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            alt_names=[x509.DNSName(n) for n in SERVER_NAMES]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips],
+        )
+        _write(pki, "apiserver", key, cert)
+    clients = {
+        "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
+        f"node-{node_name}": (f"system:node:{node_name}", "system:nodes"),
+    }
+    for stem, (common_name, group) in clients.items():
+        if (pki / f"{stem}.crt").exists():
+            continue
+        key = _new_key()
+        cert = _certificate(
+            subject=_name(common_name, organisation=group),
+            issuer=ca_cert,
+            key=key,
+            signer=ca_key,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
+        _write(pki, stem, key, cert)
+    for path in pki.glob("*.key"):
+        path.chmod(0o600)
+
+
+def write_kubeconfig(path: Path, pki: Path, server: str, user: str = "admin") -> None:
+    """A self-contained kubeconfig (certificates inlined) for a user of the PKI (default admin)."""
 
     def inline(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
@@ -94,8 +141,8 @@ def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
             {
                 "name": "fink-admin",
                 "user": {
-                    "client-certificate-data": inline("admin.crt"),
-                    "client-key-data": inline("admin.key"),
+                    "client-certificate-data": inline(f"{user}.crt"),
+                    "client-key-data": inline(f"{user}.key"),
                 },
             }
         ],

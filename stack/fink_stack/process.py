@@ -113,6 +113,38 @@ def stop(pidfile: Path, *, grace_seconds: float = 30.0) -> bool:
     return True
 
 
+def command_line(pid: int) -> list[str] | None:
+    """The argv a process runs with, as the kernel reports it."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
+def find_marked(marker: str) -> list[int]:
+    """Processes whose environment carries this marker (e.g. children a server left behind)."""
+    wanted = f"{MARKER_VARIABLE}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and alive(Running(int(entry.name), marker)):
+            found.append(int(entry.name))
+    return found
+
+
+def kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)

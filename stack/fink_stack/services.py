@@ -9,55 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import ssl
 import urllib.request
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artefacts, pki
-from .layout import HOST, PORTS, Layout
+from . import artefacts, images, node_artefacts, pki, podnet
+from .layout import HOST, POD_NETWORK, PORTS, Layout
+from .node import NODE_SERVICES
+from .service import Probe, Service, http_ok, port_open
 
-Probe = Callable[[Layout], bool]
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    component: str
-    needs: tuple[str, ...]
-    argv: Callable[[Layout], list[str]]
-    probe: Probe
-    prepare: Callable[[Layout], None] = lambda layout: None
-    after_start: Callable[[Layout], None] = lambda layout: None  # once its process runs
-    port: int | None = None  # must be free before start: a foreign server there is an error
-    startup_seconds: float = 120.0
-    data_dirs: tuple[str, ...] = field(default_factory=tuple)
-
-    def marker(self, layout: Layout) -> str:
-        """A string unique to this service in this state directory, checked before signalling it."""
-        return f"fink-stack/{self.name}@{layout.state}"
-
-
-# ---------------------------------------------------------------- probes
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return response.status == 200
-    except OSError:
-        return False
+__all__ = ["SERVICES", "Probe", "Service", "by_name", "port_open"]
 
 
 def _admin_tls(layout: Layout) -> ssl.SSLContext:
@@ -85,7 +47,7 @@ def _etcd_healthy(layout: Layout) -> bool:
 def _apiserver_ready(layout: Layout) -> bool:
     if not (layout.pki / "complete").exists():
         return False
-    return _http_ok(f"https://{HOST}:{PORTS.apiserver}/readyz", _admin_tls(layout))
+    return http_ok(f"https://{HOST}:{PORTS.apiserver}/readyz", _admin_tls(layout))
 
 
 def _kafka_ready(layout: Layout) -> bool:
@@ -132,6 +94,8 @@ def _k8s(layout: Layout, command: str) -> str:
 
 def _prepare_pki(layout: Layout) -> None:
     pki.ensure_pki(layout.pki)
+    if podnet.available():
+        pki.ensure_node_pki(layout.pki, POD_NETWORK.node_name, POD_NETWORK.host)
     pki.write_kubeconfig(layout.kubeconfig, layout.pki, f"https://{HOST}:{PORTS.apiserver}")
 
 
@@ -157,7 +121,6 @@ def _apiserver_argv(layout: Layout) -> list[str]:
         _k8s(layout, "kube-apiserver"),
         f"--etcd-servers=http://{HOST}:{PORTS.etcd_client}",
         f"--bind-address={HOST}",
-        f"--advertise-address={HOST}",
         f"--secure-port={PORTS.apiserver}",
         f"--tls-cert-file={p / 'apiserver.crt'}",
         f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -165,12 +128,30 @@ def _apiserver_argv(layout: Layout) -> list[str]:
         f"--service-account-issuer=https://{HOST}:{PORTS.apiserver}",
         f"--service-account-key-file={p / 'sa.pub'}",
         f"--service-account-signing-key-file={p / 'sa.key'}",
-        "--service-cluster-ip-range=10.0.0.0/24",
+        f"--service-cluster-ip-range={POD_NETWORK.service_cidr}",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
-        # loopback addresses are invalid in Endpoints; nothing needs the kubernetes Service here
-        "--endpoint-reconciler-type=none",
         f"--cert-dir={layout.data / 'apiserver-certs'}",
+        *_apiserver_pod_network_flags(layout),
+    ]
+
+
+def _apiserver_pod_network_flags(layout: Layout) -> list[str]:
+    """Where pods reach the apiserver, and how it reaches the kubelet.
+
+    The apiserver listens on loopback only; the `kubernetes` Service points at
+    the pod network's host address (a Service cannot point at loopback), where
+    the node's pod gateway relays to it. Without a pod network (not root) the
+    Service has no endpoint: nothing in a pod could use it anyway.
+    """
+    if not podnet.available():
+        return ["--endpoint-reconciler-type=none"]
+    p = layout.pki
+    return [
+        f"--advertise-address={POD_NETWORK.host}",
+        f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
     ]
 
 
@@ -213,6 +194,7 @@ def _scheduler_argv(layout: Layout) -> list[str]:
 KWOK = artefacts.kwok_tool()
 HELM = artefacts.helm_tool()
 KWOK_NODE = "kwok-node-0"
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
 KWOK_PORT = 10247
 
 
@@ -235,11 +217,12 @@ def _core_api(layout: Layout):  # type: ignore[no-untyped-def]
     return client.CoreV1Api(config.new_client_from_config(config_file=str(layout.kubeconfig)))
 
 
-def _register_kwok_node(layout: Layout) -> None:
+def register_kwok_node(layout: Layout) -> None:
     """A fake Node that kwok keeps Ready and on which scheduled pods become Running.
 
-    It has no taint, so pods that Spark or the operator create schedule on it
-    without tolerations; its capacity is generous so scheduling never blocks.
+    It is tainted (KWOK_TAINT): ordinary pods go to the real node, where they
+    really run; scale tests that want many fake pods tolerate the taint and
+    select `type: kwok`. Its capacity is generous so scheduling never blocks.
     """
     from kubernetes.client.rest import ApiException
 
@@ -257,6 +240,7 @@ def _register_kwok_node(layout: Layout) -> None:
                 "type": "kwok",
             },
         },
+        "spec": {"taints": [KWOK_TAINT]},
         "status": {"allocatable": capacity, "capacity": capacity},
     }
     try:
@@ -264,6 +248,7 @@ def _register_kwok_node(layout: Layout) -> None:
     except ApiException as error:
         if error.status != 409:
             raise
+        _core_api(layout).patch_node(KWOK_NODE, {"spec": {"taints": [KWOK_TAINT]}})
 
 
 def _kwok_node_ready(layout: Layout) -> bool:
@@ -367,6 +352,27 @@ def _kafka_argv(layout: Layout) -> list[str]:
         KAFKA.classpath(layout.cache),
         "kafka.Kafka",
         str(_kafka_properties(layout)),
+        *_kafka_pod_listener(),
+    ]
+
+
+def _kafka_pod_listener() -> list[str]:
+    """A second listener on the pod network's host address, advertised as that address.
+
+    Pods cannot reach loopback, and a broker answers clients with the address of
+    the listener they came in on: pods bootstrap from POD_NETWORK.host:kafka_pods
+    and are then sent back there, host clients keep 127.0.0.1:9092.
+    """
+    if not podnet.available():
+        return []
+    pods = f"PODS://{POD_NETWORK.host}:{PORTS.kafka_pods}"
+    return [
+        "--override",
+        f"listeners=PLAINTEXT://{HOST}:{PORTS.kafka},CONTROLLER://{HOST}:{PORTS.kafka_controller},{pods}",
+        "--override",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS.kafka},{pods}",
+        "--override",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PODS:PLAINTEXT",
     ]
 
 
@@ -515,7 +521,7 @@ SERVICES: tuple[Service, ...] = (
         "kubernetes",
         ("kube-apiserver",),
         _controller_manager_argv,
-        lambda layout: _http_ok(
+        lambda layout: http_ok(
             f"https://{HOST}:{PORTS.controller_manager}/healthz", _unverified_tls()
         ),
         port=PORTS.controller_manager,
@@ -525,7 +531,7 @@ SERVICES: tuple[Service, ...] = (
         "kubernetes",
         ("kube-apiserver",),
         _scheduler_argv,
-        lambda layout: _http_ok(f"https://{HOST}:{PORTS.scheduler}/healthz", _unverified_tls()),
+        lambda layout: http_ok(f"https://{HOST}:{PORTS.scheduler}/healthz", _unverified_tls()),
         port=PORTS.scheduler,
     ),
     Service(
@@ -534,7 +540,7 @@ SERVICES: tuple[Service, ...] = (
         ("kube-apiserver",),
         _kwok_argv,
         _kwok_node_ready,
-        after_start=_register_kwok_node,
+        after_start=register_kwok_node,
         port=KWOK_PORT,
     ),
     Service(
@@ -576,6 +582,7 @@ SERVICES: tuple[Service, ...] = (
         port=PORTS.hbase_thrift2,
         startup_seconds=180,
     ),
+    *NODE_SERVICES,  # the real node, last: stopped first, its pods before anything else
 )
 
 COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
@@ -583,6 +590,7 @@ COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
     "kafka": (KAFKA,),
     "hbase": (HBASE,),
     "spark": (),  # resolved lazily: depends on the installed pyspark
+    "node": (*node_artefacts.NODE_ARTEFACTS, images.PAUSE_IMAGE, *images.IMAGE_ARTEFACTS),
 }
 
 

@@ -1,12 +1,17 @@
 """Bring the local stack up, down, and report on it.
 
 `up` is idempotent: artefacts already cached are reused, services already
-running and healthy are left alone, and independent components start in
-parallel. A failure names the service, the reason and the log to read.
+running and healthy with the same command line are left alone (one whose
+command line changed, e.g. after an upgrade of the stack, is restarted), and
+independent components start in parallel. A failure names the service, the
+reason and the log to read. With root, `up` first records the host's state
+and creates the pod network's bridge (servers bind its host address); `down`
+of the whole stack puts the host back as `up` found it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -14,12 +19,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import artefacts, process
-from .endpoints import Endpoints
-from .layout import HOST, PORTS, Layout
-from .services import COMPONENTS, SERVICES, Service, port_open
+from . import artefacts, hostpkgs, hoststate, images, netguard, node, podnet, process
+from .endpoints import Endpoints, PodEndpoints
+from .layout import HOST, POD_NETWORK, PORTS, Layout
+from .services import COMPONENTS, SERVICES, Service, port_open, register_kwok_node
 
-ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "spark")
+ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "spark", "node")
+PROGRESS_SECONDS = 30.0  # how often a long build says it is still going
 
 Report = Callable[[str], None]
 
@@ -59,29 +65,68 @@ def _serialised(report: Report) -> Report:
     return say
 
 
+def _with_dependencies(components: Iterable[str]) -> list[str]:
+    wanted = list(dict.fromkeys(components))
+    if "node" in wanted and "kubernetes" not in wanted:
+        wanted.insert(0, "kubernetes")  # the kubelet registers with the apiserver
+    return wanted
+
+
+def _compiles(artefact: artefacts.Artefact) -> bool:
+    """Go and C builds: run one at a time (each uses every core; the linker needs GBs)."""
+    return artefact.key.startswith(("kubernetes", "containerd", "runc", "cni-", "crictl")) or (
+        artefact.key.startswith(("coredns", "kwok", "helm", "pause"))
+    )
+
+
+@contextlib.contextmanager
+def _progress(report: Report, what: str, log: str, every: float = PROGRESS_SECONDS):
+    """Say every `every` seconds that `what` is still being built, until the block ends."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(every):
+            elapsed = int(time.monotonic() - started)
+            report(f"still building {what} ({elapsed // 60}m{elapsed % 60:02d}s; log {log})")
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
 def prepare_artefacts(layout: Layout, components: Iterable[str], report: Report) -> None:
     """Build/download everything the components need, in parallel, reusing the cache."""
     report = _serialised(report)
+    components = _with_dependencies(components)
+    if "node" in components:
+        _host_packages(layout, report)
     jobs: list[tuple[str, artefacts.Artefact]] = []
     for component in components:
         if component == "spark":
             jobs.append((component, artefacts.spark_connectors()))
         else:
             jobs.extend((component, a) for a in COMPONENTS[component])
+    one_compiler = threading.Lock()
 
     def build(component: str, artefact: artefacts.Artefact) -> None:
-        if artefact.is_ready(layout.cache):
-            return
-        report(
-            f"building {artefact.key} (first run only; log: "
-            f"{layout.cache / 'logs' / (artefact.key + '.log')})"
-        )
-        started = time.monotonic()
         try:
-            artefact.ensure(layout.cache)
-        except artefacts.BuildError as error:
+            if artefact.is_ready(layout.cache):
+                return
+            key = artefact.key
+            log = str(layout.cache / "logs" / (key + ".log"))
+            report(f"building {key} (first run only; log: {log})")
+            started = time.monotonic()
+            exclusive = one_compiler if _compiles(artefact) else contextlib.nullcontext()
+            with exclusive, _progress(report, key, log):
+                artefact.ensure(layout.cache)
+        except (artefacts.BuildError, OSError, ValueError) as error:
             raise StackError(f"{component}: {error}") from error
-        report(f"built {artefact.key} in {time.monotonic() - started:.0f}s")
+        report(f"built {key} in {time.monotonic() - started:.0f}s")
 
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         futures = [pool.submit(build, c, a) for c, a in jobs]
@@ -90,13 +135,38 @@ def prepare_artefacts(layout: Layout, components: Iterable[str], report: Report)
         raise StackError("\n".join(str(e) for e in errors))
 
 
+def _host_packages(layout: Layout, report: Report) -> None:
+    try:
+        installed = hostpkgs.ensure(hostpkgs.NODE_PACKAGES, layout.cache / "logs" / "apt.log")
+    except hostpkgs.HostPackageError as error:
+        raise StackError(f"node: {error}") from error
+    if installed:
+        report(f"installed Debian packages for the node: {' '.join(installed)}")
+
+
+def _pod_network(layout: Layout, components: list[str]) -> None:
+    """Record the host, then make the bridge whose address servers bind for pods."""
+    if not podnet.available():
+        if "node" in components:
+            raise StackError("node: the real node needs root (bridge, cgroups, mounts, iptables)")
+        return
+    hoststate.record_once(layout)
+    try:
+        podnet.ensure()
+        if "node" in components:
+            netguard.install()  # every `up` re-asserts it, before any node service is touched
+    except (podnet.PodNetworkError, netguard.GuardError) as error:
+        raise StackError(f"pod network: {error}") from error
+
+
 def up(
     layout: Layout, components: Iterable[str] = ALL_COMPONENTS, report: Report = print
 ) -> Endpoints:
-    components = list(components)
+    components = _with_dependencies(components)
     report = _serialised(report)
     with artefacts.file_lock(layout.state / "up.lock"):
         prepare_artefacts(layout, components, report)
+        _pod_network(layout, components)
         services = _services_of(components)
         futures: dict[str, Future[None]] = {}
         # one thread per service, so a service blocked on its dependencies never starves another
@@ -109,6 +179,13 @@ def up(
             raise StackError(
                 "\n".join(str(e) for e in errors if not isinstance(e, _DependencyFailed))
             )
+        if "kubernetes" in components:
+            register_kwok_node(layout)  # create it, or re-assert its taint on an older stack
+        if "node" in components:
+            try:
+                node.ensure_images(layout, report)
+            except artefacts.BuildError as error:
+                raise StackError(f"node: {error}") from error
     return endpoints(layout)
 
 
@@ -128,13 +205,21 @@ def _start_after(
 def start_service(layout: Layout, service: Service, report: Report = print) -> None:
     pidfile = layout.pids / f"{service.name}.pid"
     running = process.read(pidfile)
+    if running is not None and process.command_line(running.pid) != service.argv(layout):
+        report(f"restarting {service.name}: its command line changed")
+        stop_service(layout, service)
+        running = None
     if running is None:
-        if service.port is not None and port_open(service.port):
+        if service.port is not None and port_open(service.port, service.host):
             raise StackError(
-                f"{service.name}: port {HOST}:{service.port} is already taken by a process "
-                "this stack did not start; stop it (see `ss -ltnp`) and run `fink-stack up` again"
+                f"{service.name}: port {service.host}:{service.port} is already taken by a "
+                "process this stack did not start; stop it (see `ss -ltnp`) and run "
+                "`fink-stack up` again"
             )
-        service.prepare(layout)
+        try:
+            service.prepare(layout)
+        except Exception as error:
+            raise StackError(f"{service.name}: not started: {error}") from error
         log = layout.log_of(service.name)
         running = process.spawn(
             service.argv(layout),
@@ -142,6 +227,7 @@ def start_service(layout: Layout, service: Service, report: Report = print) -> N
             pidfile=pidfile,
             marker=service.marker(layout),
             cwd=layout.state,
+            env=service.environment(layout),
         )
         report(f"started {service.name} (pid {running.pid}, log {log})")
     elif service.probe(layout):
@@ -187,10 +273,43 @@ def down(
             for sub in service.data_dirs:
                 shutil.rmtree(layout.data / sub, ignore_errors=True)
         report("wiped data of " + ", ".join(sorted({s.component for s in services})))
+    nothing_runs = not any(process.read(layout.pids / f"{s.name}.pid") for s in SERVICES)
+    if nothing_runs and release_host(layout):
+        report("host restored as `up` found it (bridge, sysctls, iptables, mounts, cgroups)")
 
 
 def stop_service(layout: Layout, service: Service) -> bool:
-    return process.stop(layout.pids / f"{service.name}.pid")
+    """Stop one service with its hooks: before_stop while it runs, after_stop once gone.
+
+    after_stop runs even when the process was already gone (e.g. it crashed),
+    so what it set up on the host is still undone.
+    """
+    pidfile = layout.pids / f"{service.name}.pid"
+    running = process.read(pidfile) is not None
+    if running:
+        service.before_stop(layout)
+    stopped = process.stop(pidfile)
+    if running or _touched_host(layout, service):
+        service.after_stop(layout)
+    return stopped
+
+
+def _touched_host(layout: Layout, service: Service) -> bool:
+    """A node service may have left host changes behind if the host was ever recorded."""
+    return service.component == "node" and hoststate.recorded(layout) is not None
+
+
+def release_host(layout: Layout) -> bool:
+    """With the whole stack stopped: remove the bridge if `up` made it, forget the record."""
+    before = hoststate.recorded(layout)
+    if before is None:
+        return False
+    links = before.get("links", [])
+    if isinstance(links, list) and POD_NETWORK.bridge not in links:
+        podnet.remove()
+    hoststate.restore_sysctls(before)
+    hoststate.forget(layout)
+    return True
 
 
 def status(layout: Layout) -> list[ServiceStatus]:
@@ -219,15 +338,34 @@ def endpoints(layout: Layout) -> Endpoints:
         hbase_thrift_port=PORTS.hbase_thrift,
         spark_jars=jars,
         hbase_admin_port=PORTS.hbase_thrift2,
+        pods=pod_endpoints(layout) if podnet.available() else None,
+    )
+
+
+def pod_endpoints(layout: Layout) -> PodEndpoints:
+    net = POD_NETWORK
+    return PodEndpoints(
+        apiserver=f"https://{net.host}:{PORTS.apiserver}",
+        kafka_bootstrap=f"{net.host}:{PORTS.kafka_pods}",
+        hbase_thrift=f"{net.host}:{PORTS.hbase_thrift}",
+        hbase_admin=f"{net.host}:{PORTS.hbase_thrift2}",
+        dns=net.dns_service_ip,
+        node_name=net.node_name,
+        pipeline_image=images.PIPELINE.short_reference,
+        operator_image=images.OPERATOR.short_reference,
+        containerd_address=str(node.containerd_socket(layout)),
     )
 
 
 def tool_dirs(layout: Layout) -> list[str]:
     """Directories holding kubectl, helm and kwok, to put on PATH."""
+    from .node_artefacts import CONTAINERD, CRICTL
     from .services import HELM, KUBERNETES, KWOK
 
     return [
         str(KUBERNETES.binary(layout.cache, "kubectl").parent),
         str(HELM.binary(layout.cache).parent),
         str(KWOK.binary(layout.cache).parent),
+        str(CONTAINERD.bin_dir(layout.cache)),  # ctr
+        str(CRICTL.bin_dir(layout.cache)),
     ]

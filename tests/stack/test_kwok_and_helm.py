@@ -11,7 +11,7 @@ from kubernetes import client, config
 
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
-from fink_stack.services import HELM, KWOK_NODE
+from fink_stack.services import HELM, KWOK_NODE, KWOK_TAINT
 
 pytestmark = pytest.mark.stack
 
@@ -24,7 +24,8 @@ def namespace(stack: Endpoints, unique_name: str):
     core.delete_namespace(unique_name)
 
 
-def test_a_scheduled_pod_runs_on_the_kwok_node(stack: Endpoints, namespace: str) -> None:
+def test_a_pod_that_tolerates_the_fake_node_runs_on_kwok(stack: Endpoints, namespace: str) -> None:
+    """The kwok node is tainted (ordinary pods go to the real node); scale tests opt in."""
     core = client.CoreV1Api(config.new_client_from_config(config_file=str(stack.kubeconfig)))
     # the default service account appears asynchronously; pods are refused until it exists
     deadline = time.monotonic() + 30
@@ -36,7 +37,11 @@ def test_a_scheduled_pod_runs_on_the_kwok_node(stack: Endpoints, namespace: str)
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "driver", "labels": {"spark-role": "driver"}},
-        "spec": {"containers": [{"name": "spark", "image": "apache/spark:4.2.0"}]},
+        "spec": {
+            "containers": [{"name": "spark", "image": "apache/spark:4.2.0"}],
+            "nodeSelector": {"type": "kwok"},
+            "tolerations": [{"key": KWOK_TAINT["key"], "operator": "Exists"}],
+        },
     }
     core.create_namespaced_pod(namespace, pod)
     deadline = time.monotonic() + 60
