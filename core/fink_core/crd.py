@@ -32,6 +32,7 @@ TABLE_NAME_PATTERN = r"^([a-zA-Z0-9_]+:)?[a-zA-Z0-9_][a-zA-Z0-9_.-]*$"
 FAMILY_NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 MEMORY_PATTERN = r"^[0-9]+[kmgtKMGT]?$"
+CPU_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 INTERVAL_PATTERN = r"^[0-9]+ (millisecond|second|minute|hour)s?$"
 BOOTSTRAP_PATTERN = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$"
 # KEP-1623 (metav1.Condition): the fields and formats every condition carries
@@ -408,24 +409,36 @@ def _spark() -> dict[str, Any]:
 
     def role(what: str, instances: bool, cores: int, memory: str) -> dict[str, Any]:
         properties: dict[str, Any] = {
-            "cores": _integer("CPU cores.", minimum=1, maximum=64, default=cores),
-            "memory": _string("Memory, e.g. 2g.", pattern=MEMORY_PATTERN, default=memory),
+            "cores": _integer("CPU cores Spark uses.", minimum=1, maximum=64, default=cores),
+            "coreRequest": _string(
+                "CPU the pod requests from Kubernetes (e.g. 250m, 2); default: the cores.",
+                pattern=CPU_PATTERN,
+            ),
+            "memory": _string(
+                "Memory of the JVM, e.g. 2g (the pod adds Spark's overhead).",
+                pattern=MEMORY_PATTERN,
+                default=memory,
+            ),
         }
         if instances:
             properties["instances"] = _integer(
-                "Executor count (0: Spark runs inside the driver).",
+                "Executor pods (0: Spark runs inside the driver pod, in local mode).",
                 minimum=0,
                 maximum=1000,
                 default=defaults.executor_instances,
             )
         return {"type": "object", "description": what, "default": {}, "properties": properties}
 
+    restart = defaults.restart_policy
     return {
         "type": "object",
-        "description": "The Spark structured-streaming job running the pipeline.",
+        "description": "The Spark structured-streaming job running the pipeline on Kubernetes.",
         "default": {},
         "properties": {
-            "image": _string("Container image of the driver and executors.", maxLength=512),
+            "image": _string(
+                "Container image of the driver and executors; default: the operator's.",
+                maxLength=512,
+            ),
             "driver": role(
                 "The Spark driver.", False, defaults.driver_cores, defaults.driver_memory
             ),
@@ -437,7 +450,78 @@ def _spark() -> dict[str, Any]:
                 pattern=INTERVAL_PATTERN,
                 default=defaults.trigger_interval,
             ),
-            "checkpointLocation": _string("Where the stream keeps its progress.", maxLength=4096),
+            "checkpointLocation": _string(
+                "Where the stream keeps its progress: a Hadoop URL (s3a://, hdfs://) or a path; "
+                "default: the pipeline's volume.",
+                maxLength=4096,
+            ),
+            "volumeClaim": _string(
+                "PersistentVolumeClaim holding the checkpoint (and a local archive); default: "
+                "the volume the operator gives every pipeline.",
+                maxLength=253,
+            ),
+            "serviceAccountName": _string(
+                "Service account of the driver; default: one the operator creates with the "
+                "rights Spark needs to run executors.",
+                maxLength=253,
+            ),
+            "metricsPort": _integer(
+                "Port of the driver's Prometheus metrics.",
+                minimum=1024,
+                maximum=65535,
+                default=defaults.metrics_port,
+            ),
+            "stopGracePeriodSeconds": _integer(
+                "Time a stopping driver gets to finish its micro-batch (a spec change, suspend).",
+                minimum=0,
+                maximum=3600,
+                default=defaults.stop_grace_seconds,
+            ),
+            "restartPolicy": {
+                "type": "object",
+                "description": "How a failed driver is restarted: after backoffSeconds, doubled "
+                "at each failure in a row, at most maxBackoffSeconds.",
+                "default": {},
+                "properties": {
+                    "backoffSeconds": _integer(
+                        "First delay.", minimum=1, maximum=3600, default=restart.backoff_seconds
+                    ),
+                    "maxBackoffSeconds": _integer(
+                        "Longest delay.",
+                        minimum=1,
+                        maximum=86400,
+                        default=restart.max_backoff_seconds,
+                    ),
+                },
+            },
+            "suspend": {
+                "type": "boolean",
+                "description": "Stop the job (at a micro-batch boundary) and keep it stopped; "
+                "false resumes it from its checkpoint.",
+                "default": defaults.suspend,
+            },
+            "nodeSelector": _string_map(
+                "Labels of the nodes the driver and executors may run on."
+            ),
+            "tolerations": {
+                "type": "array",
+                "description": "Taints of nodes the driver and executors tolerate (as in a "
+                "pod's spec.tolerations).",
+                "maxItems": 32,
+                "items": {
+                    "type": "object",
+                    "description": "A toleration.",
+                    "properties": {
+                        "key": _string("Taint key."),
+                        "operator": _string("Exists or Equal.", enum=["Exists", "Equal"]),
+                        "value": _string("Taint value."),
+                        "effect": _string(
+                            "Taint effect.", enum=["NoSchedule", "PreferNoSchedule", "NoExecute"]
+                        ),
+                        "tolerationSeconds": _integer("For NoExecute.", format="int64"),
+                    },
+                },
+            },
             "sparkConf": _string_map("Extra Spark settings."),
         },
     }
@@ -478,7 +562,7 @@ def _status() -> dict[str, Any]:
         "description": "What the operator observed and did.",
         "properties": {
             "observedGeneration": _integer("Last generation reconciled.", format="int64"),
-            "phase": _string("Pending, Ready, Degraded, Waiting or Deleting."),
+            "phase": _string("Pending, Ready, Degraded, Waiting or Suspended."),
             "conditions": {
                 "type": "array",
                 "description": "TopicsReady, TablesReady and Ready, with reason and message.",
@@ -489,6 +573,36 @@ def _status() -> dict[str, Any]:
             "topics": names("Kafka topics this pipeline owns."),
             "topicCount": _integer("Number of owned topics."),
             "tables": names("HBase tables this pipeline owns."),
+            "job": _job_status(),
+        },
+    }
+
+
+def _job_status() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The Spark job: its driver pod, restarts and last failure.",
+        "properties": {
+            "state": _string(
+                "Submitted, Running, Streaming, Stopping, Restarting, Failed or Suspended."
+            ),
+            "driverPod": _string("Name of the driver pod."),
+            "specHash": _string("Hash of what the running driver was started with."),
+            "submissions": _integer("Driver pods the operator created for this pipeline."),
+            "restarts": _integer("Restarts after failures, in a row (reset once streaming)."),
+            "lastFailure": {
+                "type": "object",
+                "description": "Why the driver last failed.",
+                "properties": {
+                    "reason": _string("CamelCase cause (OOMKilled, Error, ...)."),
+                    "message": _string("What happened, with the driver's last log lines."),
+                    "time": _string("When.", format="date-time"),
+                },
+            },
+            "nextStartTime": _string(
+                "When a failed driver is started again (backoff).", format="date-time"
+            ),
+            "metricsEndpoint": _string("Where the driver serves its Prometheus metrics."),
         },
     }
 
@@ -606,6 +720,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
         {"name": "Topics", "type": "integer", "jsonPath": ".status.topicCount"},
         {"name": "Table", "type": "string", "jsonPath": ".spec.sinks.hbase.table"},
+        {"name": "Job", "type": "string", "jsonPath": ".status.job.state"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

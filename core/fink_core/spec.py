@@ -110,15 +110,33 @@ class Adoption:
 
 
 @dataclass(frozen=True)
+class RestartPolicy:
+    """How the operator restarts a driver that failed: exponential backoff, capped."""
+
+    backoff_seconds: int = 10
+    max_backoff_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class SparkSettings:
     image: str | None = None
     driver_cores: int = 1
     driver_memory: str = "1g"
+    driver_core_request: str | None = None  # Kubernetes CPU request; default: the cores
     executor_instances: int = 1
     executor_cores: int = 1
     executor_memory: str = "1g"
+    executor_core_request: str | None = None
     trigger_interval: str = "10 seconds"
     checkpoint_location: str | None = None
+    volume_claim: str | None = None  # the pipeline's volume: checkpoint and local archive
+    service_account: str | None = None  # default: one the operator makes for the driver
+    metrics_port: int = 9464
+    stop_grace_seconds: int = 60
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    suspend: bool = False
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
     spark_conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -354,11 +372,25 @@ def _parse_family(doc: Mapping[str, Any], index: int) -> ColumnFamily:
 def _parse_spark(doc: Mapping[str, Any]) -> SparkSettings:
     driver = _optional_map(doc, "driver", "spec.spark.driver")
     executor = _optional_map(doc, "executor", "spec.spark.executor")
+    restart = _optional_map(doc, "restartPolicy", "spec.spark.restartPolicy")
     defaults = SparkSettings()
+    policy = RestartPolicy(
+        backoff_seconds=_int(
+            restart.get("backoffSeconds", defaults.restart_policy.backoff_seconds),
+            "spec.spark.restartPolicy.backoffSeconds",
+            1,
+        ),
+        max_backoff_seconds=_int(
+            restart.get("maxBackoffSeconds", defaults.restart_policy.max_backoff_seconds),
+            "spec.spark.restartPolicy.maxBackoffSeconds",
+            1,
+        ),
+    )
     return SparkSettings(
         image=doc.get("image"),
         driver_cores=_int(driver.get("cores", defaults.driver_cores), "spec.spark.driver.cores", 1),
         driver_memory=str(driver.get("memory", defaults.driver_memory)),
+        driver_core_request=_optional_str(driver.get("coreRequest")),
         executor_instances=_int(
             executor.get("instances", defaults.executor_instances),
             "spec.spark.executor.instances",
@@ -368,10 +400,37 @@ def _parse_spark(doc: Mapping[str, Any]) -> SparkSettings:
             executor.get("cores", defaults.executor_cores), "spec.spark.executor.cores", 1
         ),
         executor_memory=str(executor.get("memory", defaults.executor_memory)),
+        executor_core_request=_optional_str(executor.get("coreRequest")),
         trigger_interval=str(doc.get("triggerInterval", defaults.trigger_interval)),
         checkpoint_location=doc.get("checkpointLocation"),
+        volume_claim=_optional_str(doc.get("volumeClaim")),
+        service_account=_optional_str(doc.get("serviceAccountName")),
+        metrics_port=_int(
+            doc.get("metricsPort", defaults.metrics_port), "spec.spark.metricsPort", 1
+        ),
+        stop_grace_seconds=_int(
+            doc.get("stopGracePeriodSeconds", defaults.stop_grace_seconds),
+            "spec.spark.stopGracePeriodSeconds",
+            0,
+        ),
+        restart_policy=policy,
+        suspend=_bool(doc.get("suspend", defaults.suspend), "spec.spark.suspend"),
+        node_selector={str(k): str(v) for k, v in (doc.get("nodeSelector") or {}).items()},
+        tolerations=tuple(
+            dict(t) for t in _list(doc, "tolerations", "spec.spark.tolerations") if t
+        ),
         spark_conf={str(k): str(v) for k, v in (doc.get("sparkConf") or {}).items()},
     )
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{where} must be true or false, got {value!r}")
+    return value
 
 
 def _reference(doc: Mapping[str, Any], key: str) -> str | None:

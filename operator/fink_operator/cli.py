@@ -19,6 +19,7 @@ from fink_core.connections import ENV_HBASE, ENV_HBASE_ADMIN, ENV_KAFKA, Default
 from fink_core.errors import SpecError
 from fink_operator import claims
 from fink_operator.config import OperatorConfig
+from fink_operator.job.render import JobConfig, PipelineVolume
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -65,6 +66,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-backoff", type=float, default=60.0, help="retry delay ceiling")
     run.add_argument("--cleanup-timeout", type=float, default=600.0)
     run.add_argument("--workers", type=int, default=8, help="passes run at once (8)")
+    run.add_argument(
+        "--jobs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each pipeline's Spark job (--no-jobs: topics and tables only)",
+    )
+    run.add_argument("--spark-image", help="image of pipelines that name none (spec.spark.image)")
+    run.add_argument(
+        "--image-pull-policy",
+        default="IfNotPresent",
+        choices=["IfNotPresent", "Always", "Never"],
+        help="of drivers and executors (IfNotPresent)",
+    )
+    run.add_argument(
+        "--pipeline-volume",
+        default="none",
+        help="volume of pipelines that name none: host-path:/DIR (one node), "
+        "storage-class:NAME[:SIZE], or none (default: the spec must name one)",
+    )
     run.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("-v", "--verbose", action="store_true")
 
@@ -98,12 +118,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"customresourcedefinition/{name} applied")
         return 0
     try:
+        defaults = Defaults.from_environment(
+            kafka_bootstrap=args.kafka_bootstrap,
+            hbase_thrift=args.hbase_thrift,
+            hbase_admin=args.hbase_admin,
+        )
+        jobs = JobConfig(
+            enabled=args.jobs,
+            image=args.spark_image,
+            pull_policy=args.image_pull_policy,
+            volume=PipelineVolume.parse(args.pipeline_volume),
+            # drivers resolve connections with the operator's own defaults
+            environment={
+                ENV_KAFKA: defaults.kafka_bootstrap,
+                ENV_HBASE: str(defaults.hbase_thrift),
+                ENV_HBASE_ADMIN: str(defaults.hbase_admin),
+            },
+        )
         config = OperatorConfig(
-            defaults=Defaults.from_environment(
-                kafka_bootstrap=args.kafka_bootstrap,
-                hbase_thrift=args.hbase_thrift,
-                hbase_admin=args.hbase_admin,
-            ),
+            defaults=defaults,
+            jobs=jobs,
             kubeconfig=args.kubeconfig,
             drift_interval=args.drift_interval,
             server_timeout=args.server_timeout,
@@ -112,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             step_delay=args.step_delay,
             workers=args.workers,
         )
-    except SpecError as error:
+    except (SpecError, ValueError) as error:
         print(f"fink-operator: {error}", file=sys.stderr)
         return EXIT_USAGE
     return _run(args, config)

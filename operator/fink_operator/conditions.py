@@ -56,8 +56,11 @@ def merge(
     return [merged[key] for key in sorted(merged, key=_order)]
 
 
+ORDER = [TOPICS_READY, TABLES_READY, "SparkSubmitted", "DriverRunning", "Streaming", READY]
+
+
 def _order(kind: str | None) -> tuple[int, str]:
-    known = [TOPICS_READY, TABLES_READY, READY]
+    known = ORDER
     return (known.index(kind), "") if kind in known else (len(known), kind or "")
 
 
@@ -84,6 +87,8 @@ def transitions(
 
 
 def phase(ready: Condition, waiting: bool) -> str:
+    if ready.reason == "Suspended":
+        return "Suspended"
     if ready.status is True:
         return "Ready"
     if waiting:

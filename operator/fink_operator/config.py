@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fink_core.connections import Defaults
 from fink_core.spec import API_GROUP
+from fink_operator.job.render import JobConfig
 
 GROUP = API_GROUP
 FINALIZER = f"{GROUP}/cleanup"
@@ -26,6 +27,7 @@ class OperatorConfig:
     kubeconfig: str | None = None
     step_delay: float = 0.0  # test hook: pause between topic creations
     workers: int = 8  # passes run at once
+    jobs: JobConfig = field(default_factory=JobConfig)  # the pipelines' Spark jobs
 
 
 def backoff(retry: int, ceiling: float) -> float:

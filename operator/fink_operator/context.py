@@ -11,12 +11,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from fink_core.connections import Address, KafkaConnection, Reader
 from fink_core.science import Catalogue, shipped_catalogue
 from fink_operator.claims import ClaimStore
 from fink_operator.config import OperatorConfig
 from fink_operator.events import EventSink
+from fink_operator.job.render import JobConfig
 from fink_operator.reconcile import TableAdmin, TopicAdmin
 
 
@@ -53,3 +56,6 @@ class OperatorContext:
     readers: Callable[[str], tuple[Reader, Reader]]
     catalogue: Catalogue = field(default_factory=shipped_catalogue)
     locks: PipelineLocks = field(default_factory=PipelineLocks)
+    job_config: JobConfig = field(default_factory=lambda: JobConfig(enabled=False))
+    jobs: Any = None  # job.kube.KubernetesJobs (or a fake): the Spark job's adapter
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -133,6 +133,8 @@ class DriftSweep:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._soon: dict[str, float] = {}  # uid -> when a pipeline asked to be looked at again
+        self._wake = threading.Condition()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="drift-sweep", daemon=True)
@@ -140,24 +142,54 @@ class DriftSweep:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def soon(self, uid: str, delay: float) -> None:
+        """Run a pass of this pipeline in `delay` seconds (a job waiting for its driver, a
+        pod that changed): sooner than the next sweep, never twice for one request."""
+        at = time.monotonic() + max(0.0, delay)
+        with self._wake:
+            if uid not in self._soon or at < self._soon[uid]:
+                self._soon[uid] = at
+                self._wake.notify_all()
 
     def _loop(self) -> None:
         interval = self.context.config.drift_interval
-        while not self._stop.wait(interval):
-            try:
-                report = self.sweep()
-            except Exception:
-                log.exception("drift sweep failed; trying again in %.0f s", interval)
-                continue
-            if report.passes:
-                log.info(
-                    "drift sweep: %d pipelines, %d drifted, %d passes in %.1f s",
-                    report.pipelines,
-                    report.drifted,
-                    report.passes,
-                    report.seconds,
-                )
+        next_sweep = time.monotonic() + interval
+        while not self._stop.is_set():
+            with self._wake:
+                now = time.monotonic()
+                due = [uid for uid, at in self._soon.items() if at <= now]
+                for uid in due:
+                    del self._soon[uid]
+                if not due and now < next_sweep:
+                    wake_at = min([next_sweep, *self._soon.values()])
+                    self._wake.wait(max(0.0, wake_at - now))
+                    continue
+            for uid in due:
+                known = dict(self.index.items()).get(uid)
+                if known is not None:
+                    self._pool.submit(self._pass, known.body)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                self._sweep_logged(interval)
+
+    def _sweep_logged(self, interval: float) -> None:
+        try:
+            report = self.sweep()
+        except Exception:
+            log.exception("drift sweep failed; trying again in %.0f s", interval)
+            return
+        if report.passes:
+            log.info(
+                "drift sweep: %d pipelines, %d drifted, %d passes in %.1f s",
+                report.pipelines,
+                report.drifted,
+                report.passes,
+                report.seconds,
+            )
 
     def sweep(self) -> SweepReport:
         started = time.monotonic()
@@ -189,6 +221,8 @@ class DriftSweep:
             return
         self.index.passed(body, result)
         self.write_status(body, result.status)
+        if result.requeue is not None:
+            self.soon(body["metadata"]["uid"], result.requeue)
 
     def _kafka_drift(self, settled: list[tuple[str, Known]]) -> set[str]:
         groups: dict[tuple[object, ...], list[tuple[str, Known]]] = {}

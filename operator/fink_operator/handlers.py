@@ -30,6 +30,8 @@ from fink_operator.config import FINALIZER, GROUP, OperatorConfig, backoff
 from fink_operator.context import OperatorContext
 from fink_operator.drift import DriftSweep, PipelineIndex
 from fink_operator.events import KubernetesEvents
+from fink_operator.job.kube import KubernetesJobs
+from fink_operator.job.render import PIPELINE_UID_LABEL
 from fink_operator.passes import delete_pass, forget, run_pass
 
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
@@ -60,6 +62,8 @@ def make_runtime(config: OperatorConfig) -> OperatorRuntime:
         kafka_admin=kafka_admin,
         hbase_admin=hbase_admin,
         readers=kube.readers(api),
+        job_config=config.jobs,
+        jobs=KubernetesJobs(api),
     )
     index = PipelineIndex()
     return OperatorRuntime(context, index, DriftSweep(context, index, kube.status_writer(api)), api)
@@ -118,6 +122,8 @@ def on_change(
     result = run_pass(runtime.context, body, str(reason))
     runtime.index.passed(body, result)
     _write(patch, body.status, result.status)
+    if result.requeue is not None:
+        runtime.sweep.soon(body.metadata.uid or "", result.requeue)
     if result.retry:
         # Status already says which server or object is missing; kopf retries with backoff.
         raise kopf.TemporaryError(
@@ -159,6 +165,14 @@ def on_delete(
         raise kopf.TemporaryError(
             str(error), delay=backoff(retry, context.config.max_backoff)
         ) from error
+
+
+@kopf.on.event("v1", "pods", labels={PIPELINE_UID_LABEL: kopf.PRESENT})
+def on_driver_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """A pipeline's pod changed (started, failed, vanished): look at its pipeline now."""
+    runtime: OperatorRuntime = memo.runtime
+    if runtime.context.job_config.enabled:
+        runtime.sweep.soon(labels[PIPELINE_UID_LABEL], 0.5)
 
 
 @kopf.on.event(*RESOURCE)

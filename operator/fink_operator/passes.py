@@ -31,6 +31,7 @@ from fink_operator.conditions import (
 )
 from fink_operator.context import OperatorContext
 from fink_operator.desired import DesiredState, desired_state, pipeline_ref
+from fink_operator.job.run import JobOutcome, delete_data_claim, job_part
 from fink_operator.reconcile import Cleanup, Event, Outcome, cleanup, reconcile, release_all
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class PassResult:
     retry_message: str = ""
     desired: DesiredState | None = None
     connections: Connections | None = None
+    requeue: float | None = None  # the job wants another look in this many seconds
 
 
 def status_lists(status: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -56,10 +58,12 @@ def _status(
     parts: list[Condition],
     owned: Mapping[str, list[str]],
     waiting: bool,
+    job: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Condition, list[Condition]]:
     ready = overall(parts)
     generation = (body.get("metadata") or {}).get("generation")
-    previous = (body.get("status") or {}).get("conditions")
+    current = body.get("status") or {}
+    previous = current.get("conditions")
     status = {
         "observedGeneration": generation,
         "conditions": merge(previous, [*parts, ready], generation, now_rfc3339()),
@@ -68,6 +72,10 @@ def _status(
         "tables": sorted(owned.get("tables", [])),
         "phase": phase(ready, waiting),
     }
+    if job is not None:
+        status["job"] = dict(job)
+    elif "job" in current:
+        status["job"] = current["job"]
     return status, ready, transitions(previous, [*parts, ready])
 
 
@@ -138,7 +146,8 @@ def _pass(context: OperatorContext, body: Mapping[str, Any]) -> PassResult:
         if tables is not None:
             with contextlib.suppress(Exception):
                 tables.close()  # type: ignore[attr-defined]
-    return _from_outcome(body, desired, connections, outcome)
+    job = job_part(context, body, desired, outcome) if context.job_config.enabled else None
+    return _from_outcome(body, desired, connections, outcome, job)
 
 
 def _from_outcome(
@@ -146,18 +155,26 @@ def _from_outcome(
     desired: DesiredState,
     connections: Connections,
     outcome: Outcome,
+    job: JobOutcome | None,
 ) -> PassResult:
-    parts = [outcome.topics, outcome.tables]
+    parts = [outcome.topics, outcome.tables, *(job.conditions if job else [])]
     owned = {"topics": outcome.owned_topics, "tables": outcome.owned_tables}
-    status, ready, changed = _status(body, parts, owned, waiting=bool(outcome.unreachable))
+    status, ready, changed = _status(
+        body,
+        parts,
+        owned,
+        waiting=bool(outcome.unreachable),
+        job=job.record if job else None,
+    )
     result = PassResult(
         status=status,
-        events=[*outcome.events, *_condition_events(changed)],
+        events=[*outcome.events, *(job.events if job else []), *_condition_events(changed)],
         ready=ready,
         retry=bool(outcome.unreachable),
         retry_message="; ".join(str(e) for e in outcome.unreachable),
         desired=desired,
         connections=connections,
+        requeue=job.requeue if job else None,
     )
     return result
 
@@ -202,6 +219,8 @@ def delete_pass(context: OperatorContext, body: Mapping[str, Any]) -> Cleanup:
         finally:
             with contextlib.suppress(Exception):
                 tables.close()  # type: ignore[attr-defined]
+        if context.job_config.enabled and delete_data_claim(context, desired):
+            done.deleted_claims.append(f"{desired.spec.name} data volume")
     events = []
     if done.deleted_topics:
         events.append(

@@ -370,6 +370,7 @@ def _refusal_condition(
 class Cleanup:
     deleted_topics: list[str] = field(default_factory=list)
     dropped_tables: list[str] = field(default_factory=list)
+    deleted_claims: list[str] = field(default_factory=list)  # the job's volume
 
 
 def cleanup(

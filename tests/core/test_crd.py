@@ -137,6 +137,7 @@ PATTERN_SAMPLES = {
     crd.FAMILY_NAME_PATTERN: ("fa", "fb"),
     crd.NAME_PATTERN: ("name-a", "name-b"),
     crd.MEMORY_PATTERN: ("2g", "3g"),
+    crd.CPU_PATTERN: ("250m", "1.5"),
     crd.INTERVAL_PATTERN: ("5 seconds", "1 minute"),
     crd.BOOTSTRAP_PATTERN: ("a:1", "b:2"),
 }

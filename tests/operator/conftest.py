@@ -139,7 +139,7 @@ class OperatorProcess:
             "--server-timeout",
             "3",
             "--verbose",
-            *extra,
+            *(extra if "--jobs" in extra else ("--no-jobs", *extra)),
         ]
         self.process: subprocess.Popen[bytes] | None = None
 

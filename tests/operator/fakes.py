@@ -239,3 +239,45 @@ def desired(body: Mapping[str, Any]) -> DesiredState:
 
     spec = parse_pipeline(body)
     return DesiredState(pipeline_ref(body), spec, resources_of(spec), spec.adopt)
+
+
+class FakeJobs:
+    """The job adapter over a dict of pods: the API server's create-if-absent semantics."""
+
+    def __init__(self) -> None:
+        from fink_operator.job.supervise import DriverPod
+
+        self.pods: dict[tuple[str, str], DriverPod] = {}
+        self.applied: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, int]] = []
+        self.created: list[dict[str, Any]] = []
+        self._pod = DriverPod
+
+    def apply(self, objects: Iterable[dict[str, Any]]) -> None:
+        self.applied.extend(objects)
+
+    def driver(self, namespace: str, name: str, metrics_port: int) -> Any:
+        return self.pods.get((namespace, name))
+
+    def create_driver(self, pod: dict[str, Any]) -> bool:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if key in self.pods:
+            return False
+        annotations = pod["metadata"]["annotations"]
+        self.pods[key] = self._pod(key[1], annotations["fink.broker.dev/spec-hash"], "Pending")
+        self.created.append(pod)
+        return True
+
+    def delete_driver(self, namespace: str, name: str, grace_seconds: int) -> None:
+        self.deleted.append((name, grace_seconds))
+        self.pods.pop((namespace, name), None)
+
+    def delete_claim(self, namespace: str, name: str) -> bool:
+        return False
+
+    def run(self, namespace: str, name: str, streaming: bool = True) -> None:
+        """The driver starts; with `streaming` its query runs (what its metrics say)."""
+        from dataclasses import replace
+
+        pod = self.pods[(namespace, name)]
+        self.pods[(namespace, name)] = replace(pod, phase="Running", ip="10.0.0.9", ready=streaming)

@@ -163,3 +163,58 @@ def test_a_server_down_during_a_sweep_marks_every_pipeline_on_it_without_a_pass_
     assert recovered.passes == 5
     assert all(conditions(s)["Ready"][0] == "True" for s in written.values())
     sweep.stop()
+
+
+def job_context(kafka: FakeKafka | None = None) -> tuple[Any, Any]:
+    from dataclasses import replace
+
+    from fakes import FakeJobs
+
+    from fink_operator.job.render import JobConfig, PipelineVolume
+
+    jobs = FakeJobs()
+    context = replace(
+        fake_context(kafka),
+        job_config=JobConfig(image="img", volume=PipelineVolume.parse("host-path:/data")),
+        jobs=jobs,
+    )
+    return context, jobs
+
+
+def test_the_job_starts_once_topics_and_table_exist_and_ready_waits_for_streaming() -> None:
+    context, jobs = job_context()
+    body = science_pipeline()
+    first = run_pass(context, body, "create")
+    assert [p["metadata"]["name"] for p in jobs.created] == ["p1-driver"]
+    assert conditions(first.status)["SparkSubmitted"] == ("True", "Submitted")
+    assert conditions(first.status)["Ready"][0] != "True"
+    assert first.status["job"]["submissions"] == 1 and first.requeue is not None
+    jobs.run("ns", "p1-driver")
+    second = run_pass(context, with_status(body, first.status), "drift")
+    assert conditions(second.status)["Streaming"] == ("True", "Streaming")
+    assert conditions(second.status)["Ready"] == ("True", "Reconciled")
+    assert second.status["job"]["state"] == "Streaming"
+    assert len(jobs.created) == 1  # no second submission
+
+
+def test_no_driver_is_started_while_kafka_is_down() -> None:
+    kafka = FakeKafka(down=True)
+    context, jobs = job_context(kafka)
+    result = run_pass(context, science_pipeline(), "create")
+    assert jobs.created == []
+    assert conditions(result.status)["SparkSubmitted"] == ("Unknown", "WaitingForSinks")
+
+
+def test_a_spec_change_rolls_the_driver_once_it_is_gone() -> None:
+    context, jobs = job_context()
+    body = science_pipeline()
+    status = run_pass(context, body, "create").status
+    jobs.run("ns", "p1-driver")
+    status = run_pass(context, with_status(body, status), "drift").status
+    changed = science_pipeline(spark={"triggerInterval": "1 minute"})
+    rolling = run_pass(context, with_status(changed, status), "update")
+    assert jobs.deleted == [("p1-driver", 60)]
+    assert conditions(rolling.status)["DriverRunning"] == ("False", "Rolling")
+    started = run_pass(context, with_status(changed, rolling.status), "drift")
+    assert len(jobs.created) == 2
+    assert started.status["job"]["specHash"] != status["job"]["specHash"]
