@@ -500,9 +500,7 @@ def _spark() -> dict[str, Any]:
                 "false resumes it from its checkpoint.",
                 "default": defaults.suspend,
             },
-            "nodeSelector": _string_map(
-                "Labels of the nodes the driver and executors may run on."
-            ),
+            "nodeSelector": _string_map("Labels of the nodes the driver and executors may run on."),
             "tolerations": {
                 "type": "array",
                 "description": "Taints of nodes the driver and executors tolerate (as in a "
