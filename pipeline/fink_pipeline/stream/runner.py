@@ -95,9 +95,6 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
 def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSummary:
     """Start the query and block until a signal, an error, or the idle timeout."""
     metrics = metrics or PipelineMetrics(settings.spec.name)
-    if settings.metrics_port is not None:
-        metrics.serve(settings.metrics_port, settings.metrics_address)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     writer = build_writer(settings, metrics)
     spark = spark_session(settings)
     source = settings.spec.source
@@ -127,6 +124,11 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
         settings.checkpoint,
     )
     metrics.running.labels(settings.spec.name).set(1)
+    if settings.metrics_port is not None:
+        # served once the query runs: on Kubernetes the driver pod's readiness probe asks for
+        # them, so a Ready driver is a streaming one
+        metrics.serve(settings.metrics_port, settings.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     writer.last_rows_at = time.monotonic()  # idle time counts from the query's start
     stop = threading.Event()
     _stop_on_signals(stop)
