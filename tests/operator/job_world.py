@@ -1,0 +1,175 @@
+"""A pipeline's world for the real-node job tests: its source, its sinks, and what they must hold.
+
+The operator runs the job on the real node with the addresses pods use; the test
+reads the very same Kafka, HBase and archive from the host. What the sinks must
+hold is computed here by applying the pipeline's science directly to the alerts
+that were produced, so "exactly once" is checked alert by alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import happybase
+import pyarrow.dataset as ds
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fink_core.spec import parse_pipeline
+from fink_pipeline.alerts import codec, generator
+from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.science import enrich, plan_science, select
+from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
+from fink_pipeline.stream.observe import read_committed
+from fink_pipeline.stream.science_step import ScienceStep
+from fink_stack.endpoints import Endpoints
+
+MODULES = [{"name": "quality_cuts"}, {"name": "lightcurve_features"}, {"name": "solar_system"}]
+ARCHIVE = "/archive"  # inside the driver pod; the pipeline's volume on the host
+SURVEY = "ztf"
+
+
+@dataclass
+class JobWorld:
+    stack: Endpoints
+    name: str
+    namespace: str
+    volume: Path  # the operator's --pipeline-volume host-path directory
+    filters: list[str] = field(default_factory=lambda: ["early_sn_candidates", "fast_transients"])
+    produced: list[bytes] = field(default_factory=list)
+    malformed: int = 0
+    seed: int = 11
+
+    @property
+    def source(self) -> str:
+        return f"{self.name}-alerts"
+
+    @property
+    def table(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def archive(self) -> Path:
+        return self.volume / self.namespace / self.name / "archive"
+
+    def filter_topic(self, name: str) -> str:
+        return f"{self.name}.{name}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.name}-deadletter"
+
+    def topics(self) -> list[str]:
+        return [self.source, self.dead_letter_topic, *map(self.filter_topic, self.filters)]
+
+    def document(self, **spark: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "fink.broker.dev/v1alpha1",
+            "kind": "BrokerPipeline",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "survey": SURVEY,
+                "source": {"kafka": {"topic": self.source, "startingOffsets": "earliest"}},
+                "modules": MODULES,
+                "filters": [{"name": f, "topic": self.filter_topic(f)} for f in self.filters],
+                "sinks": {"hbase": {"table": self.table}, "archive": {"path": ARCHIVE}},
+                "spark": {
+                    "triggerInterval": "2 seconds",
+                    "driver": {"cores": 1, "coreRequest": "250m", "memory": "768m"},
+                    "executor": {
+                        "instances": 1,
+                        "cores": 1,
+                        "coreRequest": "250m",
+                        "memory": "768m",
+                    },
+                    "restartPolicy": {"backoffSeconds": 2},
+                    "stopGracePeriodSeconds": 30,
+                    **spark,
+                },
+            },
+        }
+
+    # --- the source -----------------------------------------------------------------------
+
+    def create_source(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.stack.kafka_bootstrap})
+        admin.create_topics([NewTopic(self.source, num_partitions=2, replication_factor=1)])[
+            self.source
+        ].result(timeout=30)
+
+    def produce(self, count: int, malformed: int = 0) -> None:
+        """New alerts (new objects each call) and malformed messages into the source topic."""
+        alerts = generator.generate_alerts(count, SURVEY, self.seed)
+        self.seed += 1
+        values = [codec.encode(a, SURVEY) for a in alerts]
+        bad = [m for m, _ in generator.malformed_messages(malformed, SURVEY, self.seed)]
+        producer = Producer({"bootstrap.servers": self.stack.kafka_bootstrap, "linger.ms": 20})
+        for i, value in enumerate([*values, *bad]):
+            producer.produce(self.source, value=value, partition=i % 2)
+        assert producer.flush(60) == 0
+        self.produced += values
+        self.malformed += len(bad)
+
+    # --- what the sinks must hold, and hold ----------------------------------------------
+
+    def expected(self, filters: list[str] | None = None) -> dict[str, set[int]]:
+        """Per filter, the ids of the produced alerts its function selects, applied directly."""
+        document = self.document()
+        document["spec"]["filters"] = [
+            {"name": f, "topic": self.filter_topic(f)} for f in (filters or self.filters)
+        ]
+        plan = plan_science(parse_pipeline(document))
+        decoded = codec.decode_batch(self.produced, SURVEY).frame.drop(columns=["_position"])
+        masks = select(enrich(decoded, plan), plan)
+        ids = decoded[ALERT_ID[SURVEY]]
+        return {name: set(ids[mask].astype(int)) for name, mask in masks.items()}
+
+    def topic_ids(self, filter_name: str) -> list[int]:
+        """Alert ids on a filter topic as a read_committed consumer sees them (duplicates kept)."""
+        plan = plan_science(parse_pipeline(self.document()))
+        enriched = EnrichedCodec(enriched_schema(SURVEY, ScienceStep(plan).alert_columns))
+        ids = []
+        for message in read_committed(self.stack.kafka_bootstrap, self.filter_topic(filter_name)):
+            record = enriched.decode(message.value())
+            assert filter_name in record[FILTERS_FIELD]
+            ids.append(int(record[ALERT_ID[SURVEY]]))
+        return ids
+
+    def dead_letters(self) -> int:
+        return len(read_committed(self.stack.kafka_bootstrap, self.dead_letter_topic))
+
+    def hbase_rows(self) -> int:
+        connection = happybase.Connection(
+            self.stack.hbase_thrift_host, self.stack.hbase_thrift_port, timeout=60_000
+        )
+        try:
+            return sum(1 for _ in connection.table(self.table).scan(columns=[b"i:objectId"]))
+        finally:
+            connection.close()
+
+    def archived(self) -> int:
+        if not self.archive.exists():
+            return 0
+        dataset = ds.dataset(self.archive, format="parquet", partitioning="hive")
+        return dataset.count_rows()
+
+    def holds_everything(self, filters: list[str] | None = None) -> bool:
+        """Every sink holds exactly what was produced (False while the job is catching up)."""
+        expected = self.expected(filters)
+        for name, ids in expected.items():
+            found = self.topic_ids(name)
+            if len(found) < len(ids):
+                return False
+            assert len(found) == len(set(found)), f"{name}: duplicates on the filter topic"
+            assert set(found) == ids, f"{name}: other alerts than its function selects"
+        if self.dead_letters() < self.malformed or self.hbase_rows() < len(self.produced):
+            return False
+        assert self.dead_letters() == self.malformed
+        assert self.hbase_rows() == len(self.produced)
+        archived = self.archived()
+        if archived < len(self.produced):
+            return False
+        assert archived == len(self.produced), "the archive holds an alert twice"
+        return True
