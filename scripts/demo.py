@@ -3,21 +3,23 @@
 Run by `make demo` (scripts/demo.sh) once the stack is up. Every step prints the
 command a user would type, then what happened:
 
-1. install the BrokerPipeline CRD, create the namespace, start the operator;
+1. install the CRDs, create the namespace, start the operator (with the
+   addresses pods use, the project's image, a volume for the pipeline);
 2. `kubectl apply` the example pipeline; the operator creates its Kafka topics
-   and HBase table and reports Ready;
+   and HBase table, then starts its Spark job as pods on the real node (a driver
+   and an executor), and reports Ready once the job streams;
 3. stream synthetic ZTF alerts (a few malformed ones among them) into the
    source topic;
-4. run the enrichment core with Spark on the resource as the API server stored
-   it, until the stream is drained, scraping its metrics as it goes;
+4. watch the job consume them, through the driver's metrics;
 5. show what reached each sink: filter topics, dead letters, HBase, the
    Parquet archive, and the operator's metrics;
 6. a summary table.
 
-Running it again finds everything in place, streams alerts of the next seed
-(new objectIds and candids, so new HBase rows) and processes only those, from
-the checkpoint. Exits 1 with the reason (and the operator's or the pipeline's
-log tail) when a step fails.
+The job keeps streaming after the demo (the stack keeps running). Running the
+demo again finds everything in place, streams alerts of the next seed (new
+objectIds and candids, so new HBase rows), and the running job processes only
+those. Exits 1 with the reason (and the operator's or the driver's log tail)
+when a step fails.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ NAMESPACE = "fink-demo"
 PIPELINE = "ztf-demo"
 SOURCE_PARTITIONS = 2
 OPERATOR_METRICS_PORT = 18080
-PIPELINE_METRICS_PORT = 19464
-READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "90"))
+READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "300"))
+DRAIN_TIMEOUT_S = int(os.environ.get("FINK_DEMO_DRAIN_TIMEOUT", "300"))
 
 
 class DemoError(Exception):
@@ -71,7 +73,6 @@ class Demo:
     endpoints: Endpoints
     state: Path
     operator: subprocess.Popen[bytes] | None = None
-    pipeline: subprocess.Popen[bytes] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,8 +80,13 @@ class Demo:
         return self.state / "operator.log"
 
     @property
-    def pipeline_log(self) -> Path:
-        return self.state / "pipeline.log"
+    def volumes(self) -> Path:
+        """The operator's --pipeline-volume: each pipeline's checkpoint and archive, on the host."""
+        return self.state / "volumes"
+
+    @property
+    def archive(self) -> Path:
+        return self.volumes / NAMESPACE / PIPELINE / "archive"
 
 
 # --- printing and running ---------------------------------------------------------------
@@ -132,10 +138,10 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join("    " + line for line in text)
 
 
-def scrape(port: int) -> dict[str, float]:
+def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
     """Prometheus samples `name{labels}` -> value; empty when nothing answers."""
     try:
-        return scrape_metrics(port, timeout=2)
+        return scrape_metrics(port, host=host, timeout=2)
     except OSError:
         return {}
 
@@ -151,7 +157,7 @@ def port_in_use(port: int) -> bool:
 
 
 def start_operator(demo: Demo) -> None:
-    step(f"1. The operator: CRD installed, namespace {NAMESPACE}, operator watching it")
+    step(f"1. The operator: CRDs installed, namespace {NAMESPACE}, operator watching it")
     run([str(BIN / "fink-operator"), "install-crd"])
     try:
         kubectl("get", "namespace", NAMESPACE, "-o", "name", capture=True, quiet=True)
@@ -164,9 +170,18 @@ def start_operator(demo: Demo) -> None:
         raise DemoError(
             f"port {OPERATOR_METRICS_PORT} (the operator's metrics) is taken by another program"
         )
+    pods = demo.endpoints.pods
+    if pods is None:
+        raise DemoError("the real node is not up: run `.venv/bin/fink-stack up`")
+    demo.volumes.mkdir(parents=True, exist_ok=True)
     argv = [
         str(BIN / "fink-operator"), "run", "--namespace", NAMESPACE,
         "--metrics-address", "127.0.0.1", "--metrics-port", str(OPERATOR_METRICS_PORT),
+        # the addresses pods use (the host reaches them too), so operator and job agree
+        "--kafka-bootstrap", pods.kafka_bootstrap, "--hbase-thrift", pods.hbase_thrift,
+        "--hbase-admin", pods.hbase_admin,
+        "--spark-image", pods.pipeline_image, "--image-pull-policy", "Never",
+        "--pipeline-volume", f"host-path:{demo.volumes}",
     ]  # fmt: skip
     show(argv, f"  >{_short(str(demo.operator_log))} 2>&1 &")
     with demo.operator_log.open("ab") as log:
@@ -219,7 +234,10 @@ def stop_operator(demo: Demo) -> None:
 
 
 def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
-    step("2. A BrokerPipeline, applied with kubectl; the operator makes its topics and table")
+    step(
+        "2. A BrokerPipeline, applied with kubectl: the operator makes its topics and table, "
+        "then runs its Spark job on the node"
+    )
     kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE.relative_to(ROOT)))
     # A Ready condition may be left over from an earlier run: first wait for this operator's
     # own first pass (kopf writes the status right after the handler that counts it returns).
@@ -246,6 +264,7 @@ def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
         raise DemoError(f"{PIPELINE} did not become Ready within {READY_TIMEOUT_S} s: {output}")
     print(output)
     kubectl("get", "bp", "-n", NAMESPACE)
+    kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide")
 
     command = ["kubectl", "get", "bp", PIPELINE, "-n", NAMESPACE, "-o", "yaml"]
     resource = demo.state / f"{PIPELINE}.yaml"
@@ -255,6 +274,12 @@ def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     status = stored.get("status", {})
     print(f"topics: {', '.join(status.get('topics', []))}")
     print(f"table:  {', '.join(status.get('tables', []))}")
+    job = status.get("job", {})
+    print(
+        f"job:    {job.get('state')}, driver {job.get('driverPod')} "
+        f"(submission {job.get('submissions')}), metrics {job.get('metricsEndpoint')}"
+    )
+    demo.summary["job"] = job
     return resource, parse_pipeline(stored)
 
 
@@ -305,60 +330,53 @@ def produce(demo: Demo, spec: PipelineSpec) -> None:
 # --- 4. the enrichment core -------------------------------------------------------------
 
 
-def run_pipeline(demo: Demo, resource: Path, spec: PipelineSpec) -> dict[str, float]:
-    step("4. The enrichment core (Spark, local) on the stored resource, until the stream is idle")
-    checkpoint = demo.state / "checkpoint"
-    if not checkpoint.exists() and spec.archive_path and parquet_rows(Path(spec.archive_path)):
-        print(
-            f"note: {spec.archive_path} holds files of an earlier stack (its state was wiped);\n"
-            "      the new batches reuse their numbers, so some of those files will be replaced"
-        )
-    if port_in_use(PIPELINE_METRICS_PORT):
-        raise DemoError(f"port {PIPELINE_METRICS_PORT} (the pipeline's metrics) is taken")
-    argv = [
-        str(BIN / "fink-pipeline"), "run", "-f", str(resource),
-        "--checkpoint", str(checkpoint),
-        "--metrics-port", str(PIPELINE_METRICS_PORT),
-        "--until-idle", str(demo.args.until_idle),
-        "--max-offsets-per-trigger", str(demo.args.max_offsets),
-    ]  # fmt: skip
-    show(argv, f"  >{_short(str(demo.pipeline_log))} 2>&1")
-    print(f"(metrics: curl -s 127.0.0.1:{PIPELINE_METRICS_PORT}/metrics | grep fink_pipeline_)")
-    with demo.pipeline_log.open("wb") as log:
-        demo.pipeline = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    last: dict[str, float] = {}
-    shown = (-1.0, -1.0)
+def driver_metrics(demo: Demo) -> dict[str, float]:
+    """The driver's metrics, at its pod's address (the host reaches the pod network)."""
+    job = demo.summary.get("job") or {}
+    endpoint = job.get("metricsEndpoint") or ""
+    if not endpoint.startswith("http://"):
+        return {}
+    host, _, rest = endpoint[len("http://") :].partition(":")
+    return scrape(int(rest.split("/", 1)[0]), host=host)
+
+
+def watch_job(demo: Demo, before: dict[str, float]) -> dict[str, float]:
+    step("4. The enrichment core, running as pods on the node, consumes them")
+    wanted = demo.args.alerts + demo.args.malformed
+    job = demo.summary.get("job") or {}
+    print(
+        f"(driver logs: kubectl logs -n {NAMESPACE} {job.get('driverPod')}; metrics: curl -s "
+        f"{job.get('metricsEndpoint')} | grep fink_pipeline_)"
+    )
     started = time.monotonic()
-    while demo.pipeline.poll() is None:
-        samples = scrape(PIPELINE_METRICS_PORT)
+    start_read = metric_sum(before, "fink_pipeline_alerts_read_total")
+    shown = -1.0
+    last: dict[str, float] = before
+    while time.monotonic() - started < DRAIN_TIMEOUT_S:
+        check_operator(demo)
+        samples = driver_metrics(demo)
         if samples:
             last = samples
-            read = metric_sum(samples, "fink_pipeline_alerts_read_total")
-            batches = metric_sum(samples, "fink_pipeline_batches_total")
-            if (read, batches) != shown:
-                shown = (read, batches)
+            read = metric_sum(samples, "fink_pipeline_alerts_read_total") - start_read
+            if read != shown:
+                shown = read
                 lag = metric_sum(samples, "fink_pipeline_input_lag_messages")
-                lag_text = f"{lag:.0f}" if batches else "(known after the first batch)"
+                batches = metric_sum(samples, "fink_pipeline_batches_total")
                 print(
-                    f"  [{time.monotonic() - started:5.1f} s] metrics: {read:.0f} messages read "
-                    f"in {batches:.0f} micro-batches, input lag {lag_text}",
+                    f"  [{time.monotonic() - started:5.1f} s] metrics: {read:.0f} of {wanted} "
+                    f"messages read ({batches:.0f} micro-batches since the driver started), "
+                    f"input lag {lag:.0f}",
                     flush=True,
                 )
+            if read >= wanted and metric_sum(samples, "fink_pipeline_input_lag_messages") == 0:
+                break
         time.sleep(1)
-    code = demo.pipeline.returncode
-    demo.pipeline = None
-    if code != 0:
+    else:
         raise DemoError(
-            f"fink-pipeline exited with {code}; the end of its log "
-            f"({demo.pipeline_log}):\n{tail(demo.pipeline_log, 30)}"
+            f"the job did not consume the {wanted} messages within {DRAIN_TIMEOUT_S} s; "
+            f"see `kubectl logs -n {NAMESPACE} {job.get('driverPod')}`"
         )
-    log_lines = demo.pipeline_log.read_text(errors="replace").splitlines()
-    for line in log_lines:
-        if line.startswith(f"{PIPELINE}: "):
-            print(line)
-    print(f"finished in {time.monotonic() - started:.0f} s; a few of its metrics at the end:")
+    print(f"consumed in {time.monotonic() - started:.0f} s; a few of its metrics now:")
     for name, labels in [
         ("fink_pipeline_alerts_read_total", {}),
         ("fink_pipeline_alerts_written_total", {"sink": "hbase"}),
@@ -367,15 +385,12 @@ def run_pipeline(demo: Demo, resource: Path, spec: PipelineSpec) -> dict[str, fl
         ("fink_pipeline_filter_passed_total", {}),
         ("fink_pipeline_module_seconds_total", {}),
         ("fink_pipeline_batch_duration_seconds_count", {}),
-        ("fink_pipeline_batch_duration_seconds_sum", {}),
     ]:
         for key, value in sorted(last.items()):
             base, _, rest = key.partition("{")
             if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
                 print(f"  {key} {value:g}")
-    if not last:
-        print("  (the metrics endpoint never answered)")
-    return last
+    return {key: value - before.get(key, 0.0) for key, value in last.items()}
 
 
 # --- 5. the sinks -----------------------------------------------------------------------
@@ -440,10 +455,13 @@ def show_sinks(demo: Demo, spec: PipelineSpec, metrics: dict[str, float]) -> Non
         demo.summary["hbase"] = rows
 
     if spec.archive_path:
-        root = Path(spec.archive_path)
+        root = demo.archive
         per_night = parquet_rows(root)
         total = sum(per_night.values())
-        print(f"Parquet archive {root}: {total} rows in {len(per_night)} nights")
+        print(
+            f"Parquet archive {spec.archive_path} in the driver pod, {_short(str(root))} on the "
+            f"node: {total} rows in {len(per_night)} nights"
+        )
         for night, count in sorted(per_night.items()):
             files = len(list((root / f"night={night}").glob("batch-*.parquet")))
             print(f"    night={night}: {count:5d} rows in {files} files")
@@ -536,8 +554,10 @@ def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
         rows.append(("HBase rows", f"{written:.0f}", f"{s['hbase']} in {spec.hbase_sink.table}"))
     if "parquet" in s:
         written = metric_sum(m, "fink_pipeline_alerts_written_total", sink="parquet")
-        rows.append(("Parquet rows", f"{written:.0f}", f"{s['parquet']} in {spec.archive_path}"))
+        rows.append(("Parquet rows", f"{written:.0f}", f"{s['parquet']} in the archive"))
     rows.append(("operator reconcile passes", f"{s['reconciles']:.0f}", ""))
+    job = s.get("job") or {}
+    rows.append(("job", job.get("state", "?"), f"driver {job.get('driverPod')}"))
     print(f"{'':<32} {'this run':>9}   all runs")
     for label, this_run, total in rows:
         print(f"{label:<32} {this_run:>9}   {total}")
@@ -546,10 +566,13 @@ def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
 Look further (the stack keeps running):
   eval "$(.venv/bin/fink-stack env)"          # KUBECONFIG, kubectl, Kafka/HBase addresses
   kubectl get bp -n {NAMESPACE}; kubectl describe bp {PIPELINE} -n {NAMESPACE}
+  kubectl get pods -n {NAMESPACE}; kubectl logs -n {NAMESPACE} {PIPELINE}-driver
   .venv/bin/fink-pipeline schema -f {_short(str(demo.state / f"{PIPELINE}.yaml"))}
-  logs: {_short(str(demo.operator_log))}, {_short(str(demo.pipeline_log))}
+  operator log: {_short(str(demo.operator_log))}
   docs: docs/operator.md, docs/pipeline.md, docs/science.md, docs/alerts.md
-Run `make demo` again to stream the next seed's alerts; `.venv/bin/fink-stack down` stops the stack."""
+The job keeps streaming: `make demo` again streams the next seed's alerts into it;
+`kubectl patch bp {PIPELINE} -n {NAMESPACE} --type merge -p '{{"spec":{{"spark":{{"suspend":true}}}}}}'`
+stops it; `.venv/bin/fink-stack down` stops the stack."""
     )
 
 
@@ -565,15 +588,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=2000, help="alerts/s, 0 = as fast as possible")
     parser.add_argument(
         "--seed", type=int, help="generator seed (default: the one after the last run's)"
-    )
-    parser.add_argument(
-        "--max-offsets",
-        type=int,
-        default=700,
-        help="messages per micro-batch at most (700: a few batches, to watch the lag fall)",
-    )
-    parser.add_argument(
-        "--until-idle", type=int, default=10, help="seconds without alerts before Spark stops"
     )
     return parser.parse_args(argv)
 
@@ -593,11 +607,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start_operator(demo)
         current = "2"
-        resource, spec = apply_pipeline(demo)
+        _, spec = apply_pipeline(demo)
         current = "3"
+        before = driver_metrics(demo)
         produce(demo, spec)
         current = "4"
-        metrics = run_pipeline(demo, resource, spec)
+        metrics = watch_job(demo, before)
         current = "5"
         show_sinks(demo, spec, metrics)
         print_summary(demo, spec, time.monotonic() - started)
@@ -610,19 +625,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             reason = f"{type(error).__name__}: {error}"
         print(f"\ndemo failed at step {current}: {reason}", file=sys.stderr)
-        if current in ("1", "2"):
-            show_conditions()
-            print(
-                f"end of the operator's log ({demo.operator_log}):\n{tail(demo.operator_log)}",
-                file=sys.stderr,
+        show_conditions()
+        print(
+            f"end of the operator's log ({demo.operator_log}):\n{tail(demo.operator_log)}",
+            file=sys.stderr,
+        )
+        with contextlib.suppress(DemoError):
+            logs = kubectl(
+                "logs", "-n", NAMESPACE, f"{PIPELINE}-driver", "--tail=25", capture=True, quiet=True
             )
+            print(f"end of the driver's log:\n{logs}", file=sys.stderr)
         return 1
     finally:
-        if demo.pipeline is not None and demo.pipeline.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(demo.pipeline.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                demo.pipeline.wait(30)
         stop_operator(demo)
 
 

@@ -182,17 +182,14 @@ def _claim_all(
         # someone holds it: look who (a rival, or a stale claim we may replace) and retry once
         name = verdict.name
         again = mine.verdict(kind, cluster, name, name in existing, name in previous, look=True)
-        if again.refused:
-            refused.append(again)
-        elif not mine.take(again, cluster):
-            refused.append(mine.verdict(kind, cluster, name, name in existing, False, look=True))
-    return [v for v in refused if v.refused] or ([] if not refused else [_lost(refused[0])])
+        if not again.refused and mine.take(again, cluster):
+            continue
+        refused.append(again if again.refused else _lost(again))
+    return refused
 
 
 def _lost(verdict: Verdict) -> Verdict:
     """A claim lost twice in a row to concurrent changes: report it, the next pass retries."""
-    from fink_operator.ownership import Action
-
     return Verdict(
         verdict.kind,
         verdict.name,
