@@ -2,8 +2,9 @@
 
 The node's pieces are compiled from the Go module proxy, but a few host tools
 come from Debian: iptables (the pod-traffic guard and kube-proxy), debootstrap
-(the images' base root filesystem), libseccomp-dev (runc is built with seccomp)
-and conntrack (kube-proxy clears stale UDP entries with it). `up` installs
+(the images' base root filesystem), libseccomp-dev (runc is built with seccomp),
+conntrack (kube-proxy clears stale UDP entries with it) and nftables (`down`
+deletes the empty iptables tables `up` brought into being). `up` installs
 them itself so that a fresh machine needs no manual step.
 """
 
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-NODE_PACKAGES = ("iptables", "debootstrap", "libseccomp-dev", "conntrack", "pkg-config")
+NODE_PACKAGES = ("iptables", "nftables", "debootstrap", "libseccomp-dev", "conntrack", "pkg-config")
 
 
 class HostPackageError(RuntimeError):

@@ -122,9 +122,18 @@ def network_links() -> list[str]:
     return sorted(line.split(":")[1].strip().split("@")[0] for line in shown.stdout.splitlines())
 
 
+def iptables_tables() -> dict[str, list[str]]:
+    """The tables each tool shows (with the nft backend, a table exists once anything used it)."""
+    return {
+        tool: [key.split("/")[1] for key in iptables_chains() if key.startswith(f"{tool}/")]
+        for tool in ("iptables", "ip6tables")
+    }
+
+
 def snapshot() -> dict[str, object]:
     return {
         "links": network_links(),
+        "iptables_tables": iptables_tables(),
         "sysctls": {name: read_sysctl(name) for name in SYSCTLS},
         "paths": {path: os.path.lexists(path) for path in OUTSIDE_PATHS},
         "cgroups": top_cgroups(),
@@ -189,6 +198,30 @@ def remove_new_chains(before: dict[str, object], prefixes: tuple[str, ...]) -> N
             subprocess.run([tool, "-w", "5", "-t", table, "-F", name], capture_output=True)
         for name in new:
             subprocess.run([tool, "-w", "5", "-t", table, "-X", name], capture_output=True)
+
+
+def remove_new_empty_tables(before: dict[str, object]) -> None:
+    """Delete the (nft-backed) iptables tables `up` brought into being, once they are empty.
+
+    A table with no rule, no chain of its own and ACCEPT policies does nothing,
+    but it was not there before: with the nft backend, `nft delete table` removes it.
+    """
+    old = before.get("iptables_tables")
+    if not isinstance(old, dict) or shutil.which("nft") is None:
+        return
+    family = {"iptables": "ip", "ip6tables": "ip6"}
+    for tool, tables in iptables_tables().items():
+        for table in tables:
+            if table in old.get(tool, []):
+                continue
+            dump = subprocess.run([f"{tool}-save", "-t", table], capture_output=True, text=True)
+            lines = dump.stdout.splitlines()
+            chains = [line for line in lines if line.startswith(":")]
+            if any(line.startswith("-A") for line in lines) or any(
+                " ACCEPT " not in f"{line} " for line in chains
+            ):
+                continue
+            subprocess.run(["nft", "delete", "table", family[tool], table], capture_output=True)
 
 
 def _rule_delete(tool: str, table: str, saved_rule: str) -> list[str]:

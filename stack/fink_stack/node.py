@@ -316,6 +316,7 @@ def _kubelet_argv(layout: Layout) -> list[str]:
         f"--config={config / 'kubelet.yaml'}",
         f"--kubeconfig={config / 'kubelet.kubeconfig'}",
         f"--root-dir={kubelet_root(layout)}",
+        f"--cert-dir={kubelet_root(layout) / 'pki'}",  # not derived from --root-dir
         f"--hostname-override={NET.node_name}",
         f"--node-ip={NET.host}",
         "--node-labels=" + ",".join(f"{k}={v}" for k, v in NODE_LABELS.items()),
@@ -466,10 +467,23 @@ def _register_kube_dns(layout: Layout) -> None:
     }
     core = client.CoreV1Api(api)
     discovery = client.DiscoveryV1Api(api)
-    for create in (
-        lambda: core.create_namespaced_service("kube-system", service),
-        lambda: discovery.create_namespaced_endpoint_slice("kube-system", slice_),
+    # read first: creating a Service whose cluster IP is taken fails with 422, not 409
+    for read, create in (
+        (
+            lambda: core.read_namespaced_service("kube-dns", "kube-system"),
+            lambda: core.create_namespaced_service("kube-system", service),
+        ),
+        (
+            lambda: discovery.read_namespaced_endpoint_slice("kube-dns-fink-stack", "kube-system"),
+            lambda: discovery.create_namespaced_endpoint_slice("kube-system", slice_),
+        ),
     ):
+        try:
+            read()
+            continue
+        except ApiException as error:
+            if error.status != 404:
+                raise
         try:
             create()
         except ApiException as error:

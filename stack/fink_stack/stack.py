@@ -168,6 +168,11 @@ def up(
         prepare_artefacts(layout, components, report)
         _pod_network(layout, components)
         services = _services_of(components)
+        # services' hooks import the Kubernetes client from several threads at once,
+        # which that package does not survive (half-initialised modules): import it here
+        import kubernetes.client
+        import kubernetes.config  # noqa: F401
+
         futures: dict[str, Future[None]] = {}
         # one thread per service, so a service blocked on its dependencies never starves another
         with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
@@ -263,19 +268,23 @@ def down(
     wipe: bool = False,
     report: Report = print,
 ) -> None:
-    """Stop what `up` started (dependents first); with wipe, delete their data too."""
+    """Stop what `up` started (dependents first); with wipe, delete their data too.
+
+    It takes `up`'s lock: a `down` and an `up` from two sessions never interleave.
+    """
     services = _services_of(components)
-    for service in reversed(services):
-        if stop_service(layout, service):
-            report(f"stopped {service.name}")
-    if wipe:
-        for service in services:
-            for sub in service.data_dirs:
-                shutil.rmtree(layout.data / sub, ignore_errors=True)
-        report("wiped data of " + ", ".join(sorted({s.component for s in services})))
-    nothing_runs = not any(process.read(layout.pids / f"{s.name}.pid") for s in SERVICES)
-    if nothing_runs and release_host(layout):
-        report("host restored as `up` found it (bridge, sysctls, iptables, mounts, cgroups)")
+    with artefacts.file_lock(layout.state / "up.lock"):
+        for service in reversed(services):
+            if stop_service(layout, service):
+                report(f"stopped {service.name}")
+        if wipe:
+            for service in services:
+                for sub in service.data_dirs:
+                    shutil.rmtree(layout.data / sub, ignore_errors=True)
+            report("wiped data of " + ", ".join(sorted({s.component for s in services})))
+        nothing_runs = not any(process.read(layout.pids / f"{s.name}.pid") for s in SERVICES)
+        if nothing_runs and release_host(layout):
+            report("host restored as `up` found it (bridge, sysctls, iptables, mounts, cgroups)")
 
 
 def stop_service(layout: Layout, service: Service) -> bool:
@@ -308,6 +317,7 @@ def release_host(layout: Layout) -> bool:
     if isinstance(links, list) and POD_NETWORK.bridge not in links:
         podnet.remove()
     hoststate.restore_sysctls(before)
+    hoststate.remove_new_empty_tables(before)
     hoststate.forget(layout)
     return True
 

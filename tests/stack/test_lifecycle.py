@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from fink_stack.layout import PORTS, Layout
 from fink_stack.services import port_open
 from fink_stack.stack import status as stack_status
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.stack  # (the last tests need no stack, only processes of their own)
 
 
 def test_stopping_kafka_keeps_its_topics(stack: Endpoints, unique_name: str) -> None:
@@ -82,3 +83,42 @@ def test_a_running_process_without_the_marker_is_alive_but_not_ours(tmp_path: Pa
         assert not process.alive(running)
     finally:
         stranger.kill()
+
+
+def test_up_restarts_a_service_whose_command_line_changed(tmp_path: Path) -> None:
+    """After an upgrade of the stack, `up` must not leave a server running the old flags."""
+    from fink_stack.service import Service
+    from fink_stack.stack import start_service, stop_service
+
+    layout = Layout(cache=tmp_path / "cache", state=tmp_path / "state")
+    flags = ["--first"]
+
+    def argv(_: Layout) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(60)", *flags]
+
+    service = Service("sleeper", "test", (), argv, lambda _: True, startup_seconds=10)
+    lines: list[str] = []
+    try:
+        start_service(layout, service, lines.append)
+        first = process.read(layout.pids / "sleeper.pid")
+        start_service(layout, service, lines.append)  # same command line: left alone
+        assert process.read(layout.pids / "sleeper.pid") == first
+        flags[0] = "--second"
+        start_service(layout, service, lines.append)
+        second = process.read(layout.pids / "sleeper.pid")
+        assert first is not None and second is not None and second.pid != first.pid
+        assert not process.is_ours(first)
+        assert process.command_line(second.pid)[-1] == "--second"
+        assert "restarting sleeper: its command line changed" in lines
+    finally:
+        stop_service(layout, service)
+
+
+def test_a_long_build_says_it_is_still_going() -> None:
+    from fink_stack.stack import _progress
+
+    lines: list[str] = []
+    with _progress(lines.append, "kubelet-v1", "/tmp/k.log", every=0.1):
+        time.sleep(0.35)
+    assert len(lines) >= 2
+    assert lines[0] == "still building kubelet-v1 (0m00s; log /tmp/k.log)"
