@@ -71,6 +71,17 @@ def _rbac(namespace: str) -> list[dict]:
     ]
 
 
+def _submission_environment() -> dict[str, str]:
+    """The host's environment, minus its Python: spark-submit forwards PYSPARK_PYTHON to
+    the driver pod, where the host's interpreter path does not exist (the image's is
+    set by the image)."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
+    }
+    environment["SPARK_HOME"] = str(Path(pyspark.__file__).parent)
+    return environment
+
+
 def test_spark_submit_in_cluster_mode_runs_driver_and_executor_pods(
     stack: Endpoints, kube: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -149,7 +160,7 @@ def test_spark_submit_in_cluster_mode_runs_driver_and_executor_pods(
         capture_output=True,
         text=True,
         timeout=480,
-        env={**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent)},
+        env=_submission_environment(),
     )
     elapsed = time.monotonic() - started
     assert submitted.returncode == 0, submitted.stderr[-4000:]
