@@ -66,6 +66,9 @@ class Artefact:
     name: str
     recipe: str  # anything that, if changed, must trigger a rebuild
 
+    # a compiler build (Go, C): one at a time, as each uses every core and GBs of memory
+    compiles = False
+
     @property
     def key(self) -> str:
         return f"{self.name}-{_recipe_hash(self.recipe)}"
@@ -168,6 +171,8 @@ GO_ENV = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
 class KubernetesBinaries(Artefact):
     """kube-apiserver & co. and etcd, compiled from the Go module proxy (see write_kubernetes_wrapper)."""
 
+    compiles = True
+
     def __init__(self) -> None:
         super().__init__(
             name=f"kubernetes-{versions.KUBERNETES}-etcd-{versions.ETCD}",
@@ -218,6 +223,8 @@ class KubernetesBinaries(Artefact):
 
 class GoTool(Artefact):
     """A Go command whose module can be `go install`ed as it is (no replace directives)."""
+
+    compiles = True
 
     def __init__(
         self, command: str, package: str, version: str, ldflags: str = "-s -w", extra: str = ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -225,8 +226,6 @@ def remove_new_empty_tables(before: dict[str, object]) -> None:
 
 
 def _rule_delete(tool: str, table: str, saved_rule: str) -> list[str]:
-    import shlex
-
     return [tool, "-w", "5", "-t", table, "-D", *shlex.split(saved_rule)[1:]]
 
 

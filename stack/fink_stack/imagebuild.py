@@ -35,7 +35,15 @@ from . import buildenv, containerfile
 from .artefacts import BuildError, file_lock
 from .containerfile import ContainerfileError, Instruction
 from .ignorefile import Ignore
-from .ocilayout import LAYER_MEDIA_TYPE, Blob, image_documents, is_empty, write_layer
+from .ocilayout import (
+    CONFIG_MEDIA_TYPE,
+    LAYER_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    Blob,
+    image_documents,
+    is_empty,
+    write_layer,
+)
 from .rootfs import KNOWN_BASES, DebianBase
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -537,8 +545,8 @@ class ImageRecord:
             for layer in info["layers"]
         ]
         for name, media_type in (
-            ("config.json", "application/vnd.oci.image.config.v1+json"),
-            ("manifest.json", "application/vnd.oci.image.manifest.v1+json"),
+            ("config.json", CONFIG_MEDIA_TYPE),
+            ("manifest.json", MANIFEST_MEDIA_TYPE),
         ):
             data = (self.directory / name).read_bytes()
             digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -228,13 +227,3 @@ def save(record: ImageRecord, destination: Path) -> None:
     with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as handle:
         write_layout_tar(handle, record.blobs(), record.index())
     Path(handle.name).rename(destination)
-
-
-def layer_members(record: ImageRecord) -> list[str]:
-    """Every path in the image's layers (for tests and inspection)."""
-    names: list[str] = []
-    for blob in record.blobs():
-        if blob.path is not None:
-            with tarfile.open(blob.path) as tar:
-                names.extend(tar.getnames())
-    return names

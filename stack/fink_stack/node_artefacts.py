@@ -29,6 +29,8 @@ NODE_COMMANDS = ("kubelet", "kube-proxy")
 
 
 class KubernetesNodeBinaries(Artefact):
+    compiles = True
+
     def __init__(self) -> None:
         super().__init__(
             name=f"kubernetes-node-{versions.KUBERNETES}",
@@ -59,6 +61,8 @@ class KubernetesNodeBinaries(Artefact):
 
 class GoCommands(Artefact):
     """Commands `go install`ed from one module at one version (no replace directives needed)."""
+
+    compiles = True
 
     def __init__(
         self,
@@ -104,6 +108,8 @@ class GoCommands(Artefact):
 
 class PauseBinary(Artefact):
     """The sandbox's pause process, from the Kubernetes release's own pause.c."""
+
+    compiles = True
 
     def __init__(self) -> None:
         super().__init__(

@@ -72,13 +72,6 @@ def _with_dependencies(components: Iterable[str]) -> list[str]:
     return wanted
 
 
-def _compiles(artefact: artefacts.Artefact) -> bool:
-    """Go and C builds: run one at a time (each uses every core; the linker needs GBs)."""
-    return artefact.key.startswith(("kubernetes", "containerd", "runc", "cni-", "crictl")) or (
-        artefact.key.startswith(("coredns", "kwok", "helm", "pause"))
-    )
-
-
 @contextlib.contextmanager
 def _progress(report: Report, what: str, log: str, every: float = PROGRESS_SECONDS):
     """Say every `every` seconds that `what` is still being built, until the block ends."""
@@ -121,7 +114,7 @@ def prepare_artefacts(layout: Layout, components: Iterable[str], report: Report)
             log = str(layout.cache / "logs" / (key + ".log"))
             report(f"building {key} (first run only; log: {log})")
             started = time.monotonic()
-            exclusive = one_compiler if _compiles(artefact) else contextlib.nullcontext()
+            exclusive = one_compiler if artefact.compiles else contextlib.nullcontext()
             with exclusive, _progress(report, key, log):
                 artefact.ensure(layout.cache)
         except (artefacts.BuildError, OSError, ValueError) as error:
