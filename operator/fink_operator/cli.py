@@ -11,7 +11,10 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
+import threading
+import uuid
 from collections.abc import Sequence
 
 from fink_core import crd as pipeline_crd
@@ -85,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
         help="volume of pipelines that name none: host-path:/DIR (one node), "
         "storage-class:NAME[:SIZE], or none (default: the spec must name one)",
     )
+    run.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="act only while holding a Lease (run several replicas safely)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument("--leader-election-name", default="fink-operator", help="the Lease's name")
     run.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("-v", "--verbose", action="store_true")
 
@@ -174,6 +188,35 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+    lease = None
+    stop_flag = threading.Event()
+    lost = threading.Event()
+    if args.leader_election:
+        from fink_operator.leader import LeaderLease
+
+        identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        lease = LeaderLease(
+            runtime.api, args.leader_election_namespace, args.leader_election_name, identity
+        )
+        waited: list[str] = []
+
+        def waiting(holder: str) -> None:
+            if holder not in waited:
+                waited.append(holder)
+                print(f"fink-operator: standing by; lease held by {holder}", flush=True)
+
+        metrics.LEADER.set(0)
+        try:
+            lease.acquire(waiting)
+        except KeyboardInterrupt:
+            return 0
+        metrics.LEADER.set(1)
+
+        def on_lost() -> None:
+            lost.set()
+            stop_flag.set()
+
+        lease.keep(on_lost)
     try:
         kopf.run(
             standalone=True,
@@ -181,11 +224,19 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
             memo=kopf.Memo(runtime=runtime),
+            stop_flag=stop_flag,
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
     except Exception as error:
         print(f"fink-operator: stopped on an error: {_short(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if lease is not None:
+            lease.release()
+            metrics.LEADER.set(0)
+    if lost.is_set():
+        print("fink-operator: lost the leader lease; stopping", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

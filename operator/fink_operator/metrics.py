@@ -45,6 +45,10 @@ ERRORS = Counter(
 MANAGED_TOPICS = Gauge("fink_operator_managed_topics", "Kafka topics owned by pipelines")
 MANAGED_TABLES = Gauge("fink_operator_managed_tables", "HBase tables owned by pipelines")
 PIPELINES = Gauge("fink_operator_pipelines", "BrokerPipeline resources known to the operator")
+LEADER = Gauge(
+    "fink_operator_leader", "1 while this replica holds the leader lease (or runs without one)"
+)
+LEADER.set(1)
 EVENTS = Counter(
     "fink_operator_events_total", "Kubernetes events posted, by type and reason", ["type", "reason"]
 )

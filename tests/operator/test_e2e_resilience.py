@@ -156,3 +156,36 @@ def test_operator_killed_mid_reconcile_converges_after_restart(
     created = [e.message for e in pipelines.events(name) if e.reason == "TopicCreated"]
     for topic in wanted:  # never reported twice (the killed pass reported nothing)
         assert sum(f"{topic} (" in message for message in created) <= 1, created
+
+
+def test_two_replicas_with_leader_election_reconcile_once_and_fail_over(
+    start_operator: OperatorFactory,
+    pipelines: Pipelines,
+    namespace: str,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    """Two operators, one Lease: only the holder acts; when it dies the other takes over."""
+    flags = ("--leader-election", "--leader-election-namespace", namespace)
+    first = start_operator(*flags)
+    wait_for(lambda: "fink_operator_leader 1.0" in first.metrics(), 30, "the first to lead")
+    second = start_operator(*flags)
+    assert "fink_operator_leader 0.0" in second.metrics()
+
+    name = f"{unique_name}-a"
+    leftovers.update(owned(name, 1))
+    pipelines.create(pipeline(name, 1))
+    pipelines.wait_ready(name)
+    passes = [
+        line
+        for line in second.metrics().splitlines()
+        if line.startswith("controller_runtime_reconcile_total{")
+    ]
+    assert passes == [], f"the standby reconciled: {passes}"
+
+    first.kill()  # no release: the standby waits for the lease to expire (15 s)
+    wait_for(lambda: "fink_operator_leader 1.0" in second.metrics(), 45, "the standby to lead")
+    other = f"{unique_name}-b"
+    leftovers.update(owned(other, 1))
+    pipelines.create(pipeline(other, 1))
+    pipelines.wait_ready(other)
