@@ -53,6 +53,22 @@ class MissingReference(Retryable):
         )
 
 
+class ReferenceForbidden(NeedsUser):
+    """The operator may not read a ConfigMap or Secret the resource names (RBAC)."""
+
+    reason = "ReferenceForbidden"
+
+    def __init__(self, kind: str, name: str, namespace: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.namespace = namespace
+        where = f" in namespace {namespace}" if namespace else ""
+        super().__init__(
+            f"the operator may not read {kind} {name!r}{where} (forbidden by RBAC): grant its "
+            "service account get on it, or refer to one it may read"
+        )
+
+
 class ServerRejected(NeedsUser):
     """The server answered but refused an operation (e.g. more replicas than brokers)."""
 

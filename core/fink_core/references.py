@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fink_core.connections import Reader
+from fink_core.errors import ReferenceForbidden
 
 
 def absent(_: str) -> Mapping[str, str] | None:
@@ -39,7 +40,10 @@ def directory_reader(root: Path, kind: str) -> Reader:
 
 
 def kubernetes_readers(core_api: Any, namespace: str) -> tuple[Reader, Reader]:
-    """(read_configmap, read_secret) through a kubernetes.client.CoreV1Api."""
+    """(read_configmap, read_secret) through a kubernetes.client.CoreV1Api.
+
+    A 403 becomes ReferenceForbidden: the user (or the admin) must change something.
+    """
     from kubernetes.client.rest import ApiException
 
     def read_configmap(name: str) -> Mapping[str, str] | None:
@@ -48,6 +52,8 @@ def kubernetes_readers(core_api: Any, namespace: str) -> tuple[Reader, Reader]:
         except ApiException as error:
             if error.status == 404:
                 return None
+            if error.status == 403:
+                raise ReferenceForbidden("ConfigMap", name, namespace) from None
             raise
 
     def read_secret(name: str) -> Mapping[str, str] | None:
@@ -56,6 +62,8 @@ def kubernetes_readers(core_api: Any, namespace: str) -> tuple[Reader, Reader]:
         except ApiException as error:
             if error.status == 404:
                 return None
+            if error.status == 403:
+                raise ReferenceForbidden("Secret", name, namespace) from None
             raise
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 

@@ -52,6 +52,16 @@ LEADER.set(1)
 EVENTS = Counter(
     "fink_operator_events_total", "Kubernetes events posted, by type and reason", ["type", "reason"]
 )
+JOB_SUBMISSIONS = Counter(
+    "fink_operator_job_submissions_total",
+    "Driver pods the operator created, per pipeline",
+    ["namespace", "pipeline"],
+)
+JOB_RESTARTS = Counter(
+    "fink_operator_job_restarts_total",
+    "Drivers that failed or vanished and are restarted, per pipeline and reason",
+    ["namespace", "pipeline", "reason"],
+)
 SWEEPS = Counter("fink_operator_drift_sweeps_total", "Drift sweeps over every known pipeline")
 DRIFTED = Counter(
     "fink_operator_drift_detected_total", "Pipelines a sweep found drifted (a pass followed)"
@@ -81,6 +91,14 @@ def record_error(reason: str) -> None:
 
 def record_event(kind: str, reason: str) -> None:
     EVENTS.labels(kind, reason).inc()
+
+
+def record_submission(namespace: str, pipeline: str) -> None:
+    JOB_SUBMISSIONS.labels(namespace, pipeline).inc()
+
+
+def record_restart(namespace: str, pipeline: str, reason: str) -> None:
+    JOB_RESTARTS.labels(namespace, pipeline, reason).inc()
 
 
 def observe_sweep(pipelines: int, drifted: int, seconds: float) -> None:

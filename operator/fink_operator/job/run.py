@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fink_operator import metrics
 from fink_operator.conditions import Condition
 from fink_operator.desired import DesiredState
 from fink_operator.job.render import SUBMISSION, JobNotConfigured, kubernetes_name, render
@@ -66,6 +67,8 @@ def job_part(
         objects.driver_name,
         spec.spark.metrics_port,
     )
+    if decision.record.restarts > record.restarts and decision.record.last_failure:
+        metrics.record_restart(namespace, spec.name, decision.record.last_failure.reason)
     if decision.action == "create":
         context.jobs.apply(objects.supporting)
         pod = objects.driver_pod
@@ -77,6 +80,7 @@ def job_part(
                 {**record.to_status(), "state": "Stopping"},
                 requeue=2.0,
             )
+        metrics.record_submission(namespace, spec.name)
     elif decision.action == "delete" and driver is not None:
         context.jobs.delete_driver(namespace, driver.name, decision.grace_seconds)
     return JobOutcome(
