@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     saved.add_argument(
         "--save", nargs=2, metavar=("NAME", "FILE"), help="write image NAME as an OCI tar"
     )
+    saved.add_argument(
+        "--prune", action="store_true", help="delete cached layers the Containerfiles no longer use"
+    )
 
     args = parser.parse_args(argv)
     layout = Layout.default()
@@ -83,7 +86,7 @@ def _run(args: argparse.Namespace, layout: Layout) -> int:
     if args.command == "status":
         return _print_status(layout)
     if args.command == "images":
-        return _images(layout, args.save)
+        return _images(layout, args.save, args.prune)
     if args.command == "logs":
         return _print_logs(layout, args.service, args.lines, args.follow)
     if args.command == "env":
@@ -111,24 +114,38 @@ def _print_status(layout: Layout) -> int:
     return 3 if any(r.pid for r in rows) else 4
 
 
-def _images(layout: Layout, save: list[str] | None) -> int:
+def _images(layout: Layout, save: list[str] | None, prune: bool = False) -> int:
     from . import images, node
 
     containerd = node.containerd_client(layout)
+    on_node = {
+        image.spec.name: containerd.image_digest(image.spec.reference)
+        if node.containerd_socket(layout).exists()
+        else None
+        for image in images.IMAGE_ARTEFACTS
+    }
+    if prune:
+        keep = frozenset(d for d in on_node.values() if d)
+        print(f"freed {images.prune(layout.cache, keep) / 1e9:.2f} GB")
     for image in images.IMAGE_ARTEFACTS:
-        if not image.is_ready(layout.cache):
-            print(f"{image.spec.short_reference:<28} not built (fink-stack up node)")
+        name = image.spec.short_reference
+        digest = on_node[image.spec.name]
+        if image.is_ready(layout.cache):
+            record = image.record(layout.cache)
+            where = "on the node" if digest == record.manifest_digest else "not on the node yet"
+        else:
+            record = images.record_of(layout.cache, image.spec, digest) if digest else None
+            where = "on the node; the source changed since (`fink-stack up node` rebuilds)"
+        if record is None:
+            print(f"{name:<28} not built (`fink-stack up node` builds it)")
             continue
-        record = image.record(layout.cache)
-        digest = record.manifest_digest
-        present = containerd.image_digest(image.spec.reference) == digest
         print(
-            f"{image.spec.short_reference:<28} {record.size / 1e9:5.2f} GB  {digest[:19]}  "
-            f"{'on the node' if present else 'not on the node'}  ({image.spec.containerfile})"
+            f"{name:<28} {record.size / 1e9:5.2f} GB  {record.manifest_digest[:19]}  {where}  "
+            f"({image.spec.containerfile})"
         )
-        if save and save[0] in (image.spec.name, image.spec.short_reference):
+        if save and save[0] in (image.spec.name, name):
             images.save(record, Path(save[1]))
-            print(f"saved {image.spec.short_reference} to {save[1]} (OCI layout tar)")
+            print(f"saved {name} to {save[1]} (OCI layout tar)")
     return 0
 
 

@@ -11,6 +11,7 @@ from the Kubernetes source.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -227,3 +228,39 @@ def save(record: ImageRecord, destination: Path) -> None:
     with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as handle:
         write_layout_tar(handle, record.blobs(), record.index())
     Path(handle.name).rename(destination)
+
+
+def prune(cache: Path, keep_digests: frozenset[str] = frozenset()) -> int:
+    """Delete cached steps and image records that neither the current Containerfiles
+    and sources nor the images in `keep_digests` (those on the node) use.
+
+    Every change of pyproject.toml leaves a whole dependency layer behind (1.5 GB
+    for the pipeline image), so old ones are worth removing now and then. Returns
+    the bytes freed.
+    """
+    with contextlib.ExitStack() as locks:
+        for spec in PROJECT_IMAGES:  # the locks `up` builds under
+            locks.enter_context(file_lock(cache / "locks" / f"image-{spec.name}.lock"))
+        plans = [ContainerImage(spec).plan() for spec in PROJECT_IMAGES]
+        steps = {step.key for plan in plans for step in plan.steps}
+        records = {imagebuild.record_dir(plan, cache).name for plan in plans}
+        for spec in PROJECT_IMAGES:
+            for digest in keep_digests:
+                kept = record_of(cache, spec, digest)
+                if kept is not None:
+                    records.add(kept.directory.name)
+                    steps.update(
+                        Path(layer["path"]).parent.name
+                        for layer in kept.read("image.json")["layers"]
+                    )
+        freed = 0
+        root = cache / "images"
+        for directory, keep in ((root / "steps", steps), (root / "images", records)):
+            if not directory.is_dir():
+                continue
+            for entry in directory.iterdir():
+                if entry.name not in keep:
+                    freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file())
+                    shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(root / "tmp", ignore_errors=True)
+    return freed
