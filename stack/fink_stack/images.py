@@ -262,5 +262,4 @@ def prune(cache: Path, keep_digests: frozenset[str] = frozenset()) -> int:
                 if entry.name not in keep:
                     freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file())
                     shutil.rmtree(entry, ignore_errors=True)
-        shutil.rmtree(root / "tmp", ignore_errors=True)
     return freed
