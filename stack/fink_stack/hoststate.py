@@ -188,7 +188,7 @@ def remove_new_chains(before: dict[str, object], prefixes: tuple[str, ...]) -> N
             continue
         dump = subprocess.run([f"{tool}-save", "-t", table], capture_output=True, text=True)
         for line in dump.stdout.splitlines():
-            if line.startswith("-A ") and any(f"-j {n}" in line + " " for n in new):
+            if line.startswith("-A ") and any(f"-j {n} " in line + " " for n in new):
                 chain_rule = line[3:].split()
                 if chain_rule[0] not in new:
                     subprocess.run(
