@@ -115,7 +115,7 @@ def prepare_artefacts(layout: Layout, components: Iterable[str], report: Report)
             report(f"building {key} (first run only; log: {log})")
             started = time.monotonic()
             exclusive = one_compiler if artefact.compiles else contextlib.nullcontext()
-            with exclusive, _progress(report, key, log):
+            with exclusive, _progress(report, f"{key} ({component})", log):
                 artefact.ensure(layout.cache)
         except (artefacts.BuildError, OSError, ValueError) as error:
             raise StackError(f"{component}: {error}") from error
