@@ -97,6 +97,9 @@ class Pipelines:
             lambda: f"{kind} reason {reason} on {name}; status {self._status(name)}",
         )
 
+    def _status(self, name: str) -> dict[str, Any]:
+        return (self.get(name) or {}).get("status") or {}
+
     def events(self, name: str) -> list[client.CoreV1Event]:
         items = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"

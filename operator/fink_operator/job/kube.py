@@ -70,7 +70,8 @@ class KubernetesJobs:
             ),
             None,
         )
-        waiting = waiting or init_waiting
+        if init_waiting is not None and (waiting is None or waiting.reason == "PodInitializing"):
+            waiting = init_waiting  # e.g. the volume's init container cannot get its image
         unschedulable = next(
             (
                 c.message
