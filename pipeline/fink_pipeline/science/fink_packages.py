@@ -3,16 +3,25 @@
 Where a fink-* package provides the very computation one of our modules does,
 the module calls the real one. These packages are optional at run time: when
 one is missing (or fails to import), our own implementation of the same rule
-runs instead, and the tests check that both give the same answers.
+runs instead, with a warning in the log, and the tests check that both give the
+same answers. The pinned versions are installed with the project, and a test
+fails if any part we claim to run does not import (tests/pipeline/science/
+test_fink_packages.py), so the fallback cannot silently become the norm.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+# "module.attribute" -> why it could not be imported, for whoever wonders which code ran
+UNAVAILABLE: dict[str, str] = {}
 
 
 @cache
@@ -23,7 +32,15 @@ def real_function(module: str, attribute: str) -> Callable[..., Any] | None:
             # their pandas_udf decorators use a PandasUDFType Spark warns about
             warnings.simplefilter("ignore")
             found = getattr(importlib.import_module(module), attribute)
-    except Exception:  # a missing package or one of its imports: use our own code
+    except Exception as error:  # a missing package or one of its imports: use our own code
+        UNAVAILABLE[f"{module}.{attribute}"] = f"{type(error).__name__}: {error}"
+        log.warning(
+            "%s.%s is not importable (%s: %s): our implementation of the same rule runs",
+            module,
+            attribute,
+            type(error).__name__,
+            error,
+        )
         return None
     return getattr(found, "func", found)
 

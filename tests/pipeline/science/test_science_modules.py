@@ -155,11 +155,16 @@ def test_roid_codes_follow_finks_rules() -> None:
     assert run("solar_system", rows)["roid"].tolist() == [1, 2, 0, 0]
 
 
-@pytest.mark.skipif(fink_roid_catcher() is None, reason="fink-science is not installed")
 def test_our_roid_rules_agree_with_fink_science_roid_catcher() -> None:
+    """docs/science.md: without fink-science our rules run, 'tested equal' to its roid_catcher.
+
+    Never skipped: if fink-science stopped importing, solar_system would run our
+    rules and this comparison would compare them with themselves.
+    """
+    assert fink_roid_catcher() is not None, "fink-science's roid_catcher does not import"
     frame = frame_of(random_ztf_rows(400, seed=7))
     from_fink = run("solar_system", random_ztf_rows(400, seed=7))["roid"].to_numpy()
-    assert set(from_fink) >= {0, 2, 3}
+    assert set(from_fink) >= {0, 1, 2, 3}
     np.testing.assert_array_equal(roid_rules(frame), from_fink)
 
 
@@ -230,11 +235,10 @@ def test_snia_score_follows_its_documented_coefficients() -> None:
 # fink-science's fast transient rate --------------------------------------------------
 
 
-@pytest.mark.skipif(
-    "fast_transient_rate" not in MODULES or fink_fast_transient_rate() is None,
-    reason="fink-science with astropy is not installed",
-)
 def test_fink_fast_transient_rate_measures_a_rise_and_a_rise_from_an_upper_limit() -> None:
+    assert fink_fast_transient_rate() is not None, (
+        "fink-science's fast_transient_rate fails to import"
+    )
     rows = [
         # 19.0 at day 10.0, 18.0 at day 10.5 (same band): -2 mag/day
         ztf_row(
@@ -269,6 +273,7 @@ def test_fink_fast_transient_rate_measures_a_rise_and_a_rise_from_an_upper_limit
 def test_quality_cuts_give_the_same_answer_with_and_without_fink_filters(monkeypatch) -> None:
     from fink_pipeline.science.modules import quality_cuts
 
+    assert quality_cuts.fink_ztf_quality_cuts() is not None, "fink-filters does not import"
     rows = random_ztf_rows(300, seed=9)
     with_fink = run("quality_cuts", rows)["quality_ok"].tolist()
     monkeypatch.setattr(quality_cuts, "fink_ztf_quality_cuts", lambda: None)
