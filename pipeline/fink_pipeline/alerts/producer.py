@@ -10,6 +10,7 @@ so a retried send never duplicates an alert.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +145,11 @@ def produce(
     )
     bad_iter = iter(bad)
     alerts = iter_alerts(survey, seed)
+    if count:
+        # the generator simulates the sky's first nights before its first alert: the
+        # pace starts once that alert exists, or the first seconds' alerts would all
+        # be overdue and go out at once
+        alerts = itertools.chain([next(alerts)], alerts)
     group = burst if burst > 0 else 1
     started = last_report = time.monotonic()
     sent_alerts = sent_bad = 0

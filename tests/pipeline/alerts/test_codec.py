@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
+import fastavro
 import numpy as np
+import pandas as pd
 import pytest
 
 from fink_pipeline.alerts import codec
 from fink_pipeline.alerts.columns import columns_for
 from fink_pipeline.alerts.generator import generate_alerts, malformed_messages
+from fink_pipeline.alerts.schemas import parsed_schema
 
 
 def close(decoded: Any, expected: Any) -> bool:
@@ -109,3 +113,48 @@ def test_an_empty_batch_has_the_columns() -> None:
 def test_schema_json_is_the_schema() -> None:
     assert '"name": "alert"' in codec.schema_json("ztf")
     assert '"namespace": "lsst"' in codec.schema_json("lsst")
+
+
+def test_each_survey_has_the_documented_columns() -> None:
+    assert (len(columns_for("ztf")), len(columns_for("lsst"))) == (29, 15)
+
+
+def test_wire_formats_are_a_one_record_container_and_confluents_framing() -> None:
+    """ZTF: an Avro container, codec null, one record; LSST: 0x00, id 704, the bare body."""
+    ztf_alert, lsst_alert = generate_alerts(1, "ztf", 6)[0], generate_alerts(1, "lsst", 6)[0]
+    ztf = codec.encode(ztf_alert, "ztf")
+    assert ztf.startswith(b"Obj\x01")
+    reader = fastavro.reader(io.BytesIO(ztf))
+    assert reader.codec == "null"
+    (record,) = list(reader)
+    assert record["candid"] == ztf_alert["candid"]
+    lsst = codec.encode(lsst_alert, "lsst")
+    assert lsst[:5] == b"\x00" + (704).to_bytes(4, "big")
+    body = fastavro.schemaless_reader(io.BytesIO(lsst[5:]), parsed_schema("lsst"), None)
+    assert body["diaSource"]["diaSourceId"] == lsst_alert["diaSource"]["diaSourceId"]
+
+
+def test_a_deflate_container_decodes_like_a_null_one() -> None:
+    alerts = generate_alerts(20, "ztf", seed=8)
+    deflated = []
+    for alert in alerts:
+        buffer = io.BytesIO()
+        fastavro.writer(buffer, parsed_schema("ztf"), [alert], codec="deflate")
+        deflated.append(buffer.getvalue())
+    plain = codec.decode_batch([codec.encode(a, "ztf") for a in alerts], "ztf")
+    batch = codec.decode_batch(deflated, "ztf")
+    assert batch.rejects == []
+    pd.testing.assert_frame_equal(batch.frame, plain.frame)
+
+
+def test_parsed_container_headers_are_cached_at_most_64() -> None:
+    """Each distinct header is parsed once and kept, at most 64 of them."""
+    alert = generate_alerts(1, "ztf", seed=9)[0]
+    values = []
+    for i in range(codec.MAX_CACHED_HEADERS + 6):
+        buffer = io.BytesIO()
+        fastavro.writer(buffer, parsed_schema("ztf"), [alert], metadata={"n": str(i)})
+        values.append(buffer.getvalue())
+    batch = codec.decode_batch(values, "ztf")
+    assert len(batch.frame) == len(values) and batch.rejects == []
+    assert codec.MAX_CACHED_HEADERS == 64 and 0 < len(codec._HEADERS) <= 64

@@ -103,3 +103,26 @@ def test_the_science_filters_find_their_classes(ztf_labelled) -> None:
         chosen = labels[mask.to_numpy()]
         assert len(chosen) >= 0.03 * len(labels), name
         assert (chosen == expected[name]).mean() > 0.7, (name, collections.Counter(chosen))
+
+
+def test_the_class_mix_and_the_filters_share_are_the_documented_ones(ztf_labelled) -> None:
+    """docs/alerts.md gives the mix of classes and what each built-in filter selects."""
+    shares = collections.Counter(label for _, label in ztf_labelled)
+    share = {label: count / len(ztf_labelled) for label, count in shares.items()}
+    assert 0.27 <= share["sn_like"] <= 0.35, share
+    assert 0.15 <= share["variable_star"] <= 0.20, share
+    assert 0.15 <= share["asteroid"] <= 0.20, share
+    assert 0.12 <= share["fast_transient"] <= 0.15, share
+    assert 0.20 <= share["bogus"] <= 0.25, share
+
+    alerts = [a for a, _ in ztf_labelled]
+    frame = codec.decode_batch([codec.encode(a, "ztf") for a in alerts], "ztf").frame
+    plan = plan_for(
+        "ztf",
+        ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch"],
+        ["early_sn_candidates", "new_sso_candidates", "fast_transients"],
+    )
+    selected = {n: m.mean() for n, m in select(enrich(frame, plan), plan).items()}
+    assert abs(selected["early_sn_candidates"] - 0.12) < 0.015, selected
+    assert abs(selected["new_sso_candidates"] - 0.07) < 0.015, selected
+    assert abs(selected["fast_transients"] - 0.06) < 0.015, selected

@@ -74,13 +74,68 @@ def test_produced_alerts_and_malformed_messages_reach_the_topic(
     assert all(len(p) == 1 for p in partitions.values())
 
 
-def test_a_missing_topic_or_an_unreachable_broker_fails_fast_with_a_message() -> None:
+def test_an_unreachable_broker_fails_fast_with_a_message() -> None:
     started = time.monotonic()
     done = run("produce", "--survey", "lsst", "--topic", "x", "--bootstrap-servers", "127.0.0.1:9")
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert time.monotonic() - started < 20
     assert "Kafka at 127.0.0.1:9 is unreachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.stack
+def test_a_missing_topic_fails_without_create_topic(stack: Endpoints, unique_name: str) -> None:
+    done = run(
+        "produce", "--survey", "ztf", "--topic", unique_name,
+        "--bootstrap-servers", stack.kafka_bootstrap, "--count", "5",
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"topic {unique_name!r} does not exist on {stack.kafka_bootstrap}" in done.stderr
+    assert "--create-topic" in done.stderr
+
+
+def timestamps(bootstrap: str, topic: str, count: int) -> list[float]:
+    """The producer's timestamps (seconds) of the first `count` messages of a 1-partition topic."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": topic, "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    found: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(found) < count and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=count, timeout=1.0):
+                assert message.error() is None
+                found.append(message.timestamp()[1] / 1000)
+    finally:
+        consumer.close()
+    assert len(found) == count
+    return sorted(found)
+
+
+@pytest.mark.stack
+def test_rate_and_burst_pace_the_stream(stack: Endpoints, unique_name: str) -> None:
+    """--rate spreads the alerts over count/rate seconds; --burst sends groups that far apart.
+
+    Only lower bounds: a loaded machine may send later, never earlier.
+    """
+    steady, bursty = f"{unique_name}-steady", f"{unique_name}-bursty"
+    common = ["--survey", "ztf", "--bootstrap-servers", stack.kafka_bootstrap, "--create-topic"]
+    assert (
+        run("produce", *common, "--topic", steady, "--count", "100", "--rate", "200").returncode
+        == 0
+    )
+    sent = timestamps(stack.kafka_bootstrap, steady, 100)
+    assert sent[-1] - sent[0] >= 99 / 200 * 0.9  # the 100th alert is due 0.495 s after the first
+
+    done = run(
+        "produce", *common, "--topic", bursty, "--count", "300", "--rate", "500", "--burst", "100"
+    )
+    assert done.returncode == 0
+    sent = timestamps(stack.kafka_bootstrap, bursty, 300)
+    for group in (1, 2):  # group g is due g * 100 / 500 s after the first
+        assert sent[100 * group] - sent[0] >= group * 0.2 * 0.9
+    assert sent[99] - sent[0] < sent[100] - sent[99] + 0.2  # a burst goes out at once
 
 
 def test_schema_and_sample_commands() -> None:
