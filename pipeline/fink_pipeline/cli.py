@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from fink_core.errors import NeedsUser, Retryable, SpecError
+from fink_core.errors import NeedsUser, Retryable, ServerUnreachable, SpecError
 from fink_core.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.science import SciencePlan, plan_science
 
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if not args.quiet else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # its retries of an unreachable API server would precede the one-line error
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     if args.command is catalogue:
         return catalogue(args)
     try:
@@ -129,13 +131,17 @@ def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
     from fink_pipeline.stream.settings import settings_for
 
     read_configmap, read_secret = _readers(args, spec.namespace)
-    settings = settings_for(
-        spec,
-        defaults=Defaults.from_environment(
+    try:
+        defaults = Defaults.from_environment(
             kafka_bootstrap=args.bootstrap_servers,
             hbase_thrift=args.hbase_thrift,
             hbase_admin=args.hbase_admin,
-        ),
+        )
+    except SpecError as error:  # a flag or the environment, not the document
+        raise InputError(str(error)) from None
+    settings = settings_for(
+        spec,
+        defaults=defaults,
         read_configmap=read_configmap,
         read_secret=read_secret,
         checkpoint=args.checkpoint,
@@ -179,10 +185,43 @@ def _readers(args: argparse.Namespace, namespace: str) -> tuple[Any, Any]:
         )
     if args.kubeconfig:
         from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
 
-        api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
-        return references.kubernetes_readers(api, namespace)
+        try:
+            api_client = config.new_client_from_config(config_file=args.kubeconfig)
+        except (OSError, ConfigException) as error:
+            raise InputError(f"cannot use kubeconfig {args.kubeconfig}: {error}") from None
+        server = str(api_client.configuration.host)
+        readers = references.kubernetes_readers(client.CoreV1Api(api_client), namespace)
+        return tuple(_reported(read, server) for read in readers)  # type: ignore[return-value]
     return references.absent, references.absent
+
+
+def _reported(read: Any, server: str) -> Any:
+    """A cluster reader whose failures are the errors the exit codes are made of.
+
+    Unreachable (or failing) API server: ServerUnreachable, exit 3 (not ready);
+    refused (401/403): NeedsUser, exit 2 (the kubeconfig's user must change).
+    """
+    from kubernetes.client.rest import ApiException
+
+    def reported(name: str) -> Any:
+        try:
+            return read(name)
+        except ApiException as error:
+            if error.status in (401, 403):
+                raise NeedsUser(
+                    f"the Kubernetes API at {server} refused to read {name!r}: "
+                    f"{error.status} {error.reason}"
+                ) from None
+            raise ServerUnreachable(
+                "the Kubernetes API", server, f"{error.status} {error.reason}"
+            ) from None
+        except Exception as error:  # urllib3's connection errors and the like
+            detail = str(getattr(error, "reason", None) or error).splitlines()[0]
+            raise ServerUnreachable("the Kubernetes API", server, detail) from None
+
+    return reported
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fink_pipeline.alerts.columns import OBJECT_ID
-from fink_pipeline.stream import rows
+from fink_pipeline.stream import faults, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
@@ -31,6 +32,10 @@ from fink_pipeline.stream.sinks import OutgoingMessage, ParquetArchive, Transact
 log = logging.getLogger(__name__)
 
 SOURCE_TIMESTAMP_HEADER = "fink-source-timestamp-ms"
+
+
+class StopRequested(Exception):
+    """A micro-batch refused because the pipeline is stopping (it runs at the next start)."""
 
 
 @dataclass
@@ -69,15 +74,33 @@ class MicroBatchWriter:
         self.last_rows_at = time.monotonic()
         self.reports: list[BatchReport] = []
         self.lag: dict[tuple[str, int], int] = {}
+        # the micro-batch that failed and why, for a one-line message when the query stops
+        self.failure: tuple[int, BaseException] | None = None
+        # set when the pipeline is asked to stop: a batch that starts then is refused
+        self.stop_requested = threading.Event()
+        self.refused: int | None = None
 
     def __call__(self, raw: Any, batch_id: int) -> None:
+        if self.stop_requested.is_set():
+            # raising is the only way to stop Spark from marking the batch done; nothing
+            # of it is written, and its offsets stay in the log for the next start
+            self.refused = batch_id
+            log.info(
+                "micro-batch %d refused: the pipeline is stopping (Spark reports the refusal "
+                "as an error; nothing of the batch was written, the next start runs it)",
+                batch_id,
+            )
+            raise StopRequested(f"micro-batch {batch_id} not run: the pipeline is stopping")
         started = time.monotonic()
         try:
-            output = raw.mapInPandas(self.step, schema=self.step.spark_schema()).toArrow()
+            faults.reached("batch", batch_id)
+            step = replace(self.step, batch_id=batch_id)
+            output = raw.mapInPandas(step, schema=self.step.spark_schema()).toArrow()
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
             report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)
-        except Exception:
+        except Exception as error:
+            self.failure = (batch_id, error)
             self.metrics.batches.labels(self.pipeline, "failed").inc()
             log.exception(
                 "micro-batch %d failed: the query stops, and a restart replays the batch "
@@ -124,7 +147,7 @@ class MicroBatchWriter:
         replayed = self.sinks.kafka.already_delivered(ends)
         if not replayed:
             messages = self.filter_messages(good) + self.dead_letters(rejected)
-            self.sinks.kafka.deliver(messages, ends)
+            self.sinks.kafka.deliver(messages, ends, batch_id)
             self._stage("kafka", stage)
             m.alerts_written.labels(p, "kafka").inc(len(messages) - len(rejected))
             m.alerts_written.labels(p, "dead_letter").inc(len(rejected))

@@ -52,11 +52,23 @@ def read_committed(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Me
 
     LookupError for a missing topic, TimeoutError if the end is not reached in time.
     """
+    return read_topic(bootstrap, topic, "read_committed", timeout)
+
+
+def read_topic(
+    bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 60.0
+) -> list[Message]:
+    """Every message of a topic from the beginning, at an isolation level.
+
+    read_committed stops at the last stable offset (an open transaction's messages
+    are not shown); read_uncommitted also returns the messages of open and aborted
+    transactions, which is how a test sees what a transaction cut by a crash sent.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"fink-reader-{time.time_ns()}",
-            "isolation.level": "read_committed",
+            "isolation.level": isolation,
             "enable.auto.commit": False,
         }
     )
@@ -64,8 +76,9 @@ def read_committed(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Me
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise LookupError(f"topic {topic}: {metadata.error if metadata else 'not found'}")
+        # for a read_committed consumer the high watermark is the last stable offset
         bounds = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
             for p in metadata.partitions
         }
         partitions = [TopicPartition(topic, p, low) for p, (low, _) in bounds.items()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -145,14 +146,21 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
                 break
             stop.wait(1.0)
     finally:
+        if query.isActive and query.exception() is None:
+            _finish_the_batch_in_flight(writer, query)
         failure = query.exception()
         if query.isActive:
             query.stop()
         metrics.running.labels(settings.spec.name).set(0)
         writer.sinks.kafka.close()
         spark.stop()
-    if failure is not None:
-        raise RuntimeError(f"the streaming query failed: {failure}")
+    if writer.refused is not None:
+        log.info(
+            "stopped before micro-batch %d: nothing of it was written; the next start runs it",
+            writer.refused,
+        )
+    elif failure is not None:
+        raise RuntimeError(failure_message(writer.failure, failure))
     return RunSummary(
         batches=sum(1 for r in writer.reports if r.read),
         read=sum(r.read for r in writer.reports),
@@ -163,6 +171,52 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
         },
         seconds=time.monotonic() - started,
     )
+
+
+# the last line of a Python traceback: "module.ExceptionName: message"
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Injected|Exit)): (.+)$")
+
+
+def failure_message(batch_failure: tuple[int, BaseException] | None, failure: Any) -> str:
+    """One line: which micro-batch failed and the error that failed it.
+
+    An error raised in a Spark task reaches the driver wrapped in Spark's
+    exception, whose text holds the worker's whole traceback: its last
+    exception line is the cause (e.g. the HBase Thrift server that could not be
+    reached, or the module's own error).
+    """
+    if batch_failure is None:
+        lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+        return f"the streaming query failed: {lines[0] if lines else type(failure).__name__}"
+    batch_id, error = batch_failure
+    text = str(error)
+    cause = f"{type(error).__name__}: {text}"
+    if "Traceback (most recent call last)" in text:
+        found = [m for line in text.splitlines() if (m := _EXCEPTION_LINE.match(line.strip()))]
+        if found:
+            name, message = found[-1].groups()
+            cause = f"{name.rsplit('.', 1)[-1]}: {message}"
+    first = cause.strip().splitlines()[0] if cause.strip() else type(error).__name__
+    return f"micro-batch {batch_id} failed: {first}"
+
+
+def _finish_the_batch_in_flight(
+    writer: MicroBatchWriter, query: Any, timeout: float = 900.0
+) -> None:
+    """Stop between micro-batches: let the one in flight finish, refuse the next one.
+
+    Stopping the query while a batch runs interrupts Spark after the batch's
+    sinks but before its commit log entry, so a restart would replay it. Instead
+    the batch in flight completes (sinks and Spark's commit), and a batch that
+    starts meanwhile is refused by the writer before it writes anything (its
+    offsets stay in Spark's log; the next start runs it).
+    """
+    writer.stop_requested.set()
+    deadline = time.monotonic() + timeout
+    while query.isActive and time.monotonic() < deadline:
+        if not query.status["isTriggerActive"]:
+            return
+        time.sleep(0.1)
 
 
 def _idle(writer: MicroBatchWriter, query: Any, until_idle: float | None) -> bool:

@@ -4,8 +4,9 @@ This is the function given to mapInPandas. It receives the raw Kafka records
 (value, topic, partition, offset, timestamp) and yields one row per message:
 a good alert with its science columns and one pass_<filter> flag per filter,
 or a rejected message with the reason and its original bytes (the dead-letter
-topic gets them). Given an HBase target, it also writes the good alerts' rows. Per-module seconds ride along in `_timings` on the first row
-of each chunk, since the tasks' Python workers cannot reach the driver's metrics.
+topic gets them). Given an HBase target, it also writes the good alerts' rows.
+Per-module seconds ride along in `_timings` on the first row of each chunk,
+since the tasks' Python workers cannot reach the driver's metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from fink_pipeline.alerts.codec import decode_batch
 from fink_pipeline.alerts.columns import columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
+from fink_pipeline.stream import faults
 from fink_pipeline.stream.rows import hbase_cells, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
 
@@ -87,6 +89,7 @@ class ScienceStep:
 
     plan: SciencePlan
     hbase: HBaseTarget | None = None
+    batch_id: int | None = None  # the micro-batch these tasks run for (messages, fault hook)
 
     @property
     def alert_columns(self) -> dict[str, str]:
@@ -121,8 +124,9 @@ class ScienceStep:
             started = time.perf_counter()
             keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
             cells = hbase_cells(enriched, dict(self.hbase.families))
-            _hbase_writer(self.hbase).put(keys, cells)
+            _hbase_writer(self.hbase).put(keys, cells, self.batch_id)
             timings[HBASE_TIMING] = time.perf_counter() - started
+            faults.reached("hbase-write", self.batch_id)
         enriched["_reject"] = None
         enriched["_raw"] = None
 

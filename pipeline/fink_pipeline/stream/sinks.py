@@ -22,10 +22,30 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from thriftpy2.transport import TTransportException
 
 from fink_core.connections import KafkaConnection
+from fink_pipeline.stream import faults
 
 log = logging.getLogger(__name__)
+
+# Thrift's own transport errors (a connection refused, or dropped: "TSocket read 0
+# bytes") are not OSErrors; EOFError and OSError come from the socket underneath
+THRIFT_TRANSPORT_ERRORS = (TTransportException, OSError, EOFError)
+# librdkafka's default transaction.timeout.ms: the broker aborts a transaction left
+# open longer, so waiting longer than this for a commit gains nothing
+TRANSACTION_SECONDS = 60.0
+ABORT_SECONDS = 10.0  # an abort that cannot reach the broker is done by the next start
+
+
+def _kafka_text(error: KafkaException) -> str:
+    """librdkafka's own words ("Timed out waiting for ..."), not the KafkaError repr."""
+    cause = error.args[0] if error.args else error
+    return cause.str() if hasattr(cause, "str") else str(cause)
+
+
+def _batch_text(batch_id: int | None) -> str:
+    return "" if batch_id is None else f" (micro-batch {batch_id})"
 
 
 @dataclass(frozen=True)
@@ -50,7 +70,13 @@ class HBaseWriter:
             )
         return self._connection.table(self.table_name)
 
-    def put(self, keys: Sequence[bytes], cells: Sequence[Mapping[bytes, bytes]]) -> None:
+    def put(
+        self,
+        keys: Sequence[bytes],
+        cells: Sequence[Mapping[bytes, bytes]],
+        batch_id: int | None = None,
+    ) -> None:
+        """Write the rows; a lost connection is reopened once (puts are idempotent)."""
         for attempt in (1, 2):
             try:
                 with self._table().batch(batch_size=self.batch_size) as batch:
@@ -58,14 +84,23 @@ class HBaseWriter:
                         if row:
                             batch.put(key, row)
                 return
-            except (OSError, EOFError) as error:  # Thrift transport errors
-                self.close()
+            except THRIFT_TRANSPORT_ERRORS as error:
+                self._drop()
                 if attempt == 2:
                     raise ConnectionError(
                         f"HBase Thrift server {self.host}:{self.port} failed while writing "
-                        f"table {self.table_name}: {error}"
+                        f"table {self.table_name}{_batch_text(batch_id)}: {error}"
                     ) from error
                 log.warning("HBase connection lost (%s); reconnecting once", error)
+
+    def _drop(self) -> None:
+        """Forget a broken connection; closing it may fail too, and does not matter."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception as error:
+                log.debug("closing the broken HBase connection: %s", error)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -127,7 +162,13 @@ class TransactionalKafka:
     def committed(self, partitions: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """The next offset to read per source partition, as the last transaction left it."""
         asked = [TopicPartition(t, p) for t, p in partitions]
-        found = self.consumer.committed(asked, timeout=30)
+        try:
+            found = self.consumer.committed(asked, timeout=30)
+        except KafkaException as error:
+            raise ConnectionError(
+                f"Kafka at {self.bootstrap}: could not read the offsets committed for "
+                f"consumer group {self.group_id}: {_kafka_text(error)}"
+            ) from error
         return {(tp.topic, tp.partition): tp.offset for tp in found}
 
     def already_delivered(self, ends: Mapping[tuple[str, int], int]) -> bool:
@@ -136,20 +177,37 @@ class TransactionalKafka:
         return all(committed.get(tp, -1) >= end for tp, end in ends.items())
 
     def deliver(
-        self, messages: Sequence[OutgoingMessage], ends: Mapping[tuple[str, int], int]
+        self,
+        messages: Sequence[OutgoingMessage],
+        ends: Mapping[tuple[str, int], int],
+        batch_id: int | None = None,
     ) -> None:
+        """One transaction: the messages and the source offsets, committed or not at all.
+
+        A failure aborts the transaction (or leaves it to the next start to abort, if
+        the broker cannot be reached) and raises ConnectionError naming the broker.
+        Either way no consumer sees part of it, and a restart sends the batch again
+        only if its offsets were not committed.
+        """
         self.producer.begin_transaction()
         try:
             for message in messages:
                 self._produce(message)
+            left = self.producer.flush(TRANSACTION_SECONDS)
+            if left:
+                raise KafkaException(f"{left} message(s) not sent in {TRANSACTION_SECONDS:.0f} s")
             offsets = [TopicPartition(t, p, end) for (t, p), end in ends.items()]
             self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 60
+                offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS
             )
-            self.producer.commit_transaction(120)
-        except KafkaException:
+            faults.reached("kafka-transaction", batch_id)
+            self.producer.commit_transaction(TRANSACTION_SECONDS)
+        except KafkaException as error:
             self._abort()
-            raise
+            raise ConnectionError(
+                f"Kafka at {self.bootstrap}: the transaction{_batch_text(batch_id)} failed: "
+                f"{_kafka_text(error)}"
+            ) from error
 
     def _produce(self, message: OutgoingMessage) -> None:
         while True:
@@ -163,9 +221,13 @@ class TransactionalKafka:
 
     def _abort(self) -> None:
         try:
-            self.producer.abort_transaction(60)
+            self.producer.abort_transaction(ABORT_SECONDS)
         except KafkaException as error:
-            log.warning("could not abort the Kafka transaction: %s", error)
+            log.warning(
+                "could not abort the Kafka transaction (%s); the next start of this "
+                "pipeline aborts it",
+                error,
+            )
 
     def watermarks(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The head (next offset to be written) of each source partition."""

@@ -1,36 +1,51 @@
 """A source topic full of alerts, a pipeline document naming fresh sinks, and readers for them.
 
 Each test gets its own topics, table and directories (named after the test), so
-tests share the real stack without seeing each other's data.
+tests share the real stack without seeing each other's data. Each run of the
+pipeline gets its own log file, so what a test reads in a log is what that run
+wrote. The expected content of every sink is computed here by applying the
+science (`enrich`, `select`) to the produced alerts directly, and the cell and
+record formats are spelled out independently of the pipeline's own code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import happybase
+import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
-from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID, columns_for
 from fink_pipeline.science import enrich, plan_science, select
+from fink_pipeline.science.plan import SciencePlan
+from fink_pipeline.stream import faults
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
-from fink_pipeline.stream.observe import read_committed
+from fink_pipeline.stream.observe import read_topic
+from fink_pipeline.stream.rows import nights, row_keys
 from fink_pipeline.stream.science_step import ScienceStep
+from fink_stack import api
 from fink_stack.endpoints import Endpoints
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
@@ -39,6 +54,30 @@ FILTERS = {
     "lsst": ["fast_transients"],
 }
 FINK_PIPELINE = str(Path(sys.executable).with_name("fink-pipeline"))
+RUN_TOKEN = "FINK_TEST_RUN"  # in the environment of every process of one run
+BATCH_LINE = re.compile(r"batch (\d+): (\d+) read, (\d+) rejected, passed (\{.*?\})(.*) in ")
+
+
+@dataclass
+class Run:
+    """One `fink-pipeline run` process, its own log, and its fault hook's marker file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    marker: Path
+    token: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def batch_lines(self) -> dict[int, str]:
+        """Batch id -> the line this run logged when the batch was written."""
+        return {int(m.group(1)): m.group(0) for m in BATCH_LINE.finditer(self.log())}
+
+    def fault_hits(self) -> list[dict[str, Any]]:
+        if not self.marker.exists():
+            return []
+        return [json.loads(line) for line in self.marker.read_text().splitlines() if line]
 
 
 @dataclass
@@ -47,6 +86,9 @@ class World:
     name: str
     directory: Path
     survey: str = "ztf"
+    salt_digits: int = 0
+    catalogue: str = ""  # crossmatch's catalogue file ("": the bundled sample)
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def filters(self) -> list[str]:
@@ -76,6 +118,15 @@ class World:
         return f"{self.name}.dead-letters"
 
     def document(self) -> dict[str, Any]:
+        modules: list[dict[str, Any]] = [{"name": m} for m in MODULES]
+        if self.catalogue:
+            modules[MODULES.index("crossmatch")]["parameters"] = {"catalogue": self.catalogue}
+        hbase: dict[str, Any] = {
+            "table": self.table,
+            "columnFamilies": [{"name": "i"}, {"name": "d"}],
+        }
+        if self.salt_digits:
+            hbase["saltDigits"] = self.salt_digits
         return {
             "apiVersion": "fink.broker.dev/v1alpha1",
             "kind": "BrokerPipeline",
@@ -83,17 +134,14 @@ class World:
             "spec": {
                 "survey": self.survey,
                 "source": {"kafka": {"topic": self.source, "startingOffsets": "earliest"}},
-                "modules": [{"name": m} for m in MODULES],
+                "modules": modules,
                 "filters": [{"name": f, "topic": self.filter_topic(f)} for f in self.filters],
                 "sinks": {
                     "kafka": {
                         "deadLetterTopic": self.dead_letter_topic,
                         "topicDefaults": {"partitions": 2, "replicationFactor": 1},
                     },
-                    "hbase": {
-                        "table": self.table,
-                        "columnFamilies": [{"name": "i"}, {"name": "d"}],
-                    },
+                    "hbase": hbase,
                     "archive": {"path": str(self.archive)},
                 },
                 "spark": {"triggerInterval": "1 second"},
@@ -129,14 +177,33 @@ class World:
         assert producer.flush(60) == 0
         return mixed
 
+    def source_messages(self) -> dict[tuple[int, int], tuple[bytes, int]]:
+        """(partition, offset) -> (value, Kafka timestamp in ms) of every source message."""
+        return {
+            (m.partition(), m.offset()): (m.value(), m.timestamp()[1])
+            for m in self.read_topic(self.source)
+        }
+
     # --- running the pipeline ------------------------------------------------------------
 
-    def start(self, *extra: str, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        *extra: str,
+        metrics_port: int | None = None,
+        fault: str | None = None,
+        stdin: bool = False,
+    ) -> Run:
+        """Start `fink-pipeline run` on this world's document (from stdin with `-f -`).
+
+        `fault` sets the pipeline's test hook (fink_pipeline.stream.faults), with a
+        marker file of this run's own.
+        """
+        number = len(self.runs) + 1
         command = [
             FINK_PIPELINE,
             "run",
             "-f",
-            str(self.pipeline_file()),
+            "-" if stdin else str(self.pipeline_file()),
             "--checkpoint",
             str(self.checkpoint),
             "--create-missing",
@@ -144,26 +211,102 @@ class World:
         ]
         if metrics_port is not None:
             command += ["--metrics-port", str(metrics_port)]
-        log = (self.directory / "pipeline.log").open("ab")
-        env = {**os.environ, **self.stack.environment()}
-        # its own process group: a test can kill the driver and its JVM like a crash would
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        log_path = self.directory / f"pipeline-{number}.log"
+        marker = self.directory / f"fault-{number}.jsonl"
+        token = f"{self.name}-{number}-{uuid.uuid4().hex[:8]}"
+        env = {**os.environ, **self.stack.environment(), RUN_TOKEN: token}
+        if fault:
+            env[faults.ENV_FAULT] = fault
+            env[faults.ENV_MARKER] = str(marker)
+        with log_path.open("ab") as log:
+            # its own process group: a test can kill the driver and its JVM like a crash would
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        if stdin:
+            assert process.stdin is not None
+            process.stdin.write(yaml.safe_dump(self.document()).encode())
+            process.stdin.close()
+        run = Run(process, log_path, marker, token)
+        self.runs.append(run)
+        return run
 
-    def log(self) -> str:
-        path = self.directory / "pipeline.log"
-        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
-
-    def wait(self, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    def wait(self, run: Run, timeout: float = 300, expect: int = 0) -> int:
         try:
-            code = process.wait(timeout=timeout)
+            code = run.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill(process)
+            kill(run)
             raise AssertionError(
-                f"the pipeline did not stop in {timeout} s:\n{self.log()}"
+                f"the pipeline did not stop in {timeout} s:\n{run.log()[-6000:]}"
             ) from None
-        assert code == 0, f"the pipeline exited with {code}:\n{self.log()}"
+        assert code == expect, (
+            f"the pipeline exited with {code}, not {expect}:\n{run.log()[-6000:]}"
+        )
+        return code
+
+    def wait_for_fault(self, run: Run, timeout: float = 240) -> list[dict[str, Any]]:
+        """Block until the run's fault hook fired; its marker lines (stage, batch, pid)."""
+        for _ in iter_until(timeout, 0.2):
+            hits = run.fault_hits()
+            if hits:
+                return hits
+            if run.process.poll() is not None:
+                raise AssertionError(
+                    f"the pipeline exited ({run.process.returncode}) before its fault:\n"
+                    f"{run.log()[-6000:]}"
+                )
+        kill(run)
+        raise AssertionError(f"the fault did not fire in {timeout} s:\n{run.log()[-6000:]}")
+
+    @staticmethod
+    def release(run: Run) -> None:
+        """Let a run paused by its fault hook go on."""
+        faults.release_file(run.marker).touch()
+
+    # --- the checkpoint and the consumer group ---------------------------------------------
+
+    def offsets_log(self) -> dict[int, dict[int, int]]:
+        """Spark's offset log: batch id -> source partition -> offset the batch reads up to."""
+        found = {}
+        for path in (self.checkpoint / "offsets").iterdir():
+            if path.name.isdigit():
+                source = json.loads(path.read_text().splitlines()[2])[self.source]
+                found[int(path.name)] = {int(p): int(o) for p, o in source.items()}
+        return found
+
+    def commit_log(self) -> set[int]:
+        """Spark's commit log: the batches it finished."""
+        commits = self.checkpoint / "commits"
+        return {int(p.name) for p in commits.iterdir() if p.name.isdigit()}
+
+    def committed(self) -> dict[int, int]:
+        """Source partition -> next offset, as the pipeline's committed transactions left it.
+
+        A transaction cut by a crash holds pending offsets for the group until it is
+        aborted; a read_committed consumer waits for them to settle, so read as
+        read_uncommitted, which answers with the committed ones at once.
+        """
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.stack.kafka_bootstrap,
+                "group.id": f"fink-pipeline.tests.{self.name}",
+                "isolation.level": "read_uncommitted",
+            }
+        )
+        try:
+            found = consumer.committed([TopicPartition(self.source, p) for p in (0, 1)], timeout=10)
+            return {tp.partition: max(tp.offset, 0) for tp in found}
+        finally:
+            consumer.close()
+
+    def committed_offsets(self) -> int:
+        """How many source messages the pipeline's transactions have committed so far."""
+        return sum(self.committed().values())
 
     # --- what the sinks hold -------------------------------------------------------------
 
@@ -177,40 +320,55 @@ class World:
             connection.close()
 
     def archive_frame(self) -> pd.DataFrame:
+        if not self.archive.exists():
+            return pd.DataFrame({ALERT_ID[self.survey]: []})
         return (
             ds.dataset(self.archive, format="parquet", partitioning="hive").to_table().to_pandas()
         )
 
-    def read_topic(self, topic: str) -> list[Any]:
-        """Every committed message of a topic (read_committed, from the beginning)."""
-        return read_committed(self.stack.kafka_bootstrap, topic)
+    def archive_batches(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.archive.glob("night=*/batch-*.parquet")}
 
-    def committed_offsets(self) -> int:
-        """How many source messages the pipeline's transactions have committed so far."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.stack.kafka_bootstrap,
-                "group.id": f"fink-pipeline.tests.{self.name}",
-            }
-        )
-        try:
-            found = consumer.committed([TopicPartition(self.source, p) for p in (0, 1)], timeout=10)
-            return sum(max(tp.offset, 0) for tp in found)
-        finally:
-            consumer.close()
+    def read_topic(self, topic: str, isolation: str = "read_committed") -> list[Any]:
+        """Every message of a topic from the beginning (read_committed unless told)."""
+        return read_topic(self.stack.kafka_bootstrap, topic, isolation)
+
+
+# --- what the sinks should hold ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The produced messages as the science sees them, applied directly (no Spark)."""
+
+    plan: SciencePlan
+    enriched: pd.DataFrame  # good alerts, every module column and pass_<filter>, by alert id
+    selected: dict[str, set[int]]  # filter -> alert ids
+    bad: list[bytes]  # malformed messages, in order
+
+
+def expected(world: World, values: list[bytes]) -> Expected:
+    plan = plan_science(parse_pipeline(world.document()))
+    decoded = codec.decode_batch(values, world.survey)
+    frame = decoded.frame.drop(columns=["_position"])
+    enriched = enrich(frame, plan)
+    masks = select(enriched, plan)
+    for name, mask in masks.items():
+        enriched[f"pass_{name}"] = mask.to_numpy(dtype=bool)
+    ids = frame[ALERT_ID[world.survey]].astype(int)
+    enriched.index = pd.Index(ids, name="alert_id")
+    selected = {name: set(ids[mask.to_numpy()]) for name, mask in masks.items()}
+    bad = [values[r.position] for r in decoded.rejects]
+    return Expected(plan, enriched, selected, bad)
 
 
 def expected_selection(
     world: World, values: list[bytes]
 ) -> tuple[pd.DataFrame, dict[str, set[int]]]:
     """The decoded alerts and, per filter, the alert ids its function selects, applied directly."""
-    spec = parse_pipeline(world.document())
-    plan = plan_science(spec)
+    found = expected(world, values)
     decoded = codec.decode_batch(values, world.survey).frame.drop(columns=["_position"])
-    enriched = enrich(decoded, plan)
-    masks = select(enriched, plan)
-    ids = decoded[ALERT_ID[world.survey]]
-    return decoded, {name: set(ids[mask].astype(int)) for name, mask in masks.items()}
+    return decoded, found.selected
 
 
 def enriched_codec(world: World) -> EnrichedCodec:
@@ -218,20 +376,281 @@ def enriched_codec(world: World) -> EnrichedCodec:
     return EnrichedCodec(enriched_schema(world.survey, ScienceStep(plan).alert_columns))
 
 
-def topic_alert_ids(world: World, codec_: EnrichedCodec, topic: str, filter_name: str) -> list[int]:
-    ids = []
-    for message in world.read_topic(topic):
-        record = codec_.decode(message.value())
-        assert filter_name in record[FILTERS_FIELD]
-        ids.append(int(record[ALERT_ID[world.survey]]))
-    return ids
+def cell(value: Any) -> bytes | None:
+    """A cell as docs/pipeline.md describes it, written out here independently of rows.py."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return b"true" if value else b"false"
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list | np.ndarray):
+        items = [
+            None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in value
+        ]
+        return json.dumps([v.item() if isinstance(v, np.generic) else v for v in items]).encode()
+    if isinstance(value, float | np.floating):
+        return repr(float(value)).encode()
+    return str(int(value)).encode()
 
 
-def kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the pipeline's whole process group (Python driver and Spark's JVM)."""
+def expected_row(world: World, alert: pd.Series, plan: SciencePlan) -> dict[bytes, bytes]:
+    """Family i: the alert's columns; family d: the modules' columns and pass_<filter> flags."""
+    families = {
+        "i": list(columns_for(world.survey)),
+        "d": [*plan.added_columns(), *(f"pass_{f.name}" for f, _ in plan.filters)],
+    }
+    row = {}
+    for family, columns in families.items():
+        for column in columns:
+            text = cell(alert[column])
+            if text is not None:
+                row[f"{family}:{column}".encode()] = text
+    return row
+
+
+def plain(value: Any) -> Any:
+    """A frame value as the Avro record holds it (NaN and NA as None, numpy as Python)."""
+    if isinstance(value, list | np.ndarray):
+        return [plain(v) for v in value]
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
+    """Every sink holds every produced message exactly once, with the content science gives it.
+
+    HBase: one row per alert under the documented key, every cell equal to what the
+    modules computed for that alert. Parquet: one row per alert, under its night,
+    with the same science columns and the source position of its message. Each
+    filter topic: exactly the (non-empty) set its filter selects, each record the
+    enriched alert, with the documented key and headers. Dead letters: every
+    malformed message once, with its reason and the position it came from.
+    """
+    want = expected(world, values)
+    alerts = want.enriched
+    alert_id = ALERT_ID[world.survey]
+    sources = world.source_messages()
+    assert len(sources) == len(values)
+
+    # HBase
+    rows = world.hbase_rows()
+    keys = dict(zip(row_keys(alerts, world.survey, world.salt_digits), alerts.index, strict=True))
+    assert len(rows) == len(alerts) and set(rows) == set(keys)
+    differing = []
+    for key, cells in rows.items():
+        wanted = expected_row(world, alerts.loc[keys[key]], want.plan)
+        if cells != wanted:
+            extra = {k: (cells.get(k), wanted.get(k)) for k in set(cells) ^ set(wanted)}
+            changed = {k: (cells[k], wanted[k]) for k in set(cells) & set(wanted)}
+            changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+            differing.append((key, extra, changed))
+    assert not differing, f"{len(differing)} HBase rows differ, e.g. {differing[:2]}"
+
+    # Parquet
+    archived = world.archive_frame().set_index(alert_id, drop=False)
+    assert len(archived) == len(alerts) and archived.index.is_unique
+    assert set(archived.index) == set(alerts.index)
+    assert Counter(archived["night"].astype(str)) == Counter(nights(alerts, world.survey))
+    science = [*want.plan.added_columns(), *(f"pass_{name}" for name in want.selected)]
+    for column in science:
+        got = [plain(v) for v in archived.loc[alerts.index, column]]
+        assert got == [plain(v) for v in alerts[column]], f"archive column {column}"
+    at_source = source_alert_ids(world, sources)
+    positions = zip(
+        archived["_partition"].astype(int), archived["_offset"].astype(int), strict=True
+    )
+    assert [at_source[p] for p in positions] == list(archived.index), "wrong source positions"
+
+    stamps = {candidate: sources[position][1] for position, candidate in at_source.items()}
+    assert [stamps[c] for c in archived.index] == list(archived["_timestamp_ms"])
+    files = list(world.archive.glob("night=*/*"))
+    assert files and all(re.fullmatch(r"batch-\d{9}\.parquet", f.name) for f in files), files
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+    # filter topics
+    decoder = enriched_codec(world)
+    record_columns = list(ScienceStep(want.plan).alert_columns)
+    for name in world.filters:
+        assert want.selected[name], f"{name} selects nothing from these alerts: a weak test"
+        got = []
+        for message in world.read_topic(world.filter_topic(name)):
+            record = decoder.decode(message.value())
+            candidate = int(record[alert_id])
+            got.append(candidate)
+            alert = alerts.loc[candidate]
+            passed = [f for f in world.filters if alert[f"pass_{f}"]]
+            assert record[FILTERS_FIELD] == passed
+            wanted = {c: plain(alert[c]) for c in record_columns}
+            assert {c: record[c] for c in record_columns} == wanted, f"{name}: record {candidate}"
+            headers = dict(message.headers())
+            assert headers["fink-filter"] == name.encode()
+            assert int(headers["fink-source-timestamp-ms"]) == stamps[candidate]
+            assert message.key() == message_key(alert[OBJECT_ID[world.survey]])
+        duplicates = [c for c, n in Counter(got).items() if n > 1]
+        assert not duplicates, f"{name}: delivered twice: {duplicates[:5]}"
+        assert set(got) == want.selected[name], f"{name}: topic differs from the filter applied"
+
+    assert_dead_letters(world, want.bad, sources)
+    return want
+
+
+def source_alert_ids(
+    world: World, sources: Mapping[tuple[int, int], tuple[bytes, int]]
+) -> dict[tuple[int, int], int]:
+    """(partition, offset) -> alert id, for the source messages that are good alerts."""
+    positions = list(sources)
+    frame = codec.decode_batch([sources[p][0] for p in positions], world.survey).frame
+    ids = frame[ALERT_ID[world.survey]].astype(int)
+    return {positions[i]: int(c) for i, c in zip(frame["_position"], ids, strict=True)}
+
+
+def message_key(object_id: Any) -> bytes | None:
+    """objectId (ZTF) or diaObjectId (LSST; none for a diaSource without diaObject)."""
+    if object_id is None or object_id is pd.NA:
+        return None
+    if isinstance(object_id, str):
+        return object_id.encode()
+    return str(int(object_id)).encode()
+
+
+def assert_dead_letters(
+    world: World,
+    bad: list[bytes],
+    sources: Mapping[tuple[int, int], tuple[bytes, int]] | None = None,
+) -> None:
+    """Each malformed message once, with its own reason and the position it was read from."""
+    sources = sources if sources is not None else world.source_messages()
+    dead = world.read_topic(world.dead_letter_topic)
+    assert Counter(m.value() for m in dead) == Counter(bad), "dead letters differ"
+    for message in dead:
+        headers = {k: v.decode() for k, v in message.headers()}
+        (reject,) = codec.decode_batch([message.value()], world.survey).rejects
+        assert headers["fink-error"] == reject.reason
+        assert headers["fink-pipeline"] == world.name
+        assert headers["fink-source-topic"] == world.source
+        position = (int(headers["fink-source-partition"]), int(headers["fink-source-offset"]))
+        assert sources[position][0] == message.value(), "a dead letter names another message"
+    reasons = Counter(h.split(":")[0] for h in (_error(m) for m in dead))
+    assert set(reasons) <= {"not-avro", "wrong-schema", "missing-field"}
+    if len(bad) >= 6:  # generator.malformed_messages cycles through every category
+        assert set(reasons) == {"not-avro", "wrong-schema", "missing-field"}
+
+
+def _error(message: Any) -> str:
+    return dict(message.headers())["fink-error"].decode()
+
+
+def messages_before(
+    sources: Mapping[tuple[int, int], tuple[bytes, int]], ends: Mapping[int, int]
+) -> list[bytes]:
+    """The source messages below `ends` (partition -> offset), in source order."""
+    return [v for (p, o), (v, _) in sorted(sources.items()) if o < ends.get(p, 0)]
+
+
+def assert_stopped_in(world: World, batch: int, stage: str) -> None:
+    """What every sink holds after a crash or failure in `batch` at `stage` (faults.STAGES).
+
+    Kafka (read_committed filter topics, dead letters, the group's offsets) holds
+    exactly the batches before it, whatever the stage: the batch's transaction
+    was never committed. The idempotent sinks, written before the transaction,
+    hold the batch as far as it got: nothing of it when it stopped at its start
+    (`batch`), the HBase rows some tasks wrote (`hbase-write`), all its rows and
+    its Parquet file (`kafka-transaction`).
+    """
+    offsets, commits = world.offsets_log(), world.commit_log()
+    assert batch in offsets and batch not in commits, (sorted(offsets), sorted(commits))
+    assert commits == set(range(batch)), sorted(commits)
+    before = offsets[batch - 1] if batch else {0: 0, 1: 0}
+    assert world.committed() == before
+    sources = world.source_messages()
+    done = messages_before(sources, before)
+    through = messages_before(sources, offsets[batch])
+    want, want_through = expected(world, done), expected(world, through)
+    decoder = enriched_codec(world)
+    for name in world.filters:
+        got = {
+            int(decoder.decode(m.value())[ALERT_ID[world.survey]])
+            for m in world.read_topic(world.filter_topic(name))
+        }
+        assert got == want.selected[name], f"{name} holds more or less than the earlier batches"
+    dead = Counter(m.value() for m in world.read_topic(world.dead_letter_topic))
+    assert dead == Counter(want.bad)
+
+    archived = want_through if stage == "kafka-transaction" else want
+    assert world.archive_batches() == set(range(batch + (stage == "kafka-transaction")))
+    assert sorted(world.archive_frame()[ALERT_ID[world.survey]]) == sorted(archived.enriched.index)
+
+    rows = set(world.hbase_rows())
+    earlier = set(row_keys(want.enriched, world.survey, world.salt_digits))
+    upto = set(row_keys(want_through.enriched, world.survey, world.salt_digits))
+    if stage == "batch":
+        assert rows == earlier
+    elif stage == "hbase-write":
+        assert earlier < rows <= upto, "some, and only, rows of the batch reached HBase"
+    else:
+        assert rows == upto
+
+
+def count_messages(world: World, isolation: str) -> int:
+    """Messages of the filter topics and dead letters visible at an isolation level."""
+    topics = [world.filter_topic(f) for f in world.filters] + [world.dead_letter_topic]
+    return sum(len(world.read_topic(t, isolation)) for t in topics)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def run_pids(token: str) -> list[int]:
+    """Every process whose environment carries this run's token (driver, JVM, Python workers)."""
+    wanted = f"{RUN_TOKEN}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+def kill(run: Run) -> None:
+    """SIGKILL every process of the run, like a crash of the machine would.
+
+    The driver and its JVM share a process group, but pyspark's worker daemon
+    makes its own: its workers are found by the run's token, so none keeps
+    writing after the "crash".
+    """
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+        os.killpg(run.process.pid, signal.SIGKILL)
+    run.process.wait(timeout=30)
+    for _ in iter_until(30, 0.2):
+        left = run_pids(run.token)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"processes of the run still alive: {run_pids(run.token)}")
+
+
+@contextlib.contextmanager
+def outage(component: str) -> Iterator[None]:
+    """Stop a component of the shared stack; start it again and wait for it, whatever happens.
+
+    Other tests (and other sessions) use the same servers: an outage test that
+    failed half-way must not leave them down.
+    """
+    api.stop_component(component)
+    try:
+        yield
+    finally:
+        api.start_component(component)
+        for _ in iter_until(180, 1.0):
+            if api.is_up([component]):
+                break
 
 
 def iter_until(timeout: float, interval: float = 0.5) -> Iterator[None]:

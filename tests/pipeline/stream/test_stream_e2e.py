@@ -1,25 +1,38 @@
-"""The enrichment core end to end on the real stack: Kafka in, Spark, Kafka/HBase/Parquet out."""
+"""The enrichment core end to end on the real stack: Kafka in, Spark, Kafka/HBase/Parquet out.
+
+Every test checks every sink's content against the science applied directly
+(stream_world.assert_sinks_hold_exactly), dead letters included. The crash
+tests use the pipeline's fault hook (fink_pipeline.stream.faults) to stop the
+pipeline at a known point of a known micro-batch, prove it stopped there, kill
+every process of it, and check the restart delivers exactly once.
+"""
 
 from __future__ import annotations
 
+import signal
 import socket
+import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from stream_world import (
+    MODULES,
+    Expected,
+    Run,
     World,
-    enriched_codec,
-    expected_selection,
+    assert_sinks_hold_exactly,
+    assert_stopped_in,
+    count_messages,
+    expected,
     iter_until,
     kill,
-    topic_alert_ids,
 )
 
-from fink_pipeline.alerts import codec
-from fink_pipeline.alerts.columns import ALERT_ID
-from fink_pipeline.stream.observe import metric_sum, scrape_metrics
-from fink_pipeline.stream.rows import nights, row_keys
+from fink_pipeline.alerts import codec, generator
+from fink_pipeline.stream.observe import by_label, metric_sum, scrape_metrics
+from fink_pipeline.stream.rows import row_keys
 from fink_stack.endpoints import Endpoints
 
 pytestmark = pytest.mark.stack
@@ -36,32 +49,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> None:
-    decoded, selected = expected_selection(world, values)
-    alerts = len(decoded)
-    alert_id = ALERT_ID[world.survey]
-
-    rows = world.hbase_rows()
-    assert len(rows) == alerts and set(rows) == set(row_keys(decoded, world.survey))
-    if world.survey == "ztf":  # the documented key, spelled out
-        objects, times = decoded["objectId"], decoded["jd"]
-        assert set(rows) == {f"{o}_{t:.7f}".encode() for o, t in zip(objects, times, strict=True)}
-    some = next(iter(rows.values()))
-    assert f"i:{alert_id}".encode() in some and b"d:quality_ok" in some
-
-    archived = world.archive_frame()
-    assert len(archived) == alerts
-    assert archived[alert_id].is_unique
-    # partitioned by observing night, each alert under its own night
-    assert Counter(archived["night"].astype(str)) == Counter(nights(decoded, world.survey))
-
-    decoder = enriched_codec(world)
-    assert any(selected.values()), "the generated alerts should pass some filter"
-    for name in world.filters:
-        got = topic_alert_ids(world, decoder, world.filter_topic(name), name)
-        duplicates = [c for c, n in Counter(got).items() if n > 1]
-        assert not duplicates, f"{name}: delivered twice: {duplicates[:5]}"
-        assert set(got) == selected[name], f"{name}: topic differs from the filter applied directly"
+def watch_metrics(run: Run, port: int, timeout: float = 240) -> list[dict[str, float]]:
+    """Every scrape of the run's metrics until it exits (0.25 s apart)."""
+    readings = []
+    for _ in iter_until(timeout, 0.25):
+        if run.process.poll() is not None:
+            break
+        try:
+            readings.append(scrape_metrics(port))
+        except OSError:
+            continue
+    return readings
 
 
 def test_alerts_flow_to_every_sink_exactly_once_and_bad_ones_to_dead_letters(
@@ -69,77 +67,218 @@ def test_alerts_flow_to_every_sink_exactly_once_and_bad_ones_to_dead_letters(
 ) -> None:
     values = world.produce(1200, malformed=24)
     port = free_port()
-    process = world.start(
-        "--until-idle", "6", "--max-offsets-per-trigger", "400", metrics_port=port
-    )
+    started = time.time()
+    run = world.start("--until-idle", "6", "--max-offsets-per-trigger", "400", metrics_port=port)
+    readings = watch_metrics(run, port)
+    world.wait(run)
+    finished = time.time()
 
-    seen: list[float] = []
-    for _ in iter_until(240):
-        if process.poll() is not None:
-            break
-        try:
-            samples = scrape_metrics(port)
-        except OSError:
-            continue
-        read = metric_sum(samples, "fink_pipeline_alerts_read_total", pipeline=world.name)
-        if not seen or read > seen[-1]:
-            seen.append(read)
-    world.wait(process)
-    # the counters moved while it ran: several distinct, increasing readings
-    assert len(seen) >= 2 and seen[-1] > seen[0], f"alerts_read readings: {seen}"
-
-    assert_sinks_hold_exactly(world, values)
-
-    dead = world.read_topic(world.dead_letter_topic)
-    assert len(dead) == 24
-    reasons = Counter(dict(m.headers())["fink-error"].decode().split(":")[0] for m in dead)
-    assert set(reasons) <= {"not-avro", "wrong-schema", "missing-field"} and len(reasons) >= 2
-    bad = {v for v in values if codec.decode_batch([v], "ztf").rejects}
-    assert {m.value() for m in dead} == bad
+    want = assert_sinks_hold_exactly(world, values)
+    assert len(want.bad) == 24
+    assert_filters_select_their_classes(world, want, 1200, seed=7)
+    assert_metrics_follow_from_the_run(world, readings, want, values, started, finished)
+    # what the log says of each batch is what the checkpoint and the metrics say
+    lines = run.batch_lines()
+    assert set(lines) == world.commit_log() and not any("replay" in line for line in lines.values())
 
 
-def test_killed_mid_stream_then_restarted_delivers_exactly_once(world: World) -> None:
-    values = world.produce(2000, malformed=10, seed=8)
-    first = world.start("--max-offsets-per-trigger", "150")
-    for _ in iter_until(240):
-        if world.committed_offsets() >= 450 or first.poll() is not None:
-            break
-    assert first.poll() is None, f"the pipeline stopped by itself:\n{world.log()}"
+def assert_filters_select_their_classes(
+    world: World, want: Expected, count: int, seed: int
+) -> None:
+    """Each filter selects what it is for in the generated sky (docs/alerts.md, the generator)."""
+    labels = {
+        int(alert["candidate"]["candid"]): kind
+        for alert, kind in generator.generate_labelled(count, "ztf", seed)
+    }
+    classes = {name: Counter(labels[c] for c in ids) for name, ids in want.selected.items()}
+    assert set(classes["new_sso_candidates"]) == {"asteroid"}, classes
+    assert classes["fast_transients"].most_common(1)[0][0] == "fast_transient", classes
+    assert classes["early_sn_candidates"].most_common(1)[0][0] == "sn_like", classes
+    assert "bogus" not in set().union(*classes.values()), classes
+
+
+def assert_metrics_follow_from_the_run(
+    world: World,
+    readings: list[dict[str, float]],
+    want: Expected,
+    values: list[bytes],
+    started: float,
+    finished: float,
+) -> None:
+    """Every metric of docs/pipeline.md's table, with the value this run implies."""
+    name = world.name
+    assert len(readings) > 4, "too few scrapes of the metrics"
+    last = readings[-1]
+    offsets = world.offsets_log()
+    batches = sorted(offsets)
+    assert world.commit_log() == set(batches) and len(batches) >= 3
+
+    # alerts_read: after each batch, exactly the messages up to where that batch read
+    cumulative = {0.0} | {float(sum(offsets[b].values())) for b in batches}
+    read = [metric_sum(r, "fink_pipeline_alerts_read_total", pipeline=name) for r in readings]
+    assert set(read) <= cumulative, (sorted(set(read)), sorted(cumulative))
+    assert len(set(read)) >= 3 and read == sorted(read), "alerts_read should rise batch by batch"
+    assert read[-1] == len(values)
+
+    alerts = len(want.enriched)
+    delivered = sum(len(ids) for ids in want.selected.values())
+    assert by_label(last, "fink_pipeline_alerts_written_total", "sink") == {
+        "hbase": alerts,
+        "parquet": alerts,
+        "kafka": delivered,
+        "dead_letter": len(want.bad),
+    }
+    reasons = Counter(str(r.reason).split(":")[0] for r in rejects_of(world, values))
+    assert by_label(last, "fink_pipeline_alerts_rejected_total", "reason") == reasons
+    assert by_label(last, "fink_pipeline_filter_passed_total", "filter") == {
+        f: len(ids) for f, ids in want.selected.items()
+    }
+
+    modules = by_label(last, "fink_pipeline_module_seconds_total", "module")
+    assert set(modules) == {*MODULES, "decode"} and min(modules.values()) > 0, modules
+    stages = by_label(last, "fink_pipeline_stage_seconds_total", "stage")
+    assert set(stages) == {"science", "hbase", "parquet", "kafka"}, stages
+    assert min(stages.values()) > 0, stages
+
+    # one observation per batch; the driver's stages happen inside the batches' wall time
+    count = metric_sum(last, "fink_pipeline_batch_duration_seconds_count", pipeline=name)
+    total = metric_sum(last, "fink_pipeline_batch_duration_seconds_sum", pipeline=name)
+    assert count == len(batches)
+    driver = stages["science"] + stages["parquet"] + stages["kafka"]
+    assert driver <= total < finished - started
+    inf = metric_sum(last, "fink_pipeline_batch_duration_seconds_bucket", pipeline=name, le="+Inf")
+    assert inf == len(batches)
+    assert by_label(last, "fink_pipeline_batches_total", "outcome") == {"written": len(batches)}
+
+    # lag: after each batch, the source head minus where that batch read, per partition
+    heads = offsets[batches[-1]]
+    possible = {tuple(heads[p] - offsets[b][p] for p in (0, 1)) for b in batches}
+    seen = set()
+    for reading in readings:
+        lag = by_label(reading, "fink_pipeline_input_lag_messages", "partition")
+        if lag:
+            seen.add(tuple(int(lag[str(p)]) for p in (0, 1)))
+    assert seen <= possible and (0, 0) in seen and len(seen) >= 2, (seen, possible)
+
+    # served once the query runs: 1 from the first scrape; 0 (if seen) only as it stops
+    running = [metric_sum(r, "fink_pipeline_running", pipeline=name) for r in readings]
+    assert running[0] == 1.0 and set(running) <= {0.0, 1.0}
+    assert running == sorted(running, reverse=True), running
+    stamp = metric_sum(last, "fink_pipeline_last_batch_timestamp_seconds", pipeline=name)
+    assert started < stamp < finished
+
+
+def rejects_of(world: World, values: list[bytes]) -> list[codec.Reject]:
+    return list(codec.decode_batch(values, world.survey).rejects)
+
+
+def test_killed_inside_the_kafka_transaction_then_restarted_delivers_exactly_once(
+    world: World,
+) -> None:
+    """A transaction cut by a crash is aborted: the kill lands inside batch 2's transaction.
+
+    The fault hook holds the driver after batch 2's messages and offsets went into
+    its transaction and were flushed, before the commit; the test checks they are
+    in the topics' logs but not committed, SIGKILLs every process, and restarts.
+    """
+    values = world.produce(1500, malformed=10, seed=8)
+    first = world.start("--max-offsets-per-trigger", "300", fault="kafka-transaction@2:pause:300")
+    hits = world.wait_for_fault(first)
+    assert [(h["stage"], h["batch"]) for h in hits] == [("kafka-transaction", 2)]
+    uncommitted = count_messages(world, "read_uncommitted")
+    committed = count_messages(world, "read_committed")
+    assert uncommitted > committed, "batch 2's messages should be sent, not committed"
     kill(first)
-    committed = world.committed_offsets()
-    assert 0 < committed < len(values), "the kill should land mid-stream"
+    assert_stopped_in(world, 2, "kafka-transaction")
 
     second = world.start("--until-idle", "6", "--max-offsets-per-trigger", "600")
     world.wait(second)
+    lines = second.batch_lines()
+    assert min(lines) == 2 and "replay" not in lines[2], lines  # sent again: never committed
     assert world.committed_offsets() == len(values)
     assert_sinks_hold_exactly(world, values)
-    assert len(world.read_topic(world.dead_letter_topic)) == 10
+    # the cut transaction's messages stay in the logs, aborted: read_committed never shows them
+    hidden = count_messages(world, "read_uncommitted") - count_messages(world, "read_committed")
+    assert hidden == uncommitted - committed
+
+
+def test_killed_inside_the_hbase_writes_then_restarted_delivers_exactly_once(
+    world: World,
+) -> None:
+    """The kill lands while the tasks write batch 1's HBase rows; the restart rewrites them.
+
+    The restart (batch 1 again, then the rest as batch 2) gets SIGTERM while batch
+    2 is held inside its Kafka transaction: it must stop between micro-batches,
+    that is finish batch 2 (its sinks and Spark's commit log), and exit 0 with
+    its summary.
+    """
+    values = world.produce(1200, malformed=6, seed=12)
+    first = world.start("--max-offsets-per-trigger", "300", fault="hbase-write@1:pause:300")
+    hits = world.wait_for_fault(first)
+    assert {(h["stage"], h["batch"]) for h in hits} == {("hbase-write", 1)}
+    kill(first)
+    # batch 1's rows are partly in HBase; nothing else of batch 1 is anywhere
+    assert_stopped_in(world, 1, "hbase-write")
+
+    second = world.start(fault="kafka-transaction@2:pause:300")
+    assert [(h["stage"], h["batch"]) for h in world.wait_for_fault(second)] == [
+        ("kafka-transaction", 2)
+    ]
+    second.process.send_signal(signal.SIGTERM)
+    for _ in iter_until(30, 0.2):
+        if "signal 15: stopping after the current micro-batch" in second.log():
+            break
+    world.release(second)
+    world.wait(second, timeout=120)
+    assert world.commit_log() == set(world.offsets_log()) == {0, 1, 2}
+    assert world.committed_offsets() == len(values)
+    assert sorted(second.batch_lines()) == [1, 2]
+    before = sum(world.offsets_log()[0].values())
+    assert f"{world.name}: {len(values) - before} messages in 2 micro-batches" in second.log()
+    assert_sinks_hold_exactly(world, values)
 
 
 def test_an_lsst_pipeline_runs_the_same_way(
     stack: Endpoints, unique_name: str, tmp_path: Path
 ) -> None:
-    world = World(stack=stack, name=unique_name, directory=tmp_path, survey="lsst")
-    values = world.produce(400, malformed=6, seed=9)
-    world.wait(world.start("--until-idle", "5"))
-    assert_sinks_hold_exactly(world, values)
-    decoded, _ = expected_selection(world, values)
-    with_object = decoded[decoded["diaObjectId"].notna()].iloc[0]
-    key = f"{int(with_object['diaObjectId'])}_{with_object['midpointMjdTai']:.7f}".encode()
-    assert key in world.hbase_rows()
-    assert len(world.read_topic(world.dead_letter_topic)) == 6
+    """LSST alerts, HBase keys salted (saltDigits: 2), the document read from stdin (-f -)."""
+    world = World(stack=stack, name=unique_name, directory=tmp_path, survey="lsst", salt_digits=2)
+    values = world.produce(600, malformed=6, seed=9)
+    world.wait(world.start("--until-idle", "5", stdin=True))
+    want = assert_sinks_hold_exactly(world, values)
+    rows = world.hbase_rows()
+    alerts = want.enriched
+    assert set(rows) == set(row_keys(alerts, "lsst", 2))
+    with_object = alerts[alerts["diaObjectId"].notna()].iloc[0]
+    # the documented key, spelled out: crc32(object) mod 100, then object_time
+    obj = str(int(with_object["diaObjectId"]))
+    salt = zlib.crc32(obj.encode()) % 100
+    assert f"{salt:02d}_{obj}_{with_object['midpointMjdTai']:.7f}".encode() in rows
+    assert len({k.split(b"_", 1)[0] for k in rows}) > 10  # the salt spreads the keys
+    assert len(want.bad) == 6
 
 
 def test_a_batch_whose_commit_was_lost_is_replayed_without_duplicates(world: World) -> None:
     """The crash Spark is built for: sinks written, the commit log entry not yet."""
     values = world.produce(600, malformed=4, seed=10)
-    world.wait(world.start("--until-idle", "4", "--max-offsets-per-trigger", "200"))
+    first = world.start("--until-idle", "4", "--max-offsets-per-trigger", "200")
+    world.wait(first)
     commits = world.checkpoint / "commits"
-    last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    last.unlink()
-    (commits / f".{last.name}.crc").unlink(missing_ok=True)
+    last = max(world.commit_log())
+    (commits / str(last)).unlink()
+    (commits / f".{last}.crc").unlink(missing_ok=True)
 
-    world.wait(world.start("--until-idle", "4"))
-    assert f"batch {last.name}:" in world.log() and "replay: Kafka already had it" in world.log()
+    port = free_port()
+    second = world.start("--until-idle", "4", metrics_port=port)
+    readings = watch_metrics(second, port)
+    world.wait(second)
+    # this run's log: the one batch it ran is the lost one, recognised as already delivered
+    assert list(second.batch_lines()) == [last]
+    assert "(replay: Kafka already had it)" in second.batch_lines()[last]
+    assert not any("replay" in line for line in first.batch_lines().values())
+    # metrics: a replay is counted as such, and its alerts are not read twice
+    final = readings[-1]
+    assert by_label(final, "fink_pipeline_batches_total", "outcome") == {"replayed": 1}
+    assert metric_sum(final, "fink_pipeline_alerts_read_total", pipeline=world.name) == 0
     assert_sinks_hold_exactly(world, values)
-    assert len(world.read_topic(world.dead_letter_topic)) == 4
+    assert len(expected(world, values).bad) == 4

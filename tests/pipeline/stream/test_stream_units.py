@@ -1,19 +1,31 @@
-"""The pure parts of the stream, without servers: keys, cells, nights, the enriched codec, a batch's science."""
+"""The pure parts of the stream, without servers: keys, cells, nights, the enriched codec, a
+batch's science, the fault hook, the writer's bookkeeping and stop, the one-line failure."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from fink_core.connections import KafkaConnection
 from fink_pipeline.science import plan_for
-from fink_pipeline.stream import rows
-from fink_pipeline.stream.batch import source_ends
+from fink_pipeline.stream import faults, rows
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, StopRequested, source_ends
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
+from fink_pipeline.stream.kafka_options import java_client_settings, spark_source_options
+from fink_pipeline.stream.metrics import PipelineMetrics
+from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import ScienceStep, hbase_families
 
 
@@ -159,3 +171,214 @@ def test_a_chunk_gives_one_row_per_message_good_or_rejected() -> None:
     timings = json.loads(out["_timings"].dropna().iloc[0])
     assert set(timings) == {"decode", "quality_cuts", "lightcurve_features", "solar_system"}
     assert (out["_timestamp_ms"] == 1795608000000).all()
+
+
+# --- the fault hook (test machinery, so it must do exactly what the tests rely on) ---------
+
+
+def test_a_fault_names_a_stage_a_first_batch_and_an_action() -> None:
+    assert faults.parse("kafka-transaction@2:pause:30") == faults.Fault(
+        "kafka-transaction", "pause", 30.0, 2
+    )
+    assert faults.parse("hbase-write:exit") == faults.Fault("hbase-write", "exit", 0.0, 0)
+    for wrong in ("kafka:exit", "batch:pause", "batch:sleep:3", "batch@x:exit"):
+        with pytest.raises(ValueError):
+            faults.parse(wrong)
+
+
+def test_a_fault_fires_at_its_stage_from_its_batch_on_and_marks_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.jsonl"
+    monkeypatch.setenv(faults.ENV_FAULT, "batch@2:raise")
+    monkeypatch.setenv(faults.ENV_MARKER, str(marker))
+    faults.reached("hbase-write", 5)  # another stage
+    faults.reached("batch", 1)  # before its batch
+    assert not marker.exists()
+    with pytest.raises(faults.FaultInjected, match="batch of micro-batch 3"):
+        faults.reached("batch", 3)
+    assert [json.loads(line) for line in marker.read_text().splitlines()] == [
+        {"stage": "batch", "batch": 3, "pid": os.getpid()}
+    ]
+    monkeypatch.delenv(faults.ENV_FAULT)
+    faults.reached("batch", 4)  # not configured: nothing at all
+
+
+def test_a_paused_fault_goes_on_when_released(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.jsonl"
+    monkeypatch.setenv(faults.ENV_FAULT, "kafka-transaction:pause:60")
+    monkeypatch.setenv(faults.ENV_MARKER, str(marker))
+    threading.Timer(0.5, faults.release_file(marker).touch).start()
+    started = time.monotonic()
+    faults.reached("kafka-transaction", 0)
+    assert 0.4 < time.monotonic() - started < 10
+    started = time.monotonic()
+    faults.reached("kafka-transaction", 1)  # released: later firings do not wait
+    assert time.monotonic() - started < 1
+
+
+def test_an_exit_fault_ends_the_process_there(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.jsonl"
+    code = "from fink_pipeline.stream import faults; faults.reached('batch', 0); print('after')"
+    env = {**os.environ, faults.ENV_FAULT: "batch:exit", faults.ENV_MARKER: str(marker)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == faults.EXIT_CODE and "after" not in done.stdout
+    assert json.loads(marker.read_text())["stage"] == "batch"
+
+
+# --- the micro-batch writer's bookkeeping --------------------------------------------------
+
+
+class FakeKafka:
+    def __init__(self) -> None:
+        self.delivered: list[Any] = []
+
+    def already_delivered(self, ends: Any) -> bool:
+        return False
+
+    def deliver(self, messages: Any, ends: Any, batch_id: int | None = None) -> None:
+        self.delivered.append((messages, ends, batch_id))
+
+    def watermarks(self, partitions: Any) -> dict[tuple[str, int], int]:
+        return {tp: 0 for tp in partitions}
+
+
+class FailingRaw:
+    """A micro-batch whose science fails (as a raising module or an unreachable HBase would)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def mapInPandas(self, step: Any, schema: str) -> Any:
+        self.calls += 1
+        raise ConnectionError("HBase Thrift server 127.0.0.1:9090 failed while writing")
+
+
+def a_writer() -> tuple[MicroBatchWriter, FakeKafka]:
+    plan = plan_for("ztf", ["quality_cuts"], [])
+    step = ScienceStep(plan)
+    codec = EnrichedCodec(enriched_schema("ztf", step.alert_columns))
+    kafka = FakeKafka()
+    sinks = BatchSinks(kafka=kafka, archive=None, dead_letter_topic="dead")  # type: ignore[arg-type]
+    return MicroBatchWriter("p", step, codec, sinks, PipelineMetrics("p")), kafka
+
+
+def outcomes(writer: MicroBatchWriter) -> dict[str, float]:
+    samples = {
+        s.labels["outcome"]: s.value
+        for metric in writer.metrics.batches.collect()
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+    return samples
+
+
+def test_a_failed_batch_is_counted_and_remembered_for_the_error_message() -> None:
+    writer, kafka = a_writer()
+    with pytest.raises(ConnectionError):
+        writer(FailingRaw(), 3)
+    assert outcomes(writer) == {"failed": 1.0}
+    assert writer.failure is not None and writer.failure[0] == 3
+    assert not kafka.delivered
+
+
+def test_an_empty_batch_is_counted_as_empty_and_writes_nothing() -> None:
+    writer, kafka = a_writer()
+    empty = pd.DataFrame({c: [] for c in writer.step.output_columns})
+    report = writer.write(empty, 4, time.monotonic())
+    assert (report.read, report.replayed) == (0, False)
+    assert outcomes(writer) == {"empty": 1.0} and not kafka.delivered
+
+
+def test_a_batch_starting_while_the_pipeline_stops_is_refused_untouched() -> None:
+    writer, kafka = a_writer()
+    writer.stop_requested.set()
+    raw = FailingRaw()
+    with pytest.raises(StopRequested):
+        writer(raw, 7)
+    assert raw.calls == 0 and writer.refused == 7 and writer.failure is None
+    assert outcomes(writer) == {} and not kafka.delivered
+
+
+class FakeQuery:
+    """A query whose trigger stays active for `busy` status reads."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy, self.isActive, self.reads = busy, True, 0
+
+    @property
+    def status(self) -> dict[str, bool]:
+        self.reads += 1
+        return {"isTriggerActive": self.reads <= self.busy}
+
+
+def test_a_stop_waits_for_the_batch_in_flight_and_refuses_the_next() -> None:
+    writer, _ = a_writer()
+    query = FakeQuery(busy=3)
+    _finish_the_batch_in_flight(writer, query)
+    assert query.reads == 4 and writer.stop_requested.is_set()
+
+
+def test_a_failed_batch_is_reported_in_one_line_with_the_workers_own_error() -> None:
+    spark_text = (
+        "[PYTHON_EXCEPTION] An exception was thrown from the Python worker.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/x/science_step.py", line 127, in process\n'
+        "    _hbase_writer(self.hbase).put(keys, cells, self.batch_id)\n"
+        "ConnectionError: HBase Thrift server 127.0.0.1:9090 failed while writing table t "
+        "(micro-batch 2): refused\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner(PythonRunner.scala:600)\n"
+    )
+    message = failure_message((2, RuntimeError(spark_text)), None)
+    assert message == (
+        "micro-batch 2 failed: ConnectionError: HBase Thrift server 127.0.0.1:9090 failed "
+        "while writing table t (micro-batch 2): refused"
+    )
+    driver_side = ConnectionError("Kafka at h:1: the transaction (micro-batch 5) failed: x")
+    assert failure_message((5, driver_side), None) == (
+        "micro-batch 5 failed: ConnectionError: Kafka at h:1: the transaction (micro-batch 5) "
+        "failed: x"
+    )
+    assert failure_message(None, RuntimeError("source lost\nat Spark...")) == (
+        "the streaming query failed: source lost"
+    )
+
+
+# --- credentials for Spark's Java Kafka client ---------------------------------------------
+
+
+def test_sasl_and_pem_credentials_become_the_java_clients_settings() -> None:
+    connection = KafkaConnection(
+        "k:9093",
+        {
+            "security.protocol": "sasl_ssl",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": "fink",
+            "sasl.password": 'p"w\\d',
+            "ssl.ca.pem": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----",
+            "ssl.certificate.pem": "CERT",
+            "ssl.key.pem": "KEY",
+            "ssl.key.password": "kp",
+        },
+    )
+    assert spark_source_options(connection) == {
+        "kafka.bootstrap.servers": "k:9093",
+        "kafka.security.protocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule "
+        'required username="fink" password="p\\"w\\\\d";',
+        "kafka.ssl.truststore.type": "PEM",
+        "kafka.ssl.truststore.certificates": connection.settings["ssl.ca.pem"],
+        "kafka.ssl.keystore.type": "PEM",
+        "kafka.ssl.keystore.certificate.chain": "CERT",
+        "kafka.ssl.keystore.key": "KEY",
+        "kafka.ssl.key.password": "kp",
+    }
+    plain = java_client_settings({"sasl.username": "u", "sasl.password": "p"})
+    assert plain == {
+        "sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="u" password="p";'
+    }
+    assert spark_source_options(KafkaConnection("h:1")) == {"kafka.bootstrap.servers": "h:1"}

@@ -1,0 +1,132 @@
+"""When something breaks mid-batch (docs/pipeline.md, "When something breaks").
+
+Each test holds the pipeline at a known point of micro-batch 1 with the fault
+hook, breaks something there (stops Kafka or HBase, or makes a module raise),
+lets it go on, and checks the documented outcome: `run` exits 1 with one line
+naming the batch and the cause, nothing of the batch is visible in Kafka (and,
+where the batch had not reached them, in HBase and the archive), and a restart
+after the repair delivers every alert exactly once.
+
+The outage tests stop a server of the stack every test shares: `outage` starts
+it again and waits for it whatever happens, even if the test fails half-way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from stream_world import (
+    Run,
+    World,
+    assert_sinks_hold_exactly,
+    assert_stopped_in,
+    count_messages,
+    outage,
+)
+
+from fink_pipeline.science.catalogue import SAMPLE_CATALOGUE
+from fink_stack.endpoints import Endpoints
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def world(stack: Endpoints, unique_name: str, tmp_path: Path) -> World:
+    return World(stack=stack, name=unique_name, directory=tmp_path)
+
+
+def error_line(world: World, run: Run) -> str:
+    """The command's own error message: one line, never a traceback."""
+    lines = [line for line in run.log().splitlines() if line.startswith("fink-pipeline: ")]
+    assert len(lines) == 1, lines
+    prefix = f"fink-pipeline: {world.name} failed: micro-batch 1 failed: "
+    assert lines[0].startswith(prefix), lines[0]
+    assert "Traceback" not in lines[0]
+    return lines[0][len(prefix) :]
+
+
+def test_kafka_unreachable_inside_the_transaction_fails_the_run_and_a_restart_completes_it(
+    world: World,
+) -> None:
+    """Kafka stops while batch 1's transaction is open: exit 1, the transaction is never
+    committed, and the restart sends the batch again, once.
+
+    Stops the shared stack's Kafka; `outage` starts it again whatever happens.
+    """
+    values = world.produce(900, malformed=6, seed=13)
+    first = world.start("--max-offsets-per-trigger", "300", fault="kafka-transaction@1:pause:300")
+    world.wait_for_fault(first)
+    assert count_messages(world, "read_uncommitted") > count_messages(world, "read_committed")
+    with outage("kafka"):
+        world.release(first)
+        world.wait(first, timeout=300, expect=1)
+    cause = error_line(world, first)
+    assert cause.startswith(
+        f"ConnectionError: Kafka at {world.stack.kafka_bootstrap}: the transaction "
+        "(micro-batch 1) failed: "
+    ), cause
+    assert_stopped_in(world, 1, "kafka-transaction")
+
+    second = world.start("--until-idle", "5")
+    world.wait(second)
+    assert min(second.batch_lines()) == 1
+    assert_sinks_hold_exactly(world, values)
+
+
+def test_hbase_unreachable_mid_batch_fails_the_run_after_one_reconnection(world: World) -> None:
+    """HBase stops as batch 1 starts: the tasks' puts reconnect once, then the batch fails;
+    nothing of it is written anywhere, and the restart delivers it once.
+
+    Stops the shared stack's HBase; `outage` starts it again whatever happens.
+    """
+    values = world.produce(900, malformed=6, seed=14)
+    first = world.start("--max-offsets-per-trigger", "300", fault="batch@1:pause:300")
+    world.wait_for_fault(first)
+    with outage("hbase"):
+        world.release(first)
+        world.wait(first, timeout=300, expect=1)
+    cause = error_line(world, first)
+    thrift = f"{world.stack.hbase_thrift_host}:{world.stack.hbase_thrift_port}"
+    assert cause.startswith(
+        f"ConnectionError: HBase Thrift server {thrift} failed while writing table "
+        f"{world.table} (micro-batch 1): "
+    ), cause
+    assert "HBase connection lost" in first.log() and "reconnecting once" in first.log()
+    assert_stopped_in(world, 1, "batch")
+
+    second = world.start("--until-idle", "5")
+    world.wait(second)
+    assert min(second.batch_lines()) == 1
+    assert_sinks_hold_exactly(world, values)
+
+
+def test_a_module_raising_fails_the_batch_and_after_the_fix_a_restart_loses_nothing(
+    stack: Endpoints, unique_name: str, tmp_path: Path
+) -> None:
+    """The cross-match's catalogue goes bad as batch 1 starts, so the module raises in the
+    tasks: exit 1 with the module's error, its traceback in the log, nothing of the batch
+    written; with the catalogue repaired the restart (document from stdin) loses nothing.
+    """
+    catalogue = tmp_path / "catalogue.csv"
+    shutil.copy(SAMPLE_CATALOGUE, catalogue)
+    world = World(stack=stack, name=unique_name, directory=tmp_path, catalogue=str(catalogue))
+    values = world.produce(900, malformed=6, seed=15)
+    first = world.start("--max-offsets-per-trigger", "300", fault="batch@1:pause:300")
+    world.wait_for_fault(first)
+    good = catalogue.read_text()
+    catalogue.write_text("RAJ2000,DEJ2000,VType\n10.0,20.0,EW\n")
+    world.release(first)
+    world.wait(first, expect=1)
+    cause = error_line(world, first)
+    assert cause.startswith(f"ValueError: catalogue {str(catalogue)!r} lacks column(s) ra, dec")
+    log = first.log()
+    assert "Traceback (most recent call last)" in log and "modules/crossmatch.py" in log
+
+    catalogue.write_text(good)
+    assert_stopped_in(world, 1, "batch")
+    second = world.start("--until-idle", "5", stdin=True)
+    world.wait(second)
+    assert min(second.batch_lines()) == 1
+    assert_sinks_hold_exactly(world, values)
