@@ -7,7 +7,11 @@
    `fink-pipeline run` (Spark local[2], the five built-in modules, three filters,
    all sinks: filter topics, dead letters, HBase, Parquet) drains them in batches
    of --batch. Alerts/s = alerts read / time spent in micro-batches (from the
-   pipeline's own metrics), plus the wall-clock rate from first to last batch.
+   pipeline's own metrics), and over wall-clock time from the streaming query's
+   start (its metrics are served once it runs: the first scrape, 0.25 s apart)
+   to the end of its last batch (fink_pipeline_last_batch_timestamp_seconds).
+   The wall clock holds every batch and the gaps between them, so it can only
+   be slower than the in-batch rate.
    Per-module cost comes from fink_pipeline_module_seconds (CPU-side seconds summed
    over Spark tasks), per-stage cost from fink_pipeline_stage_seconds.
 2. Latency: with the pipeline running on a 1 s trigger, --bursts bursts of --burst
@@ -16,7 +20,9 @@
 3. Baseline, same run, same machine: the same decoding and modules applied alert
    by alert in plain Python (fink_pipeline.science.baseline) on a sample of the
    same alerts, one core; and the same modules vectorised on that sample without
-   Spark. Ratios are printed against the per-alert baseline.
+   Spark. Both sides, and the decoding, are timed the same way: best of 3 after
+   a warm-up (the per-alert runs on fresh copies of the alerts, copied outside
+   the timed region). Ratios are printed against the per-alert baseline.
 
 Topics, table and archive are the benchmark's own (named bench-<time>) and are
 removed at the end unless --keep.
@@ -103,7 +109,7 @@ class PipelineProcess:
             command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=os.environ.copy()
         )
         self.samples: dict[str, float] = {}
-        self.read_changes: list[tuple[float, float]] = []  # (time, alerts read)
+        self.first_scrape: tuple[float, float] | None = None  # (unix time, alerts read)
 
     def watch(self, name: str, until: Any = None) -> None:
         """Scrape metrics every 0.25 s until the process exits (or `until()` is true)."""
@@ -115,8 +121,8 @@ class PipelineProcess:
                 time.sleep(0.25)
                 continue
             read = self.samples.get(key, 0.0)
-            if not self.read_changes or read != self.read_changes[-1][1]:
-                self.read_changes.append((time.monotonic(), read))
+            if self.first_scrape is None:  # served once the query runs: about its start
+                self.first_scrape = (time.time(), read)
             if until is not None and until(self.samples):
                 return
             time.sleep(0.25)
@@ -162,9 +168,12 @@ def latency_consumer(
 def baseline_figures(values: list[bytes], name: str, archive: Path) -> dict[str, float]:
     """Seconds per alert, one core: per-alert Python vs vectorised, decode and each module."""
     plan = plan_science(parse_pipeline(document(name, archive)))
-    started = time.perf_counter()
-    frame = codec.decode_batch(values, "ztf").frame.drop(columns=["_position"])
-    decode = time.perf_counter() - started
+    codec.decode_batch(values[:100], "ztf")  # warm-up: the schema parsed and cached
+    decode = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        frame = codec.decode_batch(values, "ztf").frame.drop(columns=["_position"])
+        decode = min(decode, time.perf_counter() - started)
     alerts = frame.to_dict("records")
     # warm up both (imports, the catalogue's k-d tree, fink-* functions), then time
     enrich(frame.iloc[:100], plan)
@@ -182,9 +191,15 @@ def baseline_figures(values: list[bytes], name: str, archive: Path) -> dict[str,
     timings = best
     per_alert: dict[str, float] = {}
     for module, parameters in plan.modules:
-        started = time.perf_counter()
-        baseline.run_module(module.name, "ztf", alerts, parameters)
-        per_alert[module.name] = time.perf_counter() - started
+        # each module reads what the earlier ones added: every timed run starts from
+        # a fresh copy of the alerts as the earlier modules left them
+        per_alert[module.name] = float("inf")
+        for _ in range(3):
+            copies = [dict(a) for a in alerts]
+            started = time.perf_counter()
+            baseline.run_module(module.name, "ztf", copies, parameters)
+            per_alert[module.name] = min(per_alert[module.name], time.perf_counter() - started)
+        alerts = copies
     n = len(frame)
     figures = {f"vectorised:{k}": v / n for k, v in timings.items()}
     figures.update({f"per_alert:{k}": v / n for k, v in per_alert.items()})
@@ -250,9 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     modules = by_label(s, "fink_pipeline_module_seconds_total", "module")
     stages = by_label(s, "fink_pipeline_stage_seconds_total", "stage")
     written = by_label(s, "fink_pipeline_alerts_written_total", "sink")
-    changes = [c for c in runner.read_changes if c[1] > 0]
-    if read < len(values) or not busy:
+    last_batch = s.get(f'fink_pipeline_last_batch_timestamp_seconds{{pipeline="{name}"}}', 0.0)
+    if read < len(values) or not busy or runner.first_scrape is None:
         raise SystemExit(f"the pipeline read {read} of {len(values)} alerts; see {log}")
+    query_started, read_at_start = runner.first_scrape
+    if read_at_start:
+        print(f"  (the first scrape came after a batch: the wall clock misses {read_at_start:.0f})")
 
     # --- 2. latency: bursts into a running pipeline -------------------------------------------
     print(
@@ -293,11 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- report -------------------------------------------------------------------------------
     throughput = read / busy
-    wall = (
-        (changes[-1][1] - changes[0][1]) / (changes[-1][0] - changes[0][0])
-        if len(changes) > 2
-        else float("nan")
-    )
+    wall_seconds = last_batch - query_started
+    wall = read / wall_seconds
     per_alert_rate = 1 / (figures["decode"] + figures["per_alert"])
     vectorised_rate = 1 / (figures["decode"] + figures["vectorised"])
     print()
@@ -306,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"alerts read              {read:>12,.0f}   in {batches:.0f} micro-batches")
     print(f"throughput (in batches)  {throughput:>12,.0f} alerts/s   ({busy:.1f} s busy)")
-    print(f"throughput (wall clock)  {wall:>12,.0f} alerts/s   first to last batch")
+    print(
+        f"throughput (wall clock)  {wall:>12,.0f} alerts/s   ({wall_seconds:.1f} s from the "
+        "query's start to its last batch's end)"
+    )
     print(
         f"written                  {', '.join(f'{k} {v:,.0f}' for k, v in sorted(written.items()))}"
     )
@@ -319,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {module:<22} {1e6 * seconds / read:>8.1f} µs/alert")
     print()
     print(f"== baseline, same run, one core, no Spark, {args.baseline_sample} of the same alerts")
-    print("(vectorised: best of 3 after a warm-up; solar_system calls fink-science's roid_catcher,")
+    print("(each side best of 3 after a warm-up; solar_system calls fink-science's roid_catcher,")
     print(
         " which applies a Python function per alert, where the per-alert baseline uses our rules)"
     )
