@@ -96,7 +96,12 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(stack: Endp
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     cluster_roles = [d for d in documents if d["kind"] == "ClusterRole"]
     assert [c["metadata"]["name"] for c in cluster_roles] == ["fink-fink-operator-claims"]
-    assert cluster_roles[0]["rules"][0]["resources"] == ["sinkclaims"]
+    assert [r["resources"] for r in cluster_roles[0]["rules"]] == [
+        ["sinkclaims"],
+        ["customresourcedefinitions"],
+        ["namespaces"],
+    ]
+    assert {v for r in cluster_roles[0]["rules"][1:] for v in r["verbs"]} == {"list", "watch"}
     roles = {
         d["metadata"]["namespace"]
         for d in documents

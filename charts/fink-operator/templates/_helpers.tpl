@@ -49,6 +49,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 # the job's objects; pods, services, config maps and claims with every verb because the
 # operator grants exactly these to each driver's Role (Kubernetes lets no one grant more
 # than it holds)
