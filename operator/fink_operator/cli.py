@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
 
     commands.add_parser("crd", help="print the CRDs (BrokerPipeline, SinkClaim) as YAML")
+    commands.add_parser(
+        "reference", help="print the BrokerPipeline reference (Markdown, from the CRD's schema)"
+    )
     install = commands.add_parser("install-crd", help="create or update the CRDs in a cluster")
     install.add_argument("--kubeconfig")
     return parser
@@ -116,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "crd":
         sys.stdout.write(render_crds())
+        return 0
+    if args.command == "reference":
+        from fink_core import reference
+
+        sys.stdout.write(reference.render())
         return 0
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         print(f"fink-operator: no kubeconfig at {args.kubeconfig}", file=sys.stderr)

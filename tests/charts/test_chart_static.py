@@ -112,3 +112,14 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(stack: Endp
         "containers"
     ][0]["args"]
     assert "--namespace=team-a" in args and "--all-namespaces" not in args
+
+
+def test_kind_follows_the_local_stacks_kubernetes_and_its_script_parses() -> None:
+    from fink_stack import versions
+
+    config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    images = {node["image"] for node in config["nodes"]}
+    assert images == {f"kindest/node:{versions.KUBERNETES}"}
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "kind.sh")]).returncode == 0

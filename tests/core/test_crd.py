@@ -234,3 +234,16 @@ def test_example_manifests_parse_with_the_shared_model() -> None:
         for document in yaml.safe_load_all(path.read_text()):
             if document and document.get("kind") == model.KIND:
                 model.parse_pipeline(document)
+
+
+def test_the_reference_in_docs_is_generated_from_the_schema(capsys: Any) -> None:
+    from fink_core import reference
+
+    path = ROOT / "docs" / "reference.md"
+    assert path.read_text() == reference.render(), (
+        "docs/reference.md is stale: run `fink-operator reference > docs/reference.md`"
+    )
+    assert main(["reference"]) == 0
+    assert capsys.readouterr().out == reference.render()
+    for leaf in _spec_leaves():  # every field of the schema has its row
+        assert f"`{leaf}`" in path.read_text(), leaf
