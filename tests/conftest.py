@@ -63,6 +63,25 @@ def spark(stack: Endpoints) -> Iterator[Any]:
     session.stop()
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """A skipped check is a failure: every documented check must run (FINK_ALLOW_SKIPS=1 to
+    iterate on part of the suite, e.g. with a stack that was already running)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped and os.environ.get("FINK_ALLOW_SKIPS") != "1":
+        terminalreporter.write_line(
+            f"{len(skipped)} test(s) skipped: a skipped check counts as a failure "
+            "(set FINK_ALLOW_SKIPS=1 to allow skips while iterating)",
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and os.environ.get("FINK_ALLOW_SKIPS") != "1" and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test uses: tests share one stack and must not collide."""
