@@ -91,10 +91,14 @@ def assert_filters_select_their_classes(
         for alert, kind in generator.generate_labelled(count, "ztf", seed)
     }
     classes = {name: Counter(labels[c] for c in ids) for name, ids in want.selected.items()}
+
+    def share(name: str, kind: str) -> float:
+        return classes[name][kind] / sum(classes[name].values())
+
     assert set(classes["new_sso_candidates"]) == {"asteroid"}, classes
-    assert classes["fast_transients"].most_common(1)[0][0] == "fast_transient", classes
-    assert classes["early_sn_candidates"].most_common(1)[0][0] == "sn_like", classes
-    assert "bogus" not in set().union(*classes.values()), classes
+    assert share("fast_transients", "fast_transient") >= 0.9, classes
+    assert set(classes["early_sn_candidates"]) <= {"sn_like", "fast_transient"}, classes
+    assert share("early_sn_candidates", "sn_like") >= 0.6, classes
 
 
 def assert_metrics_follow_from_the_run(
@@ -228,6 +232,9 @@ def test_killed_inside_the_hbase_writes_then_restarted_delivers_exactly_once(
     for _ in iter_until(30, 0.2):
         if "signal 15: stopping after the current micro-batch" in second.log():
             break
+    # hold the batch a little longer: a stop that did not wait for the batch in flight
+    # would now interrupt Spark, and the batch would miss its commit log entry
+    time.sleep(3)
     world.release(second)
     world.wait(second, timeout=120)
     assert world.commit_log() == set(world.offsets_log()) == {0, 1, 2}
