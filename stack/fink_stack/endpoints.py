@@ -18,6 +18,7 @@ class Endpoints:
     spark_jars: tuple[Path, ...]
     hbase_admin_port: int = 9091  # the Thrift2 gateway, on the Thrift host
     pods: PodEndpoints | None = None  # with the real node: what clients inside pods use
+    prometheus: str = ""  # the local Prometheus's HTTP API (component monitoring)
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
@@ -30,6 +31,8 @@ class Endpoints:
             # keep Spark's driver on loopback like every other server of the stack
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
+        if self.prometheus:
+            variables["FINK_PROMETHEUS_URL"] = self.prometheus
         if self.pods is not None:
             variables.update(self.pods.environment())
         return variables
@@ -107,4 +110,5 @@ def from_environment() -> Endpoints | None:
         spark_jars=tuple(Path(p) for p in jars.split(",") if p),
         hbase_admin_port=int(admin_port or 9091),
         pods=PodEndpoints.from_environment(),
+        prometheus=os.environ.get("FINK_PROMETHEUS_URL", ""),
     )

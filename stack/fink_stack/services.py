@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from . import artefacts, images, node_artefacts, pki, podnet
+from . import artefacts, images, node_artefacts, pki, podnet, prometheus
 from .layout import HOST, POD_NETWORK, PORTS, Layout
 from .node import NODE_SERVICES
 from .service import Probe, Service, http_ok, port_open
@@ -583,6 +583,7 @@ SERVICES: tuple[Service, ...] = (
         startup_seconds=180,
     ),
     *NODE_SERVICES,  # the real node, last: stopped first, its pods before anything else
+    prometheus.SERVICE,  # after the node: stopped before it, no scrape fails at `down`
 )
 
 COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
@@ -591,6 +592,7 @@ COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
     "hbase": (HBASE,),
     "spark": (),  # resolved lazily: depends on the installed pyspark
     "node": (*node_artefacts.NODE_ARTEFACTS, images.PAUSE_IMAGE, *images.IMAGE_ARTEFACTS),
+    "monitoring": (prometheus.PROMETHEUS,),
 }
 
 

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import artefacts, hostpkgs, hoststate, images, netguard, node, podnet, process
+from . import artefacts, hostpkgs, hoststate, images, netguard, node, podnet, process, prometheus
 from .endpoints import Endpoints, PodEndpoints
 from .layout import HOST, POD_NETWORK, PORTS, Layout
 from .services import COMPONENTS, SERVICES, Service, port_open, register_kwok_node
 
-ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "spark", "node")
+ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "spark", "node", "monitoring")
 PROGRESS_SECONDS = 30.0  # how often a long build says it is still going
 
 Report = Callable[[str], None]
@@ -69,6 +69,8 @@ def _with_dependencies(components: Iterable[str]) -> list[str]:
     wanted = list(dict.fromkeys(components))
     if "node" in wanted and "kubernetes" not in wanted:
         wanted.insert(0, "kubernetes")  # the kubelet registers with the apiserver
+    if "monitoring" in wanted and "kubernetes" not in wanted:
+        wanted.insert(0, "kubernetes")  # Prometheus discovers its targets through the apiserver
     return wanted
 
 
@@ -344,6 +346,7 @@ def endpoints(layout: Layout) -> Endpoints:
         spark_jars=jars,
         hbase_admin_port=PORTS.hbase_thrift2,
         pods=pod_endpoints(layout) if podnet.available() else None,
+        prometheus=prometheus.URL,
     )
 
 

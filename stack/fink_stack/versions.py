@@ -15,6 +15,8 @@ HBASE = "2.6.1"  # org.apache.hbase:hbase-server (-hadoop3 flavour) + hbase-thri
 LOG4J = "2.24.3"  # log4j2 backend for Kafka and HBase (neither pulls one in)
 KWOK = "v0.8.0"  # sigs.k8s.io/kwok: a kubelet simulator, so pods progress with no container runtime
 HELM = "v3.22.0"  # helm.sh/helm/v3, to install and lint the charts
+# github.com/prometheus/prometheus (Go module v0.316.0): scrapes the operator and the drivers
+PROMETHEUS = "v3.16.0"
 
 # The real node: kubelet and kube-proxy come from the KUBERNETES build above.
 CONTAINERD = "v2.4.2"  # github.com/containerd/containerd/v2: containerd, ctr, the runc shim
