@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import happybase
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from thriftpy2.transport import TTransportException
 
 from fink_core.connections import KafkaConnection
@@ -36,6 +37,12 @@ THRIFT_TRANSPORT_ERRORS = (TTransportException, OSError, EOFError)
 # open longer, so waiting longer than this for a commit gains nothing
 TRANSACTION_SECONDS = 60.0
 ABORT_SECONDS = 10.0  # an abort that cannot reach the broker is done by the next start
+# what a group coordinator answers while it starts (after a broker restart)
+COORDINATOR_SETTLING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def _kafka_text(error: KafkaException) -> str:
@@ -159,17 +166,34 @@ class TransactionalKafka:
             }
         )
 
-    def committed(self, partitions: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """The next offset to read per source partition, as the last transaction left it."""
+    def committed(
+        self, partitions: Mapping[tuple[str, int], int], timeout: float = 30.0
+    ) -> dict[tuple[str, int], int]:
+        """The next offset to read per source partition, as the last transaction left it.
+
+        A broker that just started answers "not coordinator" (or "loading") while it
+        reads the group offsets back: asked again until `timeout`.
+        """
         asked = [TopicPartition(t, p) for t, p in partitions]
-        try:
-            found = self.consumer.committed(asked, timeout=30)
-        except KafkaException as error:
-            raise ConnectionError(
-                f"Kafka at {self.bootstrap}: could not read the offsets committed for "
-                f"consumer group {self.group_id}: {_kafka_text(error)}"
-            ) from error
-        return {(tp.topic, tp.partition): tp.offset for tp in found}
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = self.consumer.committed(
+                    asked, timeout=max(1.0, deadline - time.monotonic())
+                )
+                return {(tp.topic, tp.partition): tp.offset for tp in found}
+            except KafkaException as error:
+                cause = error.args[0] if error.args else None
+                settling = cause is not None and (
+                    cause.code() in COORDINATOR_SETTLING or cause.retriable()
+                )
+                if settling and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise ConnectionError(
+                    f"Kafka at {self.bootstrap}: could not read the offsets committed for "
+                    f"consumer group {self.group_id}: {_kafka_text(error)}"
+                ) from error
 
     def already_delivered(self, ends: Mapping[tuple[str, int], int]) -> bool:
         """True when a transaction already committed this batch (it is being replayed)."""

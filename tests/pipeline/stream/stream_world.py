@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_core.spec import parse_pipeline
@@ -45,6 +45,7 @@ from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched
 from fink_pipeline.stream.observe import read_topic
 from fink_pipeline.stream.rows import nights, row_keys
 from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.sinks import COORDINATOR_SETTLING
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
 
@@ -298,9 +299,16 @@ class World:
                 "isolation.level": "read_uncommitted",
             }
         )
+        asked = [TopicPartition(self.source, p) for p in (0, 1)]
         try:
-            found = consumer.committed([TopicPartition(self.source, p) for p in (0, 1)], timeout=10)
-            return {tp.partition: max(tp.offset, 0) for tp in found}
+            for _ in iter_until(60, 0.5):  # a restarted broker's coordinator loads for a while
+                try:
+                    found = consumer.committed(asked, timeout=10)
+                    return {tp.partition: max(tp.offset, 0) for tp in found}
+                except KafkaException as error:
+                    if error.args[0].code() not in COORDINATOR_SETTLING:
+                        raise
+            raise AssertionError("the group coordinator did not answer in 60 s")
         finally:
             consumer.close()
 

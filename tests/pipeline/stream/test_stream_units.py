@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from fink_core.connections import KafkaConnection
@@ -27,6 +28,7 @@ from fink_pipeline.stream.kafka_options import java_client_settings, spark_sourc
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import ScienceStep, hbase_families
+from fink_pipeline.stream.sinks import TransactionalKafka
 
 
 def test_row_keys_are_object_then_time_and_salting_is_stable() -> None:
@@ -382,3 +384,38 @@ def test_sasl_and_pem_credentials_become_the_java_clients_settings() -> None:
         'username="u" password="p";'
     }
     assert spark_source_options(KafkaConnection("h:1")) == {"kafka.bootstrap.servers": "h:1"}
+
+
+# --- Kafka right after a broker restart --------------------------------------------------
+
+
+class SettlingConsumer:
+    """A group coordinator that is still loading for its first `settling` answers."""
+
+    def __init__(self, settling: int, code: int = KafkaError.NOT_COORDINATOR) -> None:
+        self.settling, self.code, self.asked = settling, code, 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.asked += 1
+        if self.asked <= self.settling:
+            raise KafkaException(KafkaError(self.code))
+        return [TopicPartition(tp.topic, tp.partition, 42) for tp in partitions]
+
+
+def a_kafka_sink(consumer: SettlingConsumer) -> TransactionalKafka:
+    sink = TransactionalKafka.__new__(TransactionalKafka)  # no broker: the consumer is fake
+    sink.bootstrap, sink.group_id, sink.consumer = "h:1", "g", consumer  # type: ignore[assignment]
+    return sink
+
+
+def test_committed_offsets_are_asked_again_while_the_coordinator_settles() -> None:
+    consumer = SettlingConsumer(settling=2)
+    assert a_kafka_sink(consumer).committed({("t", 0): 5}) == {("t", 0): 42}
+    assert consumer.asked == 3
+
+
+def test_other_kafka_errors_name_the_broker_at_once() -> None:
+    consumer = SettlingConsumer(settling=5, code=KafkaError.GROUP_AUTHORIZATION_FAILED)
+    with pytest.raises(ConnectionError, match="Kafka at h:1: could not read the offsets"):
+        a_kafka_sink(consumer).committed({("t", 0): 5})
+    assert consumer.asked == 1
