@@ -121,12 +121,12 @@ def test_a_pipeline_streams_on_the_node_exactly_once_through_restarts_rolls_and_
         "the restart to be recorded",
     )
     drained(world)
-    assert (pipelines.get(world.name) or {})["status"]["job"]["lastFailure"]["reason"] == (
-        "DriverVanished"
-    )
+    # seen gone, or seen killed first: either way a failure, restarted after backoff
+    failure = (pipelines.get(world.name) or {})["status"]["job"]["lastFailure"]
+    assert failure["reason"] in ("DriverVanished", "Failed"), failure
 
     # a filter added: the job rolls; an operator killed meanwhile; one driver in the end
-    world.filters.append("new_sso_candidates")
+    world.add_filter("new_sso_candidates")
     pipelines.patch(world.name, {"spec": {"filters": world.document()["spec"]["filters"]}})
     wait_for(
         lambda: any(e.reason == "JobRolling" for e in pipelines.events(world.name)),
@@ -138,7 +138,7 @@ def test_a_pipeline_streams_on_the_node_exactly_once_through_restarts_rolls_and_
     world.produce(300)
     pipelines.wait_ready(world.name, timeout=STREAM_TIMEOUT)
     assert len(pods(kube, namespace, "driver")) == 1
-    drained(world)  # the new topic holds what its filter selects among every alert
+    drained(world)  # the new topic holds what its filter selects among the new alerts
 
     # suspended: the driver goes, alerts wait in Kafka; resumed: they arrive, once
     pipelines.patch(world.name, {"spec": {"spark": {"suspend": True}}})

@@ -293,3 +293,20 @@ def test_suspend_stops_the_driver_and_starts_nothing() -> None:
     assert set(reasons(suspended).values()) == {"Suspended"}
     resumed = decide(None, suspended.record)
     assert resumed.action == "create"
+
+
+def test_a_driver_deleted_by_someone_else_is_a_failure_even_seen_terminating() -> None:
+    streaming = JobRecord(state="Streaming", driver_pod="demo-driver", submissions=1)
+    going = decide(DriverPod("demo-driver", "h1", "Running", terminating=True), streaming)
+    assert going.action == "none" and reasons(going)["DriverRunning"] == "Terminating"
+    gone = decide(None, going.record)
+    assert gone.action == "none" and gone.record.restarts == 1
+    assert gone.record.last_failure is not None
+    assert gone.record.last_failure.reason == "DriverVanished"
+
+
+def test_the_operators_own_stop_is_not_a_failure() -> None:
+    rolling = decide(DriverPod("demo-driver", "h0", "Running"))  # a spec change
+    going = decide(DriverPod("demo-driver", "h0", "Running", terminating=True), rolling.record)
+    restarted = decide(None, going.record)
+    assert restarted.action == "create" and restarted.record.restarts == 0

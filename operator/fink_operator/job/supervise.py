@@ -147,12 +147,21 @@ def supervise(
     if driver is None:
         return _absent(now, wanted_hash, record, policy, driver_name)
     if driver.terminating:
+        # the operator's own stop keeps state Stopping; a deletion by anyone else keeps the
+        # state it interrupts, so that the driver's disappearance counts as a failure
+        ours = record.state in ("Stopping", "Restarting")
+        what = "is stopping" if ours else "is being deleted (not by the operator)"
         return Decision(
             "none",
-            replace(record, state="Stopping"),
+            record,
             _conditions(
-                (SUBMITTED, None, "Stopping", f"driver {driver.name} is stopping"),
-                (RUNNING, False, "Stopping", f"driver {driver.name} is stopping"),
+                (SUBMITTED, None, "Stopping", f"driver {driver.name} {what}"),
+                (
+                    RUNNING,
+                    False,
+                    "Stopping" if ours else "Terminating",
+                    f"driver {driver.name} {what}",
+                ),
                 (STREAMING, False, "Stopping", "the job is stopping"),
             ),
             requeue=2.0,
