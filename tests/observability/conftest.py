@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import KafkaError, KafkaException
 from kubernetes import client, config
 from promapi import ROOT, Prometheus, rules, with_threshold
 from streamrun import StreamedRun, Window
@@ -342,6 +343,24 @@ def _story(
     run.provoked["FinkDriverRestarting"] = Window(restarted, run.ended)
     run.provoked["FinkOperatorReconcileErrors"] = Window(broken_at, run.ended)
     run.provoked["FinkDeadLettersRising"] = Window(malformed_at, run.ended)
+
+
+def _create_source(world: JobWorld, timeout: float = 90) -> None:
+    """The source topic, waiting out a broker just restarted (another test's outage):
+    KRaft refuses new topics while it still counts the broker as fenced."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            world.create_source()
+            return
+        except (KafkaException, TimeoutError) as error:
+            if isinstance(error, KafkaException) and (
+                error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def _drop_data(stack: Endpoints, world: JobWorld) -> None:
