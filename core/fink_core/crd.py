@@ -587,7 +587,10 @@ def _job_status() -> dict[str, Any]:
             "driverPod": _string("Name of the driver pod."),
             "specHash": _string("Hash of what the running driver was started with."),
             "submissions": _integer("Driver pods the operator created for this pipeline."),
-            "restarts": _integer("Restarts after failures, in a row (reset once streaming)."),
+            "restarts": _integer("Restarts after failures, in all."),
+            "consecutiveFailures": _integer(
+                "Failures in a row (the backoff doubles with each; reset once streaming)."
+            ),
             "lastFailure": {
                 "type": "object",
                 "description": "Why the driver last failed.",

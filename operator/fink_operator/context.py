@@ -59,3 +59,6 @@ class OperatorContext:
     job_config: JobConfig = field(default_factory=lambda: JobConfig(enabled=False))
     jobs: Any = None  # job.kube.KubernetesJobs (or a fake): the Spark job's adapter
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # the status each pipeline's last pass wrote: the operator is the only writer, and a
+    # body from a watch event or a handler may be older than its own last write
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -95,7 +95,11 @@ def run_pass(context: OperatorContext, body: Mapping[str, Any], trigger: str) ->
     started = time.monotonic()
     ref = pipeline_ref(body)
     with context.locks.hold(ref.uid):
+        latest = context.statuses.get(ref.uid)
+        if latest is not None:
+            body = {**body, "status": latest}
         result = _pass(context, body)
+        context.statuses[ref.uid] = result.status
     for event in result.events:
         context.events.post(body, event)
     ready = result.ready
@@ -252,6 +256,7 @@ def forget(context: OperatorContext, body: Mapping[str, Any]) -> None:
                     ", ".join(c.name for c in released),
                 )
     context.locks.forget(ref.uid)
+    context.statuses.pop(ref.uid, None)
     metrics.forget(ref.uid)
 
 

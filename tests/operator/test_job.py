@@ -277,7 +277,7 @@ def test_pending_for_image_or_resources_is_reported_not_restarted() -> None:
 
 
 def test_a_vanished_driver_is_a_failure_then_restarted_after_backoff() -> None:
-    decision = decide(None, JobRecord(state="Streaming", driver_pod="demo-driver"))
+    decision = decide(None, JobRecord(state="Streaming", driver_pod="demo-driver", submissions=1))
     assert decision.action == "none"
     assert decision.record.last_failure is not None
     assert decision.record.last_failure.reason == "DriverVanished"
@@ -310,3 +310,16 @@ def test_the_operators_own_stop_is_not_a_failure() -> None:
     going = decide(DriverPod("demo-driver", "h0", "Running", terminating=True), rolling.record)
     restarted = decide(None, going.record)
     assert restarted.action == "create" and restarted.record.restarts == 0
+
+
+def test_every_later_disappearance_counts_and_status_forgets_a_past_restart_time() -> None:
+    streaming = JobRecord(state="Streaming", driver_pod="demo-driver", submissions=1)
+    first = decide(None, streaming)
+    restarted = decide(None, first.record, now=NOW + timedelta(seconds=11))
+    ready = DriverPod("demo-driver", "h1", "Running", ready=True)
+    streaming_again = decide(ready, restarted.record, now=NOW + timedelta(seconds=20))
+    status = streaming_again.record.to_status()
+    assert status["nextStartTime"] is None  # a merge patch removes the earlier one
+    again = decide(None, JobRecord.from_status(status), now=NOW + timedelta(seconds=30))
+    assert again.record.restarts == 2
+    assert again.record.consecutive_failures == 1  # streaming in between reset the backoff

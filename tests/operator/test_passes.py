@@ -218,3 +218,18 @@ def test_a_spec_change_rolls_the_driver_once_it_is_gone() -> None:
     started = run_pass(context, with_status(changed, rolling.status), "drift")
     assert len(jobs.created) == 2
     assert started.status["job"]["specHash"] != status["job"]["specHash"]
+
+
+def test_a_driver_gone_behind_the_operators_back_is_restarted_after_backoff() -> None:
+    context, jobs = job_context()
+    body = science_pipeline(spark={"restartPolicy": {"backoffSeconds": 2}})
+    status = run_pass(context, body, "create").status
+    jobs.run("ns", "p1-driver")
+    status = run_pass(context, with_status(body, status), "drift").status
+    assert status["job"]["state"] == "Streaming"
+    jobs.pods.clear()  # kubectl delete pod --grace-period=0
+    gone = run_pass(context, with_status(body, status), "drift")
+    assert len(jobs.created) == 1, "restarted at once, without backoff"
+    assert gone.status["job"]["restarts"] == 1
+    assert gone.status["job"]["lastFailure"]["reason"] == "DriverVanished"
+    assert gone.requeue is not None and 0 < gone.requeue <= 2

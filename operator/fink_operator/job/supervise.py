@@ -82,25 +82,26 @@ class JobRecord:
     metrics_endpoint: str = ""
 
     def to_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {
+        """Every field, absent ones as None: status is merge-patched, and a None removes
+        what an earlier pass wrote (a stale nextStartTime would hide the next failure)."""
+        failure = self.last_failure
+        return {
             "state": self.state,
             "driverPod": self.driver_pod,
             "specHash": self.spec_hash,
             "submissions": self.submissions,
             "restarts": self.restarts,
             "consecutiveFailures": self.consecutive_failures,
-        }
-        if self.last_failure:
-            status["lastFailure"] = {
-                "reason": self.last_failure.reason,
-                "message": self.last_failure.message,
-                "time": self.last_failure.time,
+            "lastFailure": {
+                "reason": failure.reason,
+                "message": failure.message,
+                "time": failure.time,
             }
-        if self.next_start:
-            status["nextStartTime"] = self.next_start
-        if self.metrics_endpoint:
-            status["metricsEndpoint"] = self.metrics_endpoint
-        return status
+            if failure
+            else None,
+            "nextStartTime": self.next_start,
+            "metricsEndpoint": self.metrics_endpoint or None,
+        }
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> JobRecord:
@@ -117,7 +118,7 @@ class JobRecord:
             if failure
             else None,
             next_start=status.get("nextStartTime"),
-            metrics_endpoint=status.get("metricsEndpoint", ""),
+            metrics_endpoint=status.get("metricsEndpoint") or "",
         )
 
 
@@ -214,7 +215,9 @@ def _suspended(driver: DriverPod | None, record: JobRecord, stop_grace: int) -> 
 def _absent(
     now: datetime, wanted_hash: str, record: JobRecord, policy: RestartPolicy, driver_name: str
 ) -> Decision:
-    vanished = record.state in ("Running", "Streaming", "Submitted") and record.driver_pod
+    # it was started and the operator did not stop it: its disappearance is a failure
+    stopped_by_us = ("", "Stopping", "Restarting", "Suspended", "Waiting", "NotConfigured")
+    vanished = record.submissions > 0 and record.state not in stopped_by_us
     if vanished and record.next_start is None:
         # it ran and is gone without the operator deleting it: a failure like any other
         failure = Failure(
