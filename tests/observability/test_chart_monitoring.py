@@ -13,6 +13,8 @@ import pytest
 import yaml
 from promapi import CHART, DASHBOARD, ROOT, RULES
 
+from fink_core.spec import parse_pipeline
+from fink_operator.job.render import JobConfig, PipelineVolume, render
 from fink_stack.endpoints import Endpoints
 
 sys.path.insert(0, str(ROOT / "tests" / "charts"))
@@ -87,3 +89,33 @@ def test_the_prometheusrule_is_the_rule_file_where_prometheus_operator_is(
         stack, "--api-versions", RULE_API, "--set", "metrics.prometheusRule.enabled=false"
     )
     assert not [k for k in off if k.startswith("PrometheusRule/")]
+
+
+def test_the_monitors_render_where_prometheus_operator_is_and_keep_the_pipeline_namespace(
+    stack: Endpoints,
+) -> None:
+    assert not [k for k in rendered(stack) if "Monitor/" in k]
+    objects = rendered(
+        stack,
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PodMonitor",
+        "--set",
+        "watchNamespaces={alerts}",
+    )
+    service = objects["ServiceMonitor/fink-fink-operator"]["spec"]
+    # without honorLabels the operator's `namespace` label (the pipeline's) would be
+    # renamed exported_namespace and the dashboard's operator panels would lose it
+    assert service["endpoints"] == [{"port": "metrics", "interval": "30s", "honorLabels": True}]
+    pods = objects["PodMonitor/fink-fink-operator-drivers"]["spec"]
+    assert pods["namespaceSelector"] == {"matchNames": ["alerts"]}
+    # the PodMonitor finds the driver pods the operator renders, by their labels and port
+    example = yaml.safe_load((ROOT / "manifests/examples/ztf-demo-pipeline.yaml").read_text())
+    example["metadata"].update(namespace="alerts", uid="uid-1")
+    config = JobConfig(image="fink-k8s/pipeline:dev", volume=PipelineVolume.parse("host-path:/v"))
+    driver = render(example, parse_pipeline(example), config).driver_pod
+    selector = pods["selector"]["matchLabels"]
+    assert selector.items() <= driver["metadata"]["labels"].items(), selector
+    ports = {p["name"] for c in driver["spec"]["containers"] for p in c.get("ports", [])}
+    assert pods["podMetricsEndpoints"][0]["port"] in ports
