@@ -8,7 +8,7 @@ one with fakes and runs a whole pass without any server.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +21,10 @@ from fink_operator.config import OperatorConfig
 from fink_operator.events import EventSink
 from fink_operator.job.render import JobConfig
 from fink_operator.reconcile import TableAdmin, TopicAdmin
+
+# writes the new status of a pipeline (second argument) over the status the body carries
+# (the last one written); False when the write failed, anything else when it landed
+StatusWriter = Callable[[Mapping[str, Any], Mapping[str, Any]], bool | None]
 
 
 class PipelineLocks:
@@ -62,3 +66,5 @@ class OperatorContext:
     # the status each pipeline's last pass wrote: the operator is the only writer, and a
     # body from a watch event or a handler may be older than its own last write
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # None: the caller writes the status a pass returns (unit tests read it from the result)
+    write_status: StatusWriter | None = None

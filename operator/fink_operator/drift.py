@@ -19,7 +19,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +30,9 @@ from fink_core.resources import FamilyState, TopicState
 from fink_operator import metrics
 from fink_operator.context import OperatorContext
 from fink_operator.desired import DesiredState
-from fink_operator.passes import PassResult, run_pass, unreachable_status
+from fink_operator.passes import PassResult, mark_unreachable, run_pass
 
 log = logging.getLogger(__name__)
-
-StatusWriter = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 
 
 @dataclass
@@ -122,12 +120,9 @@ class SweepReport:
 
 
 class DriftSweep:
-    def __init__(
-        self, context: OperatorContext, index: PipelineIndex, write_status: StatusWriter
-    ) -> None:
+    def __init__(self, context: OperatorContext, index: PipelineIndex) -> None:
         self.context = context
         self.index = index
-        self.write_status = write_status
         self._pool = ThreadPoolExecutor(
             max_workers=context.config.workers, thread_name_prefix="drift"
         )
@@ -219,8 +214,7 @@ class DriftSweep:
         except Exception:
             log.exception("drift pass of %s failed", body["metadata"].get("name"))
             return
-        self.index.passed(body, result)
-        self.write_status(body, result.status)
+        self.index.passed(body, result)  # run_pass wrote the status
         if result.requeue is not None:
             self.soon(body["metadata"]["uid"], result.requeue)
 
@@ -286,11 +280,10 @@ class DriftSweep:
     ) -> None:
         """A server is down: say so in every affected pipeline's status, without a pass each."""
         for _, entry in members:
-            found = unreachable_status(entry.body, part, error)
+            found = mark_unreachable(self.context, entry.body, part, error)
             if found is None:
                 continue
             status, events = found
-            self.write_status(entry.body, status)
             for event in events:
                 self.context.events.post(entry.body, event)
             with self.index._lock:

@@ -13,7 +13,6 @@ by `make_runtime` from the operator's configuration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +56,7 @@ def make_runtime(config: OperatorConfig) -> OperatorRuntime:
 
     context = OperatorContext(
         config=config,
+        write_status=kube.status_writer(api),
         claims=KubernetesClaims(api),
         events=KubernetesEvents(api),
         kafka_admin=kafka_admin,
@@ -66,7 +66,7 @@ def make_runtime(config: OperatorConfig) -> OperatorRuntime:
         jobs=KubernetesJobs(api),
     )
     index = PipelineIndex()
-    return OperatorRuntime(context, index, DriftSweep(context, index, kube.status_writer(api)), api)
+    return OperatorRuntime(context, index, DriftSweep(context, index), api)
 
 
 @kopf.on.login()
@@ -102,17 +102,11 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.sweep.stop()
 
 
-def _write(patch: kopf.Patch, current: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    for key, value in kube.changed_status(current, status).items():
-        patch.status[key] = value
-
-
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 def on_change(
     body: kopf.Body,
-    patch: kopf.Patch,
     reason: str,
     retry: int,
     memo: kopf.Memo,
@@ -120,8 +114,7 @@ def on_change(
 ) -> None:
     runtime: OperatorRuntime = memo.runtime
     result = run_pass(runtime.context, body, str(reason))
-    runtime.index.passed(body, result)
-    _write(patch, body.status, result.status)
+    runtime.index.passed(body, result)  # run_pass wrote the status, under the pipeline's lock
     if result.requeue is not None:
         runtime.sweep.soon(body.metadata.uid or "", result.requeue)
     if result.retry:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -71,10 +72,10 @@ def changed_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dic
 def status_writer(api: client.ApiClient) -> Any:
     custom = client.CustomObjectsApi(api)
 
-    def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         patch = changed_status(body.get("status"), status)
         if not patch:
-            return
+            return True
         metadata = body["metadata"]
         try:
             custom.patch_namespaced_custom_object_status(
@@ -86,7 +87,16 @@ def status_writer(api: client.ApiClient) -> Any:
                 {"status": patch},
             )
         except ApiException as error:
-            if error.status != 404:  # deleted meanwhile: nothing to say any more
-                log.warning("could not write the status of %s: %s", metadata["name"], error)
+            if error.status == 404:  # deleted meanwhile: nothing to say any more
+                return True
+            log.warning("could not write the status of %s: %s", metadata["name"], error)
+            return False
+        except (
+            OSError,
+            urllib3.exceptions.HTTPError,
+        ) as error:  # API server unreachable: the next pass writes it all
+            log.warning("could not write the status of %s: %s", metadata["name"], error)
+            return False
+        return True
 
     return write

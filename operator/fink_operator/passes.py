@@ -1,10 +1,12 @@
 """A whole reconcile pass of one pipeline: from the resource to its new status and events.
 
 kopf's handlers and the drift sweep both run passes through here, so status,
-events and metrics come out the same whatever triggered them. Nothing here
-talks to the Kubernetes API directly: the caller writes the status it returns
-(through kopf's patch, or a status patch) and the events go to the context's
-sink. With a context made of fakes, a test runs a complete pass in memory.
+events and metrics come out the same whatever triggered them. The status is
+written through the context's writer while the pipeline's lock is held, over
+the status the operator wrote last: two passes of one pipeline (a kopf handler
+and the sweep) can neither interleave their writes nor diff against a stale
+watch body, so conditions and the job record always come from one pass. With a
+context made of fakes, a test runs a complete pass in memory.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def run_pass(context: OperatorContext, body: Mapping[str, Any], trigger: str) ->
         if latest is not None:
             body = {**body, "status": latest}
         result = _pass(context, body)
-        context.statuses[ref.uid] = result.status
+        _record(context, ref.uid, body, result.status)
     for event in result.events:
         context.events.post(body, event)
     ready = result.ready
@@ -119,6 +121,31 @@ def run_pass(context: OperatorContext, body: Mapping[str, Any], trigger: str) ->
         ready.message if ready else "",
     )
     return result
+
+
+def _record(
+    context: OperatorContext, uid: str, body: Mapping[str, Any], status: dict[str, Any]
+) -> None:
+    """Write `status` over the body's (the last written); remember it only if it landed."""
+    if context.write_status is not None and context.write_status(body, status) is False:
+        context.statuses.pop(uid, None)  # the next pass diffs against the watch body again
+        return
+    context.statuses[uid] = status
+
+
+def mark_unreachable(
+    context: OperatorContext, body: Mapping[str, Any], part: str, error: Exception
+) -> tuple[dict[str, Any], list[Event]] | None:
+    """unreachable_status, computed from and written over the last status, under the lock."""
+    ref = pipeline_ref(body)
+    with context.locks.hold(ref.uid):
+        latest = context.statuses.get(ref.uid)
+        if latest is not None:
+            body = {**body, "status": latest}
+        found = unreachable_status(body, part, error)
+        if found is not None:
+            _record(context, ref.uid, body, found[0])
+    return found
 
 
 def _pass(context: OperatorContext, body: Mapping[str, Any]) -> PassResult:

@@ -6,6 +6,8 @@ server: the same `run_pass` the kopf handlers and the drift sweep call.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from fakes import FakeClaims, FakeEvents, FakeHBase, FakeKafka, fake_context
@@ -13,6 +15,7 @@ from pipeline_documents import minimal
 
 from fink_core.resources import TopicState
 from fink_operator.drift import DriftSweep, PipelineIndex
+from fink_operator.kube import changed_status
 from fink_operator.passes import run_pass
 
 SCIENCE = {
@@ -110,18 +113,53 @@ def test_a_secret_with_a_file_path_is_refused_not_retried() -> None:
     assert "ssl.ca.location not allowed" in ready["message"]
 
 
+def recorder(
+    written: dict[str, dict[str, Any]],
+) -> Callable[[Mapping[str, Any], Mapping[str, Any]], None]:
+    """A status writer that keeps, per pipeline, the last status that changed anything."""
+
+    def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        if changed_status(body.get("status"), status):
+            written[body["metadata"]["name"]] = dict(status)
+
+    return write
+
+
+def test_a_pass_writes_over_the_status_last_written_not_over_a_stale_body() -> None:
+    """A watch body older than the operator's last write must not decide what is patched."""
+    seen: list[Mapping[str, Any] | None] = []
+    outcome: list[bool] = [True]
+
+    def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+        seen.append(body.get("status"))
+        return outcome[0]
+
+    context = replace(fake_context(), write_status=write)
+    stale = science_pipeline()
+    first = run_pass(context, stale, "create")
+    run_pass(context, stale, "drift")  # the same, still status-less, body
+    assert seen == [None, first.status]
+    outcome[0] = False  # the write fails: the pass after it writes over the body again
+    run_pass(context, stale, "drift")
+    run_pass(context, stale, "drift")
+    assert seen[-1] is None
+
+
 def test_the_drift_sweep_asks_each_server_once_and_passes_only_the_drifted() -> None:
     kafka, hbase = FakeKafka(), FakeHBase()
-    context = fake_context(kafka, hbase)
-    index = PipelineIndex()
     written: dict[str, dict[str, Any]] = {}
-    sweep = DriftSweep(
-        context, index, lambda body, status: written.update({body["metadata"]["name"]: status})
+    context = replace(
+        fake_context(kafka, hbase),
+        write_status=recorder(written),
     )
+    index = PipelineIndex()
+    sweep = DriftSweep(context, index)
     bodies = [science_pipeline(f"p{i}") for i in range(20)]
     for body in bodies:
         index.saw(body)
         index.passed(body, run_pass(context, body, "create"))
+    assert len(written) == 20
+    written.clear()
     kafka.calls.clear()
     hbase.calls.clear()
     idle = sweep.sweep()
@@ -140,12 +178,13 @@ def test_the_drift_sweep_asks_each_server_once_and_passes_only_the_drifted() -> 
 
 def test_a_server_down_during_a_sweep_marks_every_pipeline_on_it_without_a_pass_each() -> None:
     kafka = FakeKafka()
-    context = fake_context(kafka)
-    index = PipelineIndex()
     written: dict[str, dict[str, Any]] = {}
-    sweep = DriftSweep(
-        context, index, lambda body, status: written.update({body["metadata"]["name"]: status})
+    context = replace(
+        fake_context(kafka),
+        write_status=recorder(written),
     )
+    index = PipelineIndex()
+    sweep = DriftSweep(context, index)
     for i in range(5):
         body = science_pipeline(f"p{i}")
         index.saw(body)
