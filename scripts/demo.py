@@ -5,7 +5,9 @@ command a user would type, then what happened:
 
 1. install the CRDs, create the namespace, start the operator (with the
    addresses pods use, the project's image, a volume for the pipeline);
-2. `kubectl apply` the example pipeline; the operator creates its Kafka topics
+2. the survey's stream exists before a broker subscribes to it: create its
+   source topic (empty), as ZTF's or Rubin's Kafka already has it;
+   `kubectl apply` the example pipeline; the operator creates its Kafka topics
    and HBase table, then starts its Spark job as pods on the real node (a driver
    and an executor), and reports Ready once the job streams;
 3. stream synthetic ZTF alerts (a few malformed ones among them) into the
@@ -233,11 +235,24 @@ def stop_operator(demo: Demo) -> None:
 # --- 2. the resource --------------------------------------------------------------------
 
 
+def create_source_topic(spec: PipelineSpec) -> None:
+    """The survey's topic, empty: a pipeline reads a stream; it never creates the survey's."""
+    print("the survey's stream, before any broker subscribes to it (no alerts yet):")
+    run(
+        [
+            str(BIN / "fink-alerts"), "produce", "--survey", spec.survey, "--topic",
+            spec.source.topic, "--count", "0", "--create-topic",
+            "--partitions", str(SOURCE_PARTITIONS),
+        ]
+    )  # fmt: skip
+
+
 def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     step(
         "2. A BrokerPipeline, applied with kubectl: the operator makes its topics and table, "
         "then runs its Spark job on the node"
     )
+    create_source_topic(parse_pipeline(yaml.safe_load(EXAMPLE.read_text())))
     kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE.relative_to(ROOT)))
     # A Ready condition may be left over from an earlier run: first wait for this operator's
     # own first pass (kopf writes the status right after the handler that counts it returns).

@@ -68,8 +68,8 @@ def check_topic(bootstrap: str, topic: str, create: bool = False, partitions: in
         return len(existing.partitions)
     if not create:
         raise ProduceError(
-            f"topic {topic!r} does not exist on {bootstrap}; create it (a BrokerPipeline "
-            "does) or pass --create-topic --partitions N"
+            f"topic {topic!r} does not exist on {bootstrap}: it is the survey's stream, "
+            "which no BrokerPipeline creates; pass --create-topic --partitions N"
         )
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     try:
