@@ -503,8 +503,10 @@ RELAYED_PORTS = (PORTS.apiserver, PORTS.hbase_thrift, PORTS.hbase_thrift2)
 def _gateway_argv(layout: Layout) -> list[str]:
     import sys
 
+    # the environment's `python`, not sys.executable: `fink-stack` (python3.11) and a
+    # script run with `python` would otherwise see a changed command line and restart it
     return [
-        sys.executable,
+        str(Path(sys.prefix) / "bin" / "python"),
         "-m",
         "fink_stack.relay",
         *[f"{NET.host}:{port}=127.0.0.1:{port}" for port in RELAYED_PORTS],

@@ -211,6 +211,10 @@ def start_service(layout: Layout, service: Service, report: Report = print) -> N
         report(f"restarting {service.name}: its command line changed")
         stop_service(layout, service)
         running = None
+        if service.port is not None:  # its listening socket may outlive it for a moment
+            deadline = time.monotonic() + 10
+            while port_open(service.port, service.host) and time.monotonic() < deadline:
+                time.sleep(0.2)
     if running is None:
         if service.port is not None and port_open(service.port, service.host):
             raise StackError(

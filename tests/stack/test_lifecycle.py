@@ -44,6 +44,15 @@ def test_up_is_idempotent(stack: Endpoints) -> None:
     assert all(before.values()), f"some services are not running: {before}"
     api.ensure_up(quiet=True)
     assert pids() == before, "a second `up` restarted running services"
+    # the console script runs as python3.11, `make demo`'s script as python: the
+    # services' command lines must not depend on which name started them
+    components = sorted({s.component for s in stack_status(Layout.default())})
+    for python in ("python", "python3.11"):
+        up = [str(Path(sys.prefix) / "bin" / python), "-m", "fink_stack.cli", "up", *components]
+        done = subprocess.run(up, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "restarting" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert pids() == before, "an `up` from another interpreter name restarted services"
 
 
 def test_stop_never_signals_a_process_it_did_not_start(tmp_path: Path) -> None:
