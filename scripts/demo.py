@@ -267,9 +267,13 @@ def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     wait.append(f"--timeout={READY_TIMEOUT_S}s")
     show(wait)
     waiter = subprocess.Popen(wait, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    polls = 0
     while waiter.poll() is None:
         try:
             check_operator(demo)
+            polls += 1
+            if polls % 6 == 0:
+                check_not_refused()
         except DemoError:
             waiter.kill()
             raise
@@ -296,6 +300,31 @@ def apply_pipeline(demo: Demo) -> tuple[Path, PipelineSpec]:
     )
     demo.summary["job"] = job
     return resource, parse_pipeline(stored)
+
+
+# Ready=False for these reasons waits for the user, not for time: say so at once
+NEEDS_USER = {
+    "AdoptionRequired": (
+        "an earlier demo pipeline was deleted and its topics and table were kept "
+        "(deletionPolicy Retain), so the operator takes nothing over implicitly. Either "
+        "list them in spec.adopt (docs/operator.md, Ownership) or start afresh with "
+        "`.venv/bin/fink-stack down --wipe`"
+    ),
+    "Conflict": "another pipeline owns one of its topics or its table (docs/operator.md)",
+    "InvalidSpec": "the example resource is invalid: fix it and run the demo again",
+}
+
+
+def check_not_refused() -> None:
+    """DemoError when the pipeline is refused for a reason only the user can fix."""
+    stored = json.loads(
+        kubectl("get", "bp", PIPELINE, "-n", NAMESPACE, "-o", "json", capture=True, quiet=True)
+    )
+    for condition in stored.get("status", {}).get("conditions") or []:
+        reason = condition.get("reason", "")
+        ready = condition.get("type") == "Ready" and condition.get("status") == "False"
+        if ready and reason in NEEDS_USER:
+            raise DemoError(f"{PIPELINE} is refused ({reason}): {NEEDS_USER[reason]}")
 
 
 def show_conditions() -> None:
