@@ -53,6 +53,7 @@ from fink_stack import api
 from fink_stack.endpoints import Endpoints
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT_S = 600  # far above any figure measured: a stuck run says so
 WORKERS = 8  # the operator's passes at once, and the baseline's
 MODULES = [{"name": "quality_cuts"}, {"name": "lightcurve_features"}, {"name": "solar_system"}]
 FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
@@ -200,6 +201,7 @@ def run_one(
             "--hbase-admin", f"{stack.hbase_thrift_host}:{stack.hbase_admin_port}",
             "--metrics-address", "127.0.0.1", "--metrics-port", str(port),
             "--workers", str(WORKERS),
+            "--no-jobs",  # topics and tables only: bench/job_bench.py measures the jobs
         ],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -229,9 +231,14 @@ def run_one(
                     names,
                 )
             )
+        give_up = started + READY_TIMEOUT_S
         while ready_count(custom, namespace) < count:
             if operator.poll() is not None:
                 raise SystemExit(f"the operator exited; see {log.name}")
+            if time.monotonic() > give_up:
+                raise SystemExit(
+                    f"{count} pipelines not all Ready after {READY_TIMEOUT_S} s; see {log.name}"
+                )
             time.sleep(0.5)
         result.seconds_to_ready = time.monotonic() - started
         result.cpu_seconds = sampler.cpu_seconds() - cpu_before

@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
             )
             return EXIT_USAGE
     lease = None
-    stop_flag = threading.Event()
+    stop_flag = runtime.stop_flag
     lost = threading.Event()
     if args.leader_election:
         from fink_operator.leader import LeaderLease

@@ -13,7 +13,8 @@ by `make_runtime` from the operator's configuration.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -42,6 +43,9 @@ class OperatorRuntime:
     index: PipelineIndex
     sweep: DriftSweep
     api: Any  # kubernetes.client.ApiClient: the one connection every adapter and kopf share
+    # kopf's stop flag: set to stop (the lease lost), and set again at cleanup, because kopf
+    # waits for a threading.Event in an executor thread that asyncio joins before run() returns
+    stop_flag: threading.Event = field(default_factory=threading.Event)
 
 
 def make_runtime(config: OperatorConfig) -> OperatorRuntime:
@@ -100,6 +104,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.sweep.stop()
+    memo.runtime.stop_flag.set()  # else a SIGTERM'd operator never returns from kopf.run
 
 
 @kopf.on.resume(*RESOURCE)

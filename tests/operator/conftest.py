@@ -172,13 +172,16 @@ class OperatorProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """SIGTERM; False when it had to be killed after 15 s."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return False
+        return True
 
 
 OperatorFactory = Callable[..., OperatorProcess]
