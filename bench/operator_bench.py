@@ -69,6 +69,7 @@ class Result:
     events: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    settle_seconds: float = 0.0  # after all Ready, until no pass ran for 20 s
     idle_seconds: float = 0.0
     idle_cpu: float = 0.0
     idle_calls: dict[str, float] = field(default_factory=dict)
@@ -89,7 +90,8 @@ class Result:
             f"{self.events:.0f} events ({self.events / self.count:.1f}/pipeline) | "
             f"CPU {self.cpu_seconds:5.1f} s ({100 * self.cpu_seconds / self.seconds_to_ready:3.0f}% "
             f"of a core) | peak RSS {self.peak_rss_mib:4.0f} MiB",
-            f"      idle {self.idle_seconds:.0f} s: CPU {100 * self.idle_cpu / self.idle_seconds:4.1f}% "
+            f"      settled {self.settle_seconds:.0f} s after Ready; "
+            f"then idle {self.idle_seconds:.0f} s: CPU {100 * self.idle_cpu / self.idle_seconds:4.1f}% "
             f"of a core | passes/min {self.idle_passes * per_minute:.1f} | events/min "
             f"{self.idle_events * per_minute:.1f} | backend requests/min: {calls or 'none'} | "
             f"deleted topic back in {self.revert_seconds:.1f} s",
@@ -246,16 +248,25 @@ def run_one(
         result.reconciles = total(ready, "controller_runtime_reconcile_total{")
         result.events = total(ready, "fink_operator_events_total{")
 
+        # passes already under way when the last pipeline became Ready (the drift sweep's
+        # first look at pipelines created meanwhile) finish before the idle window opens
+        result.settle_seconds = settle(metrics_url)
+        settled = scrape(metrics_url)
+
         # steady state: nothing changes; what does watching N pipelines cost?
         idle_cpu, idle_started = sampler.cpu_seconds(), time.monotonic()
         time.sleep(idle)
         after = scrape(metrics_url)
         result.idle_seconds = time.monotonic() - idle_started
         result.idle_cpu = sampler.cpu_seconds() - idle_cpu
-        before_calls, after_calls = backend_calls(ready), backend_calls(after)
+        before_calls, after_calls = backend_calls(settled), backend_calls(after)
         result.idle_calls = {k: v - before_calls.get(k, 0.0) for k, v in after_calls.items()}
-        result.idle_events = total(after, "fink_operator_events_total{") - result.events
-        result.idle_passes = total(after, "controller_runtime_reconcile_total{") - result.reconciles
+        result.idle_events = total(after, "fink_operator_events_total{") - total(
+            settled, "fink_operator_events_total{"
+        )
+        result.idle_passes = total(after, "controller_runtime_reconcile_total{") - total(
+            settled, "controller_runtime_reconcile_total{"
+        )
 
         # drift: a topic deleted behind the operator's back
         admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
@@ -276,6 +287,21 @@ def run_one(
         log.close()
         core.delete_namespace(namespace)
         cleanup(stack, names, table, api_client)
+
+
+def settle(metrics_url: str, quiet: float = 20.0, limit: float = 180.0) -> float:
+    """Seconds until no pass has run for `quiet` seconds (at most `limit`)."""
+    started = time.monotonic()
+    last, last_change = -1.0, started
+    while time.monotonic() - started < limit:
+        passes = total(scrape(metrics_url), "controller_runtime_reconcile_total{")
+        now = time.monotonic()
+        if passes != last:
+            last, last_change = passes, now
+        elif now - last_change >= quiet:
+            return last_change - started
+        time.sleep(1.0)
+    return limit
 
 
 def direct_creation(stack: Endpoints, count: int, filters: int, table: bool) -> float:
