@@ -89,6 +89,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # A pass writes the status itself (passes.run_pass), before kopf patches its own
+    # annotations: the watch event of that write carries no "handled" mark yet. kopf
+    # skips such an event once its own patch comes back, but waits only
+    # consistency_timeout for it (5 s by default): with hundreds of pipelines created at
+    # once the watch lags more than that, and each creation was handled twice.
+    settings.persistence.consistency_timeout = 60
     # The API server ends a watch after server_timeout; kopf then re-lists. Without
     # these, a watch silently stalled by a proxy or load balancer is never noticed.
     settings.watching.server_timeout = 300
