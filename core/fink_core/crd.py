@@ -582,7 +582,10 @@ def _job_status() -> dict[str, Any]:
         "description": "The Spark job: its driver pod, restarts and last failure.",
         "properties": {
             "state": _string(
-                "Submitted, Running, Streaming, Stopping, Restarting, Failed or Suspended."
+                "Waiting (for the topics and table), Pending (not schedulable or no image), "
+                "Submitted, Running, Streaming, Stopping, Restarting, Suspended, "
+                "SubmitFailed (the API server refused an object; the conditions say why) "
+                "or NotConfigured (no image or no checkpoint volume)."
             ),
             "driverPod": _string("Name of the driver pod."),
             "specHash": _string("Hash of what the running driver was started with."),

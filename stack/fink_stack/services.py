@@ -205,7 +205,7 @@ def _kwok_argv(layout: Layout) -> list[str]:
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-ip=127.0.0.1",
-        "--cidr=10.0.1.0/24",
+        "--cidr=10.244.0.0/16",  # fake pod IPs, never contacted: room for 500+ pods
         f"--server-address={HOST}:{KWOK_PORT}",
         "--config=" + ",".join(str(p) for p in KWOK.stage_files(layout.cache)),
     ]
@@ -226,7 +226,8 @@ def register_kwok_node(layout: Layout) -> None:
     """
     from kubernetes.client.rest import ApiException
 
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    # room for a scale test's 500 drivers of 1 core each (no container ever runs here)
+    capacity = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
     node = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -249,6 +250,8 @@ def register_kwok_node(layout: Layout) -> None:
         if error.status != 409:
             raise
         _core_api(layout).patch_node(KWOK_NODE, {"spec": {"taints": [KWOK_TAINT]}})
+        status = {"status": {"allocatable": capacity, "capacity": capacity}}
+        _core_api(layout).patch_node_status(KWOK_NODE, status)
 
 
 def _kwok_node_ready(layout: Layout) -> bool:

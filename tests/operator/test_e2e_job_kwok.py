@@ -112,6 +112,35 @@ def test_apply_runs_a_driver_rolls_it_on_change_and_suspends_it(
     assert job(pipelines, name)["submissions"] == 3
 
 
+def test_a_metrics_service_with_a_cluster_ip_is_made_again_headless(
+    kube: client.ApiClient,
+    namespace: str,
+    pipelines: Pipelines,
+    start_operator: OperatorFactory,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    """An older operator gave each pipeline's metrics Service a cluster IP (a cluster's range
+    then capped the number of pipelines); a Service's clusterIP is immutable, so the operator
+    replaces it rather than failing the submission."""
+    name = unique_name
+    leftovers["topics"] += [f"{name}.f0", f"{name}-deadletter"]
+    core = client.CoreV1Api(kube)
+    old = client.V1Service(
+        metadata=client.V1ObjectMeta(name=f"{name}-metrics"),
+        spec=client.V1ServiceSpec(
+            selector={"spark-role": "driver"}, ports=[client.V1ServicePort(port=9464)]
+        ),
+    )
+    assert core.create_namespaced_service(namespace, old).spec.cluster_ip not in (None, "None")
+    start_operator(*JOB_FLAGS)
+    pipelines.create(pipeline(name))
+    pipelines.wait_ready(name, timeout=90)
+    service = core.read_namespaced_service(f"{name}-metrics", namespace)
+    assert service.spec.cluster_ip == "None"
+    assert service.metadata.owner_references[0].name == name
+
+
 def test_a_driver_deleted_behind_the_operators_back_is_restarted_after_backoff(
     kube: client.ApiClient,
     namespace: str,

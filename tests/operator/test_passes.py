@@ -236,6 +236,28 @@ def test_the_job_starts_once_topics_and_table_exist_and_ready_waits_for_streamin
     assert len(jobs.created) == 1  # no second submission
 
 
+def test_an_object_the_api_server_refuses_is_a_condition_and_is_tried_again() -> None:
+    from fink_operator.job.supervise import SubmitFailed
+
+    context, jobs = job_context()
+    refusal = "the API server refused Service p1-metrics (500): range is full"
+
+    def refuse(objects: Any) -> None:
+        raise SubmitFailed(refusal)
+
+    jobs.apply = refuse
+    body = science_pipeline()
+    result = run_pass(context, body, "create")  # no exception escapes the pass
+    submitted = next(c for c in result.status["conditions"] if c["type"] == "SparkSubmitted")
+    assert (submitted["status"], submitted["reason"]) == ("False", "SubmitFailed")
+    assert refusal in submitted["message"]
+    assert jobs.created == [] and result.requeue == 30.0
+    del jobs.apply  # the cause is fixed: the next pass submits
+    again = run_pass(context, body, "drift")
+    assert [p["metadata"]["name"] for p in jobs.created] == ["p1-driver"]
+    assert conditions(again.status)["SparkSubmitted"] == ("True", "Submitted")
+
+
 def test_no_driver_is_started_while_kafka_is_down() -> None:
     kafka = FakeKafka(down=True)
     context, jobs = job_context(kafka)

@@ -15,9 +15,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 from fink_operator.job.render import SPEC_HASH
-from fink_operator.job.supervise import LOG_LINES, DriverPod
+from fink_operator.job.supervise import LOG_LINES, DriverPod, SubmitFailed
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "fink-operator"
@@ -36,16 +37,40 @@ class KubernetesJobs:
         return self._dynamic
 
     def apply(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Server-side apply each object; SubmitFailed with the API server's reason."""
         for body in objects:
-            resource = self.dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-            self.dynamic.server_side_apply(
-                resource,
-                body=body,
-                name=body["metadata"]["name"],
-                namespace=body["metadata"].get("namespace"),
-                field_manager=FIELD_MANAGER,
-                force_conflicts=True,
-            )
+            try:
+                self._apply(body)
+            except DynamicApiError as error:
+                if error.status == 422 and body["kind"] == "Service" and _immutable(error):
+                    # e.g. a metrics Service made with a cluster IP by an older operator:
+                    # a Service's clusterIP cannot change, so it is made again
+                    self._delete_service(body)
+                    try:
+                        self._apply(body)
+                        continue
+                    except DynamicApiError as again:
+                        error = again
+                raise SubmitFailed(_what(body, error.status, error.summary())) from error
+
+    def _apply(self, body: dict[str, Any]) -> None:
+        resource = self.dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        self.dynamic.server_side_apply(
+            resource,
+            body=body,
+            name=body["metadata"]["name"],
+            namespace=body["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
+    def _delete_service(self, body: dict[str, Any]) -> None:
+        metadata = body["metadata"]
+        try:
+            self.core.delete_namespaced_service(metadata["name"], metadata["namespace"])
+        except ApiException as error:
+            if error.status != 404:
+                raise SubmitFailed(_what(body, error.status, error.reason)) from error
 
     def driver(self, namespace: str, name: str, metrics_port: int) -> DriverPod | None:
         """The driver pod as it is now, with its logs if it ended and its metrics if it runs."""
@@ -117,7 +142,7 @@ class KubernetesJobs:
         except ApiException as error:
             if error.status == 409:
                 return False
-            raise
+            raise SubmitFailed(_what(pod, error.status, _api_message(error))) from error
         return True
 
     def delete_driver(self, namespace: str, name: str, grace_seconds: int) -> None:
@@ -143,3 +168,22 @@ def _with(pod: DriverPod, **changes: Any) -> DriverPod:
     from dataclasses import replace
 
     return replace(pod, **changes)
+
+
+def _immutable(error: DynamicApiError) -> bool:
+    """The API server's words for a field that cannot change (spec.clusterIP(s) here)."""
+    text = str(error.summary())
+    return "may not change once set" in text or "field is immutable" in text
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
+
+
+def _what(body: dict[str, Any], status: object, message: object) -> str:
+    return f"the API server refused {body['kind']} {body['metadata']['name']} ({status}): {message}"

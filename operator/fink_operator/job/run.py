@@ -20,6 +20,7 @@ from fink_operator.job.supervise import (
     STREAMING,
     SUBMITTED,
     JobRecord,
+    SubmitFailed,
     supervise,
 )
 from fink_operator.reconcile import Event, Outcome
@@ -70,10 +71,18 @@ def job_part(
     if decision.record.restarts > record.restarts and decision.record.last_failure:
         metrics.record_restart(namespace, spec.name, decision.record.last_failure.reason)
     if decision.action == "create":
-        context.jobs.apply(objects.supporting)
         pod = objects.driver_pod
         pod["metadata"]["annotations"][SUBMISSION] = str(decision.record.submissions)
-        if not context.jobs.create_driver(pod):
+        try:
+            context.jobs.apply(objects.supporting)
+            created = context.jobs.create_driver(pod)
+        except SubmitFailed as error:  # e.g. a quota, an admission webhook, a full range
+            return JobOutcome(
+                _all("SubmitFailed", f"{error}; trying again in 30 s"),
+                {**record.to_status(), "state": "SubmitFailed"},
+                requeue=30.0,
+            )
+        if not created:
             # the previous driver still exists (it is being deleted): never two at once
             return JobOutcome(
                 _all("Stopping", f"waiting for the previous {objects.driver_name} to go", None),

@@ -38,6 +38,10 @@ CRASH_LOOP_AFTER = 3  # failures in a row before a crash is called a crash loop
 LOG_LINES = 20
 
 
+class SubmitFailed(Exception):
+    """The API server refused or failed to write one of the job's objects (it says why)."""
+
+
 @dataclass(frozen=True)
 class DriverPod:
     """The driver pod as the adapter saw it."""
