@@ -209,6 +209,8 @@ class DriftSweep:
         return report
 
     def _pass(self, body: Mapping[str, Any]) -> None:
+        if self._stop.is_set():
+            return  # the operator is stopping: the next one passes it
         try:
             result = run_pass(self.context, body, "drift")
         except Exception:

@@ -124,6 +124,10 @@ def on_change(
     **_: Any,
 ) -> None:
     runtime: OperatorRuntime = memo.runtime
+    if runtime.stop_flag.is_set():
+        # stopping: asyncio runs every handler call still queued before the process may
+        # exit; not done here means done by the next operator, as soon as it starts
+        raise kopf.TemporaryError("the operator is stopping", delay=1)
     result = run_pass(runtime.context, body, str(reason))
     runtime.index.passed(body, result)  # run_pass wrote the status, under the pipeline's lock
     if result.requeue is not None:
