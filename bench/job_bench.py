@@ -166,7 +166,7 @@ def kwok(stack: Endpoints, count: int, log_dir: Path) -> None:
     finally:
         usage.stopped.set()
         operator.terminate()
-        operator.wait(30)
+        operator.wait(90)  # under load a stop finishes the passes in flight first
         core.delete_namespace(namespace)
 
 
@@ -220,7 +220,7 @@ def node(stack: Endpoints, log_dir: Path) -> None:
         print(f"node: spec change -> the rolled job's first new alert in {again:5.1f} s")
     finally:
         operator.terminate()
-        operator.wait(30)
+        operator.wait(90)  # under load a stop finishes the passes in flight first
         core.delete_namespace(namespace)
 
 

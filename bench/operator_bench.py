@@ -283,7 +283,7 @@ def run_one(
         return result
     finally:
         operator.terminate()
-        operator.wait(30)
+        operator.wait(90)  # under load a stop finishes the passes in flight first
         log.close()
         core.delete_namespace(namespace)
         cleanup(stack, names, table, api_client)
