@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,7 +47,7 @@ from fink_stack.services import KUBERNETES
 sys.path.insert(0, str(ROOT / "tests" / "operator"))  # job_world, cluster: the job tests' helpers
 
 from cluster import HBase, Kafka, Pipelines, wait_for
-from job_world import JobWorld
+from job_world import JobWorld, operator_flags
 
 
 def _operator_helpers() -> Any:
@@ -139,27 +138,6 @@ def _restarts(pipelines: Pipelines, name: str) -> int:
     return int((status.get("job") or {}).get("restarts", 0))
 
 
-def _operator_flags(stack: Endpoints, volume: Path) -> tuple[str, ...]:
-    """As the real-node job tests run it: the addresses pods use, the node's image."""
-    pods = stack.pods
-    assert pods is not None, "the real node is not up (fink-stack up node)"
-    return (
-        "--jobs",
-        "--spark-image",
-        pods.pipeline_image,
-        "--image-pull-policy",
-        "Never",
-        "--pipeline-volume",
-        f"host-path:{volume}",
-        "--kafka-bootstrap",
-        pods.kafka_bootstrap,
-        "--hbase-thrift",
-        pods.hbase_thrift,
-        "--hbase-admin",
-        pods.hbase_admin,
-    )
-
-
 @pytest.fixture(scope="session")
 def streamed(
     stack: Endpoints, prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory
@@ -179,7 +157,7 @@ def streamed(
         stack,
         namespace,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        *_operator_flags(stack, volume),
+        *operator_flags(stack, volume),
     )
     run = StreamedRun(namespace, world.name, broken, f"127.0.0.1:{operator.port}", run_id)
     producer = Producer(world)

@@ -188,3 +188,25 @@ class JobWorld:
             return False
         assert archived == len(self.produced), "the archive holds an alert twice"
         return True
+
+
+def operator_flags(stack: Endpoints, volume: Path, *extra: str) -> tuple[str, ...]:
+    """The operator as the real-node job tests run it: the addresses pods use, the node's image."""
+    pods = stack.pods
+    assert pods is not None, "the real node is not up (fink-stack up node)"
+    return (
+        "--jobs",
+        "--spark-image",
+        pods.pipeline_image,
+        "--image-pull-policy",
+        "Never",
+        "--pipeline-volume",
+        f"host-path:{volume}",
+        "--kafka-bootstrap",
+        pods.kafka_bootstrap,
+        "--hbase-thrift",
+        pods.hbase_thrift,
+        "--hbase-admin",
+        pods.hbase_admin,
+        *extra,
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cluster import Pipelines, wait_for
 from conftest import OperatorFactory
-from job_world import JobWorld
+from job_world import JobWorld, operator_flags
 from kubernetes import client
 
 from fink_stack.endpoints import Endpoints
@@ -36,27 +36,6 @@ def volume(tmp_path: Path) -> Path:
     path = tmp_path / "pipelines"
     path.mkdir()
     return path
-
-
-def operator_flags(stack: Endpoints, volume: Path, *extra: str) -> tuple[str, ...]:
-    pods = stack.pods
-    assert pods is not None
-    return (
-        "--jobs",
-        "--spark-image",
-        pods.pipeline_image,
-        "--image-pull-policy",
-        "Never",
-        "--pipeline-volume",
-        f"host-path:{volume}",
-        "--kafka-bootstrap",
-        pods.kafka_bootstrap,
-        "--hbase-thrift",
-        pods.hbase_thrift,
-        "--hbase-admin",
-        pods.hbase_admin,
-        *extra,
-    )
 
 
 @pytest.fixture
