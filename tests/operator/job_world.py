@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import read_committed
@@ -111,7 +112,7 @@ class JobWorld:
         alerts = generator.generate_alerts(count, SURVEY, self.seed)
         self.seed += 1
         values = [codec.encode(a, SURVEY) for a in alerts]
-        bad = [m for m, _ in generator.malformed_messages(malformed, SURVEY, self.seed)]
+        bad = [m for m, _ in malformed_messages(malformed, SURVEY, self.seed)]
         producer = Producer({"bootstrap.servers": self.stack.kafka_bootstrap, "linger.ms": 20})
         for i, value in enumerate([*values, *bad]):
             producer.produce(self.source, value=value, partition=i % 2)

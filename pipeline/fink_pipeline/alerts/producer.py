@@ -22,7 +22,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_pipeline.alerts.codec import encode
 from fink_pipeline.alerts.columns import OBJECT_ID
-from fink_pipeline.alerts.generator import iter_alerts, malformed_messages
+from fink_pipeline.alerts.generator import iter_alerts
+from fink_pipeline.alerts.malformed import malformed_messages
 
 REACH_TIMEOUT_S = 10.0  # fail fast: an unreachable broker is a wrong address, not a slow one
 FLUSH_TIMEOUT_S = 60.0

@@ -13,7 +13,8 @@ import pytest
 
 from fink_pipeline.alerts import codec
 from fink_pipeline.alerts.columns import columns_for
-from fink_pipeline.alerts.generator import generate_alerts, malformed_messages
+from fink_pipeline.alerts.generator import generate_alerts
+from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.alerts.schemas import parsed_schema
 
 

@@ -38,6 +38,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID, columns_for
+from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.science.plan import SciencePlan
 from fink_pipeline.stream import faults
@@ -164,7 +165,7 @@ class World:
         ].result(timeout=30)
         alerts = generator.generate_alerts(count, self.survey, seed)
         values = [codec.encode(a, self.survey) for a in alerts]
-        bad = [m for m, _ in generator.malformed_messages(malformed, self.survey, seed)]
+        bad = [m for m, _ in malformed_messages(malformed, self.survey, seed)]
         every = max(1, len(values) // max(1, len(bad)))
         mixed: list[bytes] = []
         for i, value in enumerate(values):
@@ -544,7 +545,7 @@ def assert_dead_letters(
         assert sources[position][0] == message.value(), "a dead letter names another message"
     reasons = Counter(h.split(":")[0] for h in (_error(m) for m in dead))
     assert set(reasons) <= {"not-avro", "wrong-schema", "missing-field"}
-    if len(bad) >= 6:  # generator.malformed_messages cycles through every category
+    if len(bad) >= 6:  # malformed.malformed_messages cycles through every category
         assert set(reasons) == {"not-avro", "wrong-schema", "missing-field"}
 
 

@@ -1,0 +1,111 @@
+"""Rubin alert records built from the simulated sky's detections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fink_pipeline.alerts.sky import (
+    DIA_OBJECT_BASE,
+    LSST_BAND_NAMES,
+    LSST_ZERO_POINT,
+    Point,
+    Sky,
+    SkyObject,
+    recent,
+)
+
+
+def _flux(mag: float) -> float:
+    return 10 ** ((LSST_ZERO_POINT - mag) / 2.5)
+
+
+def _dia_source(sky: Sky, obj: SkyObject, point: Point, object_id: int) -> dict[str, Any]:
+    assert point.mag is not None and point.alert_id is not None and point.sigma is not None
+    mjd = point.time - 2400000.5
+    flux = _flux(point.mag)
+    error = flux * point.sigma / 1.0857
+    if obj.quality.get("negative", 0.0) and point.alert_id % 3 == 0:
+        flux = -flux  # a negative difference (bogus dipoles and subtraction residuals)
+    return {
+        "diaSourceId": point.alert_id,
+        "visit": int(mjd * 1e4),
+        "detector": obj.number % 189,
+        "diaObjectId": object_id,
+        "ssObjectId": obj.ss_object_id,
+        "parentDiaSourceId": None,
+        "midpointMjdTai": mjd,
+        "ra": point.ra,
+        "raErr": 1e-5,
+        "dec": point.dec,
+        "decErr": 1e-5,
+        "ra_dec_Cov": None,
+        "x": float((point.alert_id * 7) % 4000),
+        "y": float((point.alert_id * 13) % 4000),
+        "centroid_flag": False,
+        "apFlux": flux * 1.02,
+        "apFluxErr": error * 1.1,
+        "snr": abs(flux) / error,
+        "psfFlux": flux,
+        "psfFluxErr": error,
+        "psfChi2": 1.0,
+        "psfNdata": 441,
+        "scienceFlux": abs(flux) + 1000.0,
+        "scienceFluxErr": error,
+        "extendedness": obj.host.get("sgscore1") if obj.kind == "sn_like" else 0.0,
+        "reliability": point.rb,
+        "band": LSST_BAND_NAMES[point.band],
+        "isDipole": False,
+        "pixelFlags": bool(obj.quality.get("nbad", 0)),
+    }
+
+
+def lsst_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
+    """The alert Rubin would send for this detection, with its previous detections."""
+    object_id = DIA_OBJECT_BASE + sky.seed_block + obj.number
+    source = _dia_source(sky, obj, point, object_id)
+    previous = [
+        _dia_source(sky, obj, p, object_id) for p in recent(obj, point.time) if p.mag is not None
+    ]
+    fluxes: dict[str, list[float]] = {}
+    for s in [*previous, source]:
+        fluxes.setdefault(s["band"], []).append(s["psfFlux"])
+    times = [s["midpointMjdTai"] for s in [*previous, source]]
+    dia_object = {
+        "diaObjectId": object_id,
+        "ra": obj.ra,
+        "raErr": 1e-5,
+        "dec": obj.dec,
+        "decErr": 1e-5,
+        "ra_dec_Cov": None,
+        "nDiaSources": len(previous) + 1,
+        "firstDiaSourceMjdTai": min(times),
+        "lastDiaSourceMjdTai": max(times),
+    }
+    for band in "gri":
+        values = fluxes.get(band, [])
+        dia_object[f"{band}_psfFluxMean"] = float(np.mean(values)) if values else None
+        dia_object[f"{band}_psfFluxNdata"] = len(values)
+    ss_object = None
+    if obj.ss_object_id is not None:
+        ss_object = {
+            "ssObjectId": obj.ss_object_id,
+            "designation": obj.solar_system.get("ssnamenr"),
+            "numObs": int(50 + obj.number % 500),
+            "arc": float(1 + obj.number % 3000),
+            "MOIDEarth": 0.5 + (obj.number % 100) / 50.0,
+        }
+    return {
+        "alertId": point.alert_id,
+        "diaSource": source,
+        "prvDiaSources": previous or None,
+        "diaObject": dia_object,
+        "ssObject": ss_object,
+        "cutoutDifference": None,
+        "cutoutScience": None,
+        "cutoutTemplate": None,
+    }
+
+
+# ---------------------------------------------------------------------- public API
