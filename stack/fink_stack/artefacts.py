@@ -365,7 +365,7 @@ class MavenBundle(Artefact):
         pom = work / "pom.xml"
         pom.write_text(
             '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-            f"<groupId>local.finkstack</groupId><artifactId>{self.name}</artifactId>"
+            "<groupId>local.finkstack</groupId><artifactId>quarkus-application</artifactId>"
             "<version>1</version><packaging>pom</packaging><dependencies>"
             + "".join(d.xml() for d in self.dependencies)
             + "</dependencies></project>"
@@ -453,3 +453,119 @@ class SparkConnectors(MavenBundle):
 
 def spark_connectors() -> SparkConnectors:
     return SparkConnectors(versions.spark_version())
+
+
+# ---------------------------------------------------------------- schema registry
+
+
+class QuarkusApplication(Artefact):
+    """A Quarkus application published only as a plain jar, made runnable (a fast-jar).
+
+    Apicurio Registry's `-app` jar on Maven Central holds the registry's classes
+    but no launcher: its releases are built by the quarkus-maven-plugin, which
+    this recipe runs on a generated project that depends on that jar. The jar has
+    no Jandex index, so `quarkus.index-dependency` makes its CDI beans and REST
+    resources visible; its own application.properties (read from the classpath)
+    stays the configuration, as in the upstream build.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        application: Dependency,
+        bom: Dependency,
+        quarkus: str,
+        overrides: tuple[Dependency, ...] = (),
+        extra: tuple[Dependency, ...] = (),
+    ) -> None:
+        self.application = application
+        self.bom = bom  # imported: the exact versions upstream released with
+        self.quarkus = quarkus
+        self.overrides = overrides  # managed versions that replace the BOM's
+        self.extra = extra
+        super().__init__(name=name, recipe=self._pom())
+
+    def run_jar(self, cache: Path) -> Path:
+        return self.path(cache) / "quarkus-app" / "quarkus-run.jar"
+
+    def _pom(self) -> str:
+        bom = (
+            f"<dependency><groupId>{self.bom.group}</groupId>"
+            f"<artifactId>{self.bom.artifact}</artifactId><version>{self.bom.version}</version>"
+            "<type>pom</type><scope>import</scope></dependency>"
+        )
+        app = self.application
+        index = "quarkus.index-dependency.application"
+        return (
+            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            "<groupId>local.finkstack</groupId><artifactId>quarkus-application</artifactId>"
+            "<version>1</version><properties>"
+            "<project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>"
+            "<dependencyManagement><dependencies>"
+            + bom
+            + "".join(d.xml() for d in self.overrides)
+            + "</dependencies></dependencyManagement><dependencies>"
+            + "".join(d.xml() for d in (app, *self.extra))
+            + "</dependencies><build><plugins><plugin><groupId>io.quarkus</groupId>"
+            f"<artifactId>quarkus-maven-plugin</artifactId><version>{self.quarkus}</version>"
+            "<executions><execution><goals><goal>build</goal></goals></execution></executions>"
+            "<configuration><properties>"
+            f"<{index}.group-id>{app.group}</{index}.group-id>"
+            f"<{index}.artifact-id>{app.artifact}</{index}.artifact-id>"
+            "</properties></configuration></plugin></plugins></build></project>"
+        )
+
+    def assemble(self, work: Path, log: Path) -> None:
+        if shutil.which("mvn") is None:
+            raise BuildError(f"Maven (mvn) is needed to build {self.name}")
+        project = work / "project"
+        project.mkdir()
+        (project / "pom.xml").write_text(self._pom())
+        _run(
+            [
+                "mvn",
+                "-B",
+                "-ntp",
+                "-f",
+                str(project / "pom.xml"),
+                "package",
+                # a system property: the application's own application.properties asks
+                # for a legacy-jar and outranks the plugin's <properties>
+                "-Dquarkus.package.type=fast-jar",
+            ],
+            cwd=project,
+            log=log,
+        )
+        (project / "target" / "quarkus-app").rename(work / "quarkus-app")
+        shutil.rmtree(project)
+
+
+def apicurio_registry() -> QuarkusApplication:
+    """Apicurio Registry with its Confluent-compatible API, from Maven Central jars.
+
+    Two jars it names are not served here and are replaced by what is:
+    - org.everit.json.schema (JSON Schema support, published on a Confluent
+      repository) by its Maven Central twin com.github.erosb:everit-json-schema,
+      same classes and version;
+    - apicurio-common-app-components-config-index 0.1.18.Final, a Quarkus
+      extension whose deployment half is not served, by 0.1.10.Final, the
+      served release whose runtime and deployment halves both resolve.
+    """
+    version = versions.APICURIO_REGISTRY
+    return QuarkusApplication(
+        f"apicurio-registry-{version}",
+        application=Dependency(
+            "io.apicurio",
+            "apicurio-registry-app",
+            version,
+            exclude_groups=("com.github.everit-org.json-schema",),
+        ),
+        bom=Dependency("io.apicurio", "apicurio-registry", version),
+        quarkus=versions.QUARKUS_FOR_APICURIO,
+        overrides=(
+            Dependency(
+                "io.apicurio", "apicurio-common-app-components-config-index", "0.1.10.Final"
+            ),
+        ),
+        extra=(Dependency("com.github.erosb", "everit-json-schema", "1.14.2"),),
+    )

@@ -19,6 +19,8 @@ class Endpoints:
     hbase_admin_port: int = 9091  # the Thrift2 gateway, on the Thrift host
     pods: PodEndpoints | None = None  # with the real node: what clients inside pods use
     prometheus: str = ""  # the local Prometheus's HTTP API (component monitoring)
+    # the schema registry's Confluent-compatible API (component registry)
+    schema_registry: str = ""
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
@@ -33,6 +35,8 @@ class Endpoints:
         }
         if self.prometheus:
             variables["FINK_PROMETHEUS_URL"] = self.prometheus
+        if self.schema_registry:
+            variables["FINK_SCHEMA_REGISTRY"] = self.schema_registry
         if self.pods is not None:
             variables.update(self.pods.environment())
         return variables
@@ -59,6 +63,7 @@ class PodEndpoints:
     pipeline_image: str  # fink-k8s/pipeline:dev
     operator_image: str  # fink-k8s/operator:dev
     containerd_address: str  # for ctr / crictl on the host
+    schema_registry: str = ""  # http://10.88.0.1:8081/apis/ccompat/v7 (through the pod gateway)
 
     def environment(self) -> dict[str, str]:
         return {
@@ -67,6 +72,7 @@ class PodEndpoints:
             "FINK_POD_HBASE_THRIFT": self.hbase_thrift,
             "FINK_POD_HBASE_ADMIN": self.hbase_admin,
             "FINK_POD_DNS": self.dns,
+            "FINK_POD_SCHEMA_REGISTRY": self.schema_registry,
             "FINK_NODE_NAME": self.node_name,
             "FINK_PIPELINE_IMAGE": self.pipeline_image,
             "FINK_OPERATOR_IMAGE": self.operator_image,
@@ -92,6 +98,7 @@ class PodEndpoints:
             pipeline_image=get("FINK_PIPELINE_IMAGE", ""),
             operator_image=get("FINK_OPERATOR_IMAGE", ""),
             containerd_address=get("CONTAINERD_ADDRESS", ""),
+            schema_registry=get("FINK_POD_SCHEMA_REGISTRY", ""),
         )
 
 
@@ -111,4 +118,5 @@ def from_environment() -> Endpoints | None:
         hbase_admin_port=int(admin_port or 9091),
         pods=PodEndpoints.from_environment(),
         prometheus=os.environ.get("FINK_PROMETHEUS_URL", ""),
+        schema_registry=os.environ.get("FINK_SCHEMA_REGISTRY", ""),
     )

@@ -37,6 +37,7 @@ class Ports:
     kubelet_healthz: int = 10248
     kube_proxy_metrics: int = 10249
     kube_proxy_healthz: int = 10256
+    schema_registry: int = 8081  # Apicurio Registry (Confluent API); pods via the pod gateway
 
 
 PORTS = Ports()

@@ -497,7 +497,7 @@ def _coredns_ready(layout: Layout) -> bool:
 
 # ---------------------------------------------------------------- pod gateway
 
-RELAYED_PORTS = (PORTS.apiserver, PORTS.hbase_thrift, PORTS.hbase_thrift2)
+RELAYED_PORTS = (PORTS.apiserver, PORTS.hbase_thrift, PORTS.hbase_thrift2, PORTS.schema_registry)
 
 
 def _gateway_argv(layout: Layout) -> list[str]:

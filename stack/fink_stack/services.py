@@ -2,7 +2,7 @@
 
 A Service knows its command line (built from cached artefacts), the services
 it needs first, and a health probe. Components group services the way users
-think of them (kubernetes, kafka, hbase); Spark has no server, only jars.
+think of them (kubernetes, kafka, hbase, registry); Spark has no server, only jars.
 """
 
 from __future__ import annotations
@@ -498,6 +498,53 @@ def _hbase_thrift2_ready(layout: Layout) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- schema registry
+
+SCHEMA_REGISTRY = artefacts.apicurio_registry()
+# where clients speaking the Confluent Schema Registry REST API find it
+SCHEMA_REGISTRY_PATH = "/apis/ccompat/v7"
+
+
+def schema_registry_url(host: str = HOST) -> str:
+    return f"http://{host}:{PORTS.schema_registry}{SCHEMA_REGISTRY_PATH}"
+
+
+def _schema_registry_argv(layout: Layout) -> list[str]:
+    """Apicurio Registry on loopback, its schemas in an H2 database file under the data dir.
+
+    The file (not upstream's in-memory default) keeps schema ids valid for as long
+    as Kafka keeps the messages that carry them: both survive a restart, both go
+    with `down --wipe`. Pods reach it through the node's pod gateway.
+    """
+    data = layout.data / "schema-registry"
+    return [
+        "java",
+        "-Xms64m",
+        "-Xmx256m",
+        "-XX:+UseSerialGC",  # a small heap on a 2-core machine shared with the whole stack
+        f"-Dquarkus.http.host={HOST}",
+        f"-Dquarkus.http.port={PORTS.schema_registry}",
+        f"-Dquarkus.datasource.jdbc.url=jdbc:h2:file:{data / 'registry'}",
+        "-Dquarkus.datasource.jdbc.initial-size=2",  # upstream keeps 20 connections open
+        "-Dquarkus.datasource.jdbc.min-size=2",
+        "-Dquarkus.datasource.jdbc.max-size=20",
+        # Narayana's default process id is a socket listening on a random port; a UUID is not
+        "-DCoreEnvironmentBean.processImplementationClassName="
+        "com.arjuna.ats.internal.arjuna.utils.UuidProcessId",
+        '-Dquarkus.log.category."io.sentry".level=ERROR',  # "no DSN" warnings: Sentry is off
+        "-jar",
+        str(SCHEMA_REGISTRY.run_jar(layout.cache)),
+    ]
+
+
+def _prepare_schema_registry(layout: Layout) -> None:
+    (layout.data / "schema-registry").mkdir(parents=True, exist_ok=True)
+
+
+def _schema_registry_ready(layout: Layout) -> bool:
+    return http_ok(f"{schema_registry_url()}/subjects")
+
+
 # ---------------------------------------------------------------- registry
 
 SERVICES: tuple[Service, ...] = (
@@ -585,6 +632,17 @@ SERVICES: tuple[Service, ...] = (
         port=PORTS.hbase_thrift2,
         startup_seconds=180,
     ),
+    Service(
+        "schema-registry",
+        "registry",
+        (),
+        _schema_registry_argv,
+        _schema_registry_ready,
+        prepare=_prepare_schema_registry,
+        port=PORTS.schema_registry,
+        startup_seconds=90,
+        data_dirs=("schema-registry",),
+    ),
     *NODE_SERVICES,  # the real node, last: stopped first, its pods before anything else
     prometheus.SERVICE,  # after the node: stopped before it, no scrape fails at `down`
 )
@@ -593,6 +651,7 @@ COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
     "kubernetes": (KUBERNETES, KWOK, HELM),
     "kafka": (KAFKA,),
     "hbase": (HBASE,),
+    "registry": (SCHEMA_REGISTRY,),
     "spark": (),  # resolved lazily: depends on the installed pyspark
     "node": (*node_artefacts.NODE_ARTEFACTS, images.PAUSE_IMAGE, *images.IMAGE_ARTEFACTS),
     "monitoring": (prometheus.PROMETHEUS,),

@@ -22,9 +22,16 @@ from dataclasses import dataclass
 from . import artefacts, hostpkgs, hoststate, images, netguard, node, podnet, process, prometheus
 from .endpoints import Endpoints, PodEndpoints
 from .layout import HOST, POD_NETWORK, PORTS, Layout
-from .services import COMPONENTS, SERVICES, Service, port_open, register_kwok_node
+from .services import (
+    COMPONENTS,
+    SERVICES,
+    Service,
+    port_open,
+    register_kwok_node,
+    schema_registry_url,
+)
 
-ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "spark", "node", "monitoring")
+ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "registry", "spark", "node", "monitoring")
 PROGRESS_SECONDS = 30.0  # how often a long build says it is still going
 
 Report = Callable[[str], None]
@@ -351,6 +358,7 @@ def endpoints(layout: Layout) -> Endpoints:
         hbase_admin_port=PORTS.hbase_thrift2,
         pods=pod_endpoints(layout) if podnet.available() else None,
         prometheus=prometheus.URL,
+        schema_registry=schema_registry_url(),
     )
 
 
@@ -361,6 +369,7 @@ def pod_endpoints(layout: Layout) -> PodEndpoints:
         kafka_bootstrap=f"{net.host}:{PORTS.kafka_pods}",
         hbase_thrift=f"{net.host}:{PORTS.hbase_thrift}",
         hbase_admin=f"{net.host}:{PORTS.hbase_thrift2}",
+        schema_registry=schema_registry_url(net.host),
         dns=net.dns_service_ip,
         node_name=net.node_name,
         pipeline_image=images.PIPELINE.short_reference,

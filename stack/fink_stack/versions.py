@@ -17,6 +17,11 @@ KWOK = "v0.8.0"  # sigs.k8s.io/kwok: a kubelet simulator, so pods progress with 
 HELM = "v3.22.0"  # helm.sh/helm/v3, to install and lint the charts
 # github.com/prometheus/prometheus (Go module v0.316.0): scrapes the operator and the drivers
 PROMETHEUS = "v3.16.0"
+# io.apicurio:apicurio-registry-app, the schema registry (Confluent API under /apis/ccompat/v7).
+# The newest release whose every jar Maven Central serves here: 2.5, 2.6 and 3.x need
+# apicurio-registry-schema-util-provider releases it refuses (and 3.x needs Java 21).
+APICURIO_REGISTRY = "2.4.2.Final"
+QUARKUS_FOR_APICURIO = "2.16.4.Final"  # the Quarkus that APICURIO_REGISTRY was released on
 
 # The real node: kubelet and kube-proxy come from the KUBERNETES build above.
 CONTAINERD = "v2.4.2"  # github.com/containerd/containerd/v2: containerd, ctr, the runc shim
