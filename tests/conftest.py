@@ -27,7 +27,7 @@ def stack() -> Iterator[Endpoints]:
     # Stop at the end only a stack this session started from nothing: a stack that
     # merely looks unhealthy (another session testing an outage) is not ours to stop.
     started_here = api.is_down()
-    # FINK_TEST_COMPONENTS=kubernetes,kafka,hbase,spark limits what a session brings up
+    # FINK_TEST_COMPONENTS=kubernetes,kafka,hbase,registry,spark limits what a session brings up
     # (a developer iterating on one part); `make test` brings up everything
     wanted = [c for c in os.environ.get("FINK_TEST_COMPONENTS", "").split(",") if c]
     endpoints = api.ensure_up(wanted, quiet=True) if wanted else api.ensure_up(quiet=True)
