@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--malformed", type=int, default=0, help="malformed messages to mix in")
     send.add_argument("--create-topic", action="store_true", help="create the topic if missing")
     send.add_argument("--partitions", type=int, default=1, help="partitions of a created topic")
+    send.add_argument(
+        "--cutouts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ZTF: each alert carries its three cutouts, ~60-67 KB a message as ZTF's "
+        "(default); --no-cutouts sends alerts of a few KB",
+    )
 
     schema = commands.add_parser("schema", help="print a survey's Avro alert schema")
     schema.add_argument("--survey", choices=SURVEYS, required=True)
@@ -91,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             malformed=args.malformed,
             create_topic=args.create_topic,
             partitions=args.partitions,
+            cutouts=args.cutouts,
             progress=lambda line: print(line, flush=True),
         )
     except ProduceError as error:

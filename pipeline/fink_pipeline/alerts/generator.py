@@ -28,6 +28,7 @@ numpy generator: a seed gives the same stream every time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -39,11 +40,20 @@ __all__ = ["CLASSES", "generate_alerts", "generate_labelled", "iter_alerts"]
 
 
 def iter_alerts(
-    survey: str = "ztf", seed: int = 0, start_jd: float = DEFAULT_START_JD
+    survey: str = "ztf", seed: int = 0, start_jd: float = DEFAULT_START_JD, cutouts: bool = True
 ) -> Iterator[tuple[dict[str, Any], str]]:
-    """An endless, lazy stream of (alert, class) in time order, nights rolling over."""
+    """An endless, lazy stream of (alert, class) in time order, nights rolling over.
+
+    ZTF alerts carry their three cutouts unless `cutouts=False` (stamps.py: a pool
+    made once per seed, so a packet weighs what a real one does at almost no cost);
+    the cutouts come from their own random stream, so the alerts are the same
+    either way. LSST alerts carry none.
+    """
     sky = Sky(survey, seed, start_jd)
-    build = ztf_alert if survey == "ztf" else lsst_alert
+    if survey == "ztf":
+        build = partial(ztf_alert, stamp_seed=seed if cutouts else None)
+    else:
+        build = lsst_alert
     for index in range(-BURN_IN_NIGHTS, 0):  # histories before the first alert
         for _ in sky.night(index):
             pass
@@ -56,17 +66,25 @@ def iter_alerts(
 
 
 def generate_labelled(
-    count: int, survey: str = "ztf", seed: int = 0, start_jd: float = DEFAULT_START_JD
+    count: int,
+    survey: str = "ztf",
+    seed: int = 0,
+    start_jd: float = DEFAULT_START_JD,
+    cutouts: bool = True,
 ) -> list[tuple[dict[str, Any], str]]:
     """The first `count` alerts of the stream with their class."""
-    return list(islice(iter_alerts(survey, seed, start_jd), count))
+    return list(islice(iter_alerts(survey, seed, start_jd, cutouts), count))
 
 
 def generate_alerts(
-    count: int, survey: str = "ztf", seed: int = 0, start_jd: float = DEFAULT_START_JD
+    count: int,
+    survey: str = "ztf",
+    seed: int = 0,
+    start_jd: float = DEFAULT_START_JD,
+    cutouts: bool = True,
 ) -> list[dict[str, Any]]:
     """The first `count` alerts of the stream (nested dicts per the survey's schema)."""
-    return [alert for alert, _ in generate_labelled(count, survey, seed, start_jd)]
+    return [alert for alert, _ in generate_labelled(count, survey, seed, start_jd, cutouts)]
 
 
 # ---------------------------------------------------------------------- malformed

@@ -104,12 +104,14 @@ def produce(
     malformed: int = 0,
     create_topic: bool = False,
     partitions: int = 1,
+    cutouts: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> ProduceReport:
     """Send `count` generated alerts (and `malformed` bad messages at random places).
 
     rate: alerts per second, 0 for as fast as possible. burst: send that many
     alerts at once every burst/rate seconds (Rubin's pace), 0 for a steady flow.
+    cutouts: ZTF alerts carry their three stamps (~60-67 KB a message, as ZTF's).
     """
     if count < 0 or malformed < 0 or rate < 0 or burst < 0:
         raise ProduceError("--count, --malformed, --rate and --burst must not be negative")
@@ -145,7 +147,7 @@ def produce(
         np.random.default_rng(seed + 17).choice(total, len(bad), replace=False).tolist()
     )
     bad_iter = iter(bad)
-    alerts = iter_alerts(survey, seed)
+    alerts = iter_alerts(survey, seed, cutouts=cutouts)
     if count:
         # the generator simulates the sky's first nights before its first alert: the
         # pace starts once that alert exists, or the first seconds' alerts would all

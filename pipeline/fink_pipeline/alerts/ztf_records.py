@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fink_pipeline.alerts.sky import Point, Sky, SkyObject, recent
+from fink_pipeline.alerts.stamps import stamps_for
 
 
-def ztf_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
-    """The alert ZTF would send for this detection, with 30 days of history."""
+def ztf_alert(
+    sky: Sky, obj: SkyObject, point: Point, stamp_seed: int | None = None
+) -> dict[str, Any]:
+    """The alert ZTF would send for this detection, with 30 days of history.
+
+    With a `stamp_seed` it carries the three cutouts, picked from that seed's
+    pool (stamps.py), as ZTF's packets do; without, the three cutout fields are
+    null (a packet of a few KB).
+    """
     rng = sky.rng
     name = sky.object_name(obj.number, obj.jdstarthist or point.time)
     assert point.mag is not None and point.alert_id is not None
@@ -100,6 +108,18 @@ def ztf_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
         }
         for p in recent(obj, jd)
     ]
+    stamps = {"cutoutScience": None, "cutoutTemplate": None, "cutoutDifference": None}
+    if stamp_seed is not None:
+        triple = stamps_for(stamp_seed, point.mag, point.alert_id)
+        prefix = f"candid{point.alert_id}_pid{pid}_targ"
+        stamps = {
+            "cutoutScience": {"fileName": f"{prefix}_sci.fits.gz", "stampData": triple.science},
+            "cutoutTemplate": {"fileName": f"{prefix}_ref.fits.gz", "stampData": triple.template},
+            "cutoutDifference": {
+                "fileName": f"{prefix}_diff.fits.gz",
+                "stampData": triple.difference,
+            },
+        }
     return {
         "schemavsn": "3.3",
         "publisher": "fink-k8s synthetic",
@@ -107,7 +127,5 @@ def ztf_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
         "candid": point.alert_id,
         "candidate": candidate,
         "prv_candidates": history or None,
-        "cutoutScience": None,
-        "cutoutTemplate": None,
-        "cutoutDifference": None,
+        **stamps,
     }

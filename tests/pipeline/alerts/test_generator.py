@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import gzip
+import io
 from itertools import islice
 
 import numpy as np
@@ -126,3 +128,58 @@ def test_the_class_mix_and_the_filters_share_are_the_documented_ones(ztf_labelle
     assert abs(selected["early_sn_candidates"] - 0.12) < 0.015, selected
     assert abs(selected["new_sso_candidates"] - 0.07) < 0.015, selected
     assert abs(selected["fast_transients"] - 0.06) < 0.015, selected
+
+
+# --- cutouts: ZTF packets weigh what ZTF's do ------------------------------------------------
+
+STAMPS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+SUFFIXES = {"cutoutScience": "sci", "cutoutTemplate": "ref", "cutoutDifference": "diff"}
+
+
+def test_ztf_packets_carry_three_fits_stamps_and_weigh_60_to_75_kb(ztf_labelled) -> None:
+    fits = pytest.importorskip("astropy.io.fits")
+    alerts = [a for a, _ in ztf_labelled]
+    sizes = np.array([len(codec.encode(a, "ztf")) for a in alerts])
+    # real ZTF packets (schema 3.3, three cutouts) weigh 60-75 KB
+    assert sizes.min() >= 60_000 and sizes.max() <= 75_000, (sizes.min(), sizes.max())
+    seen: set[bytes] = set()
+    bright = 0
+    for alert in alerts[:60]:
+        candidate = alert["candidate"]
+        for field in STAMPS:
+            cutout = alert[field]
+            assert cutout["fileName"] == (
+                f"candid{alert['candid']}_pid{candidate['pid']}_targ_{SUFFIXES[field]}.fits.gz"
+            )
+            data = cutout["stampData"]
+            assert data[:2] == b"\x1f\x8b"  # gzip
+            raw = gzip.decompress(data)
+            assert len(raw) % 2880 == 0 and raw[:30] == b"SIMPLE  =                    T"
+            with fits.open(io.BytesIO(raw)) as hdus:  # as Fink reads them: gunzip, then FITS
+                hdus.verify("exception")
+                image = hdus[0].data
+                assert hdus[0].header["BITPIX"] == -32 and image.shape == (63, 63)
+            assert image.dtype.kind == "f" and np.isfinite(image).all()
+            if field == "cutoutScience" and candidate["magpsf"] < 19.5:
+                # a PSF-like source at the centre, well above the noise around it (fainter
+                # ones, near the 5-sigma limit, stand out in the aperture, not in one pixel)
+                centre = image[29:34, 29:34].max()
+                border = np.concatenate([image[:8].ravel(), image[-8:].ravel()])
+                assert centre > np.median(border) + 3 * border.std()
+                bright += 1
+            seen.add(data)
+    assert (
+        bright >= 5 and len(seen) > 10
+    )  # stamps differ between alerts, not one image copied everywhere
+
+
+def test_without_cutouts_the_same_alerts_come_light() -> None:
+    heavy = generate_labelled(200, "ztf", seed=5)
+    light = generate_labelled(200, "ztf", seed=5, cutouts=False)
+    for (with_stamps, kind), (without, same_kind) in zip(heavy, light, strict=True):
+        assert kind == same_kind
+        assert all(without[f] is None for f in STAMPS)
+        assert {k: v for k, v in with_stamps.items() if k not in STAMPS} == {
+            k: v for k, v in without.items() if k not in STAMPS
+        }
+    assert max(len(codec.encode(a, "ztf")) for a, _ in light) < 15_000

@@ -66,12 +66,35 @@ def test_produced_alerts_and_malformed_messages_reach_the_topic(
     assert len(messages) == 520
     batch = codec.decode_batch([m.value() for m in messages], "ztf")
     assert len(batch.frame) == 500 and len(batch.rejects) == 20
+    # alerts (keyed; malformed messages have no key) weigh what ZTF's do: three cutouts each
+    sizes = [len(m.value()) for m in messages if m.key() is not None]
+    assert len(sizes) == 500 and min(sizes) >= 60_000 and max(sizes) <= 75_000
     # an object's alerts share a partition (keyed by objectId)
     partitions: dict[bytes, set[int]] = {}
     for message in messages:
         if message.key() is not None:
             partitions.setdefault(message.key(), set()).add(message.partition())
     assert all(len(p) == 1 for p in partitions.values())
+
+
+@pytest.mark.stack
+def test_no_cutouts_sends_light_ztf_packets(stack: Endpoints, unique_name: str) -> None:
+    done = run(
+        "produce", "--survey", "ztf", "--topic", unique_name, "--no-cutouts",
+        "--bootstrap-servers", stack.kafka_bootstrap, "--count", "50", "--create-topic",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": unique_name})
+    consumer.assign([TopicPartition(unique_name, 0, 0)])
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(values) < 50 and time.monotonic() < deadline:
+            values += [m.value() for m in consumer.consume(num_messages=50, timeout=1.0)]
+    finally:
+        consumer.close()
+    assert len(values) == 50 and max(len(v) for v in values) < 15_000
+    assert len(codec.decode_batch(values, "ztf").frame) == 50
 
 
 def test_an_unreachable_broker_fails_fast_with_a_message() -> None:
