@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fink_pipeline.alerts.columns import OBJECT_ID
+from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
 from fink_pipeline.stream import faults, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.metrics import PipelineMetrics
@@ -177,14 +177,15 @@ class MicroBatchWriter:
             [name for name, mask in flags.items() if mask[i]] for i in np.flatnonzero(any_pass)
         ]
         object_ids = selected[OBJECT_ID[plan.survey]].tolist()
+        alert_ids = selected[ALERT_ID[plan.survey]].tolist()
         stamps = selected["_timestamp_ms"].tolist()
         messages = []
-        for record, names, object_id, stamp in zip(
-            records, names_per_row, object_ids, stamps, strict=True
+        for record, names, object_id, alert_id, stamp in zip(
+            records, names_per_row, object_ids, alert_ids, stamps, strict=True
         ):
             record[FILTERS_FIELD] = names
             value = self.codec.encode(_plain(record))
-            key = None if pd.isna(object_id) else str(object_id).encode()
+            key = filter_message_key(object_id, alert_id)
             for science_filter, topic in plan.filters:
                 if science_filter.name in names:
                     headers = [
@@ -208,7 +209,8 @@ class MicroBatchWriter:
                 ("fink-source-offset", str(offset).encode()),
             ]
             value = bytes(raw) if raw is not None else b""
-            messages.append(OutgoingMessage(self.sinks.dead_letter_topic, value, None, headers))
+            key = dead_letter_key(topic, partition, offset)
+            messages.append(OutgoingMessage(self.sinks.dead_letter_topic, value, key, headers))
         return messages
 
     def _archive_table(self, good: pd.DataFrame) -> pa.Table:
@@ -243,6 +245,30 @@ class MicroBatchWriter:
             lag = max(0, head - ends[(topic, partition)])
             self.lag[(topic, partition)] = lag
             self.metrics.input_lag.labels(self.pipeline, topic, str(partition)).set(lag)
+
+
+def filter_message_key(object_id: Any, alert_id: Any) -> bytes:
+    """The object's id, so its alerts share a partition, in order; the alert's id without one.
+
+    Every message has a key: a compacted topic refuses a message without one, and with
+    it the whole transaction of the batch. (A Rubin diaSource of a known asteroid has
+    no diaObject.)
+    """
+    chosen = alert_id if object_id is None or pd.isna(object_id) else object_id
+    return _id_text(chosen).encode()
+
+
+def dead_letter_key(topic: Any, partition: Any, offset: Any) -> bytes:
+    """Where the message was read, `topic:partition:offset`: unique, so compaction keeps all."""
+    return f"{topic}:{int(partition)}:{int(offset)}".encode()
+
+
+def _id_text(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return str(int(value))  # an integer id that went through a float column
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
 
 
 def source_ends(frame: pd.DataFrame) -> dict[tuple[str, int], int]:

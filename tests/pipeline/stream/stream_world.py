@@ -498,7 +498,7 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
             headers = dict(message.headers())
             assert headers["fink-filter"] == name.encode()
             assert int(headers["fink-source-timestamp-ms"]) == stamps[candidate]
-            assert message.key() == message_key(alert[OBJECT_ID[world.survey]])
+            assert message.key() == message_key(alert[OBJECT_ID[world.survey]], candidate)
         duplicates = [c for c, n in Counter(got).items() if n > 1]
         assert not duplicates, f"{name}: delivered twice: {duplicates[:5]}"
         assert set(got) == want.selected[name], f"{name}: topic differs from the filter applied"
@@ -517,10 +517,10 @@ def source_alert_ids(
     return {positions[i]: int(c) for i, c in zip(frame["_position"], ids, strict=True)}
 
 
-def message_key(object_id: Any) -> bytes | None:
-    """objectId (ZTF) or diaObjectId (LSST; none for a diaSource without diaObject)."""
+def message_key(object_id: Any, alert_id: int) -> bytes:
+    """objectId (ZTF) or diaObjectId (LSST); the diaSourceId for a diaSource without diaObject."""
     if object_id is None or object_id is pd.NA:
-        return None
+        return str(alert_id).encode()
     if isinstance(object_id, str):
         return object_id.encode()
     return str(int(object_id)).encode()
@@ -543,6 +543,7 @@ def assert_dead_letters(
         assert headers["fink-source-topic"] == world.source
         position = (int(headers["fink-source-partition"]), int(headers["fink-source-offset"]))
         assert sources[position][0] == message.value(), "a dead letter names another message"
+        assert message.key() == f"{world.source}:{position[0]}:{position[1]}".encode()
     reasons = Counter(h.split(":")[0] for h in (_error(m) for m in dead))
     assert set(reasons) <= {"not-avro", "wrong-schema", "missing-field"}
     if len(bad) >= 6:  # malformed.malformed_messages cycles through every category
