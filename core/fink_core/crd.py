@@ -34,6 +34,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 MEMORY_PATTERN = r"^[0-9]+[kmgtKMGT]?$"
 CPU_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 INTERVAL_PATTERN = r"^[0-9]+ (millisecond|second|minute|hour)s?$"
+URL_PATTERN = r"^https?://\S+$"
 BOOTSTRAP_PATTERN = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$"
 # KEP-1623 (metav1.Condition): the fields and formats every condition carries
 CONDITION_TYPE_PATTERN = (
@@ -171,6 +172,14 @@ def _source() -> dict[str, Any]:
                     ),
                     "maxOffsetsPerTrigger": _integer(
                         "Upper bound of alerts read per micro-batch.", minimum=1, format="int64"
+                    ),
+                    "schemaRegistry": _string(
+                        "Rubin only: base URL of the schema registry (Confluent API) that "
+                        "holds the writer schemas whose ids Rubin's alerts carry. Without "
+                        "it, ids are Rubin's official ones from lsst-alert-packet "
+                        "(MAJOR*100+MINOR).",
+                        maxLength=2048,
+                        pattern=URL_PATTERN,
                     ),
                 },
             }
@@ -653,6 +662,13 @@ def _root_rules() -> list[dict[str, Any]]:
 
 def _spec_rules() -> list[dict[str, Any]]:
     return [
+        {
+            "rule": "!has(self.source.kafka.schemaRegistry) || self.survey == 'lsst'",
+            "message": "source.kafka.schemaRegistry applies to Rubin (survey lsst) only: ZTF "
+            "alerts carry their schema; remove it",
+            "fieldPath": ".source.kafka.schemaRegistry",
+            "reason": "FieldValueForbidden",
+        },
         {
             "rule": "!has(self.adopt) || !has(self.adopt.topics) || "
             "!(self.source.kafka.topic in self.adopt.topics)",

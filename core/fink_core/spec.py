@@ -48,6 +48,7 @@ class KafkaSource:
     starting_offsets: str = "earliest"
     credentials_secret: str | None = None
     max_offsets_per_trigger: int | None = None
+    schema_registry: str | None = None  # Rubin: where the ids its alerts carry are resolved
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,11 @@ def parse_pipeline(document: Mapping[str, Any]) -> PipelineSpec:
 
     survey = _choice(spec, "survey", SURVEYS, "spec.survey")
     source = _parse_source(_required_map(spec, "source", "spec.source"))
+    if source.schema_registry and survey != "lsst":
+        raise SpecError(
+            "spec.source.kafka.schemaRegistry applies to Rubin (survey lsst) only: ZTF alerts "
+            "carry their schema; remove it"
+        )
     modules = tuple(
         ModuleSpec(
             name=_required_str(m, "name", f"spec.modules[{i}].name"),
@@ -295,7 +301,19 @@ def _parse_source(doc: Mapping[str, Any]) -> KafkaSource:
         max_offsets_per_trigger=_int(max_offsets, "spec.source.kafka.maxOffsetsPerTrigger", 1)
         if max_offsets is not None
         else None,
+        schema_registry=_registry_url(kafka.get("schemaRegistry")),
     )
+
+
+def _registry_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise SpecError(
+            "spec.source.kafka.schemaRegistry must be an http(s) URL, the registry's "
+            f"Confluent API base (e.g. http://registry:8081/apis/ccompat/v7), not {value!r}"
+        )
+    return value
 
 
 def _parse_filter(

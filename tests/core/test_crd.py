@@ -140,9 +140,13 @@ PATTERN_SAMPLES = {
     crd.CPU_PATTERN: ("250m", "1.5"),
     crd.INTERVAL_PATTERN: ("5 seconds", "1 minute"),
     crd.BOOTSTRAP_PATTERN: ("a:1", "b:2"),
+    crd.URL_PATTERN: ("http://a:8081/apis/ccompat/v7", "https://b"),
 }
 # leaves whose value needs a companion to be valid
-COMPANIONS = {"spec.sinks.hbase.regions": {"spec.sinks.hbase.saltDigits": 3}}
+COMPANIONS = {
+    "spec.sinks.hbase.regions": {"spec.sinks.hbase.saltDigits": 3},
+    "spec.source.kafka.schemaRegistry": {"spec.survey": "lsst"},
+}
 
 
 def _samples(node: dict[str, Any]) -> tuple[Any, Any]:

@@ -2,6 +2,7 @@
 
 fink-alerts produce --survey ztf --topic ztf-alerts --count 10000 --rate 1000
 fink-alerts produce --survey lsst --topic lsst-alerts --count 50000 --rate 250 --burst 10000
+fink-alerts produce --survey lsst --topic lsst-alerts --schema-version 11.1 --schema-version 7.4
 fink-alerts schema --survey lsst
 fink-alerts sample --survey ztf --count 3
 
@@ -57,6 +58,21 @@ def _parser() -> argparse.ArgumentParser:
         help="ZTF: each alert carries its three cutouts, ~60-67 KB a message as ZTF's "
         "(default); --no-cutouts sends alerts of a few KB",
     )
+    send.add_argument(
+        "--schema-version",
+        action="append",
+        default=[],
+        metavar="MAJOR.MINOR",
+        help="Rubin: write with this official schema version (repeat to mix versions, "
+        "alert by alert; default: lsst-alert-packet's latest)",
+    )
+    send.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="Rubin: register the schemas with this registry (Confluent API base URL) and "
+        "write the ids it gives; a pipeline reading them needs the same "
+        "source.kafka.schemaRegistry (default: lsst-alert-packet's official ids)",
+    )
 
     schema = commands.add_parser("schema", help="print a survey's Avro alert schema")
     schema.add_argument("--survey", choices=SURVEYS, required=True)
@@ -100,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             partitions=args.partitions,
             cutouts=args.cutouts,
             progress=lambda line: print(line, flush=True),
+            schema_versions=args.schema_version,
+            schema_registry=args.schema_registry,
         )
     except ProduceError as error:
         print(f"fink-alerts: {error}", file=sys.stderr)

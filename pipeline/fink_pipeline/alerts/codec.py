@@ -4,7 +4,9 @@
   (header with the writer schema, one data block, sync markers).
 - Rubin ships each alert in the Confluent wire format: byte 0x00, a 4-byte
   big-endian schema id from its schema registry, then the Avro body without a
-  schema. We have no registry: our LSST schema has the fixed id LSST_SCHEMA_ID.
+  schema. The writer schema is found by that id in a schema registry when one
+  is given (registry.py), else in Rubin's own package, whose ids are
+  MAJOR*100 + MINOR (rubin_schemas.py); every official version is read.
 
 `decode_batch` turns a micro-batch of Kafka values into the flat alert frame
 (columns.columns_for(survey)) the science reads. It never raises on bad input:
@@ -33,7 +35,9 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer, writer
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
+from fink_pipeline.alerts import rubin_schemas
 from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.registry import RegistryUnavailable, UnknownSchemaId, registry_at
 from fink_pipeline.alerts.schemas import (
     RECORD_NAMES,
     canonical_form,
@@ -41,9 +45,6 @@ from fink_pipeline.alerts.schemas import (
     schema_text,
 )
 
-# Our LSST schema's id in the Confluent wire format. Rubin's ids come from its
-# registry; ours is a constant because we ship one LSST schema (lsst_alert.avsc).
-LSST_SCHEMA_ID = 704
 WIRE_MAGIC = 0
 CONTAINER_MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
@@ -89,14 +90,28 @@ class _Refused(Exception):
 # --------------------------------------------------------------------------- encoding
 
 
-def encode(alert: dict[str, Any], survey: str) -> bytes:
-    """One alert (nested dict per the survey's schema) as the survey ships it."""
+def encode(
+    alert: dict[str, Any],
+    survey: str,
+    *,
+    schema_version: tuple[int, int] | None = None,
+    schema_id: int | None = None,
+) -> bytes:
+    """One alert (nested dict per the survey's schema) as the survey ships it.
+
+    Rubin alerts are written with the official schema `schema_version` (the
+    package's latest by default; the alert must be laid out in it, see
+    lsst_records.in_version) under `schema_id` (the id a registry gave that
+    schema; the package's official id by default).
+    """
     buffer = io.BytesIO()
     if survey == "ztf":
         writer(buffer, parsed_schema("ztf"), [alert], codec="null")
     elif survey == "lsst":
-        buffer.write(struct.pack(">bI", WIRE_MAGIC, LSST_SCHEMA_ID))
-        schemaless_writer(buffer, parsed_schema("lsst"), alert)
+        version = schema_version or rubin_schemas.latest()
+        header_id = rubin_schemas.official_id(version) if schema_id is None else schema_id
+        buffer.write(struct.pack(">bI", WIRE_MAGIC, header_id))
+        schemaless_writer(buffer, rubin_schemas.parsed_writer_schema(version), alert)
     else:
         raise ValueError(f"unknown survey {survey!r}; known surveys: ztf, lsst")
     return buffer.getvalue()
@@ -242,19 +257,80 @@ def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
     return record, header.exact
 
 
-def _wire_record(data: bytes, survey: str) -> dict[str, Any]:
-    """The record of a Confluent wire-format message of our LSST schema."""
+@dataclass(frozen=True)
+class _WireReaders:
+    """How to read messages of one schema id: the writer schema and our projection of it."""
+
+    writer: dict[str, Any] | None
+    reader: dict[str, Any] | None
+    refusal: str | None  # set when every message with this id is refused
+
+
+# (registry URL or "", schema id) -> readers; a schema id never changes meaning.
+_WIRE_READERS: dict[tuple[str, int], _WireReaders] = {}
+LSST_SOURCE_FIELDS = tuple(c for c in columns_for("lsst") if not c.startswith("prv_"))
+
+
+def _wire_readers(schema_id: int, registry: str | None) -> _WireReaders:
+    key = (registry or "", schema_id)
+    found = _WIRE_READERS.get(key)
+    if found is None:
+        found = _WIRE_READERS[key] = _resolve_wire_schema(schema_id, registry)
+    return found
+
+
+def _resolve_wire_schema(schema_id: int, registry: str | None) -> _WireReaders:
+    if registry:
+        try:
+            writer_raw = json.loads(registry_at(registry).schema_text(schema_id))
+        except UnknownSchemaId:
+            return _WireReaders(
+                None, None, f"{WRONG_SCHEMA}: schema id {schema_id} is not in the registry"
+            )
+        except ValueError as error:
+            return _WireReaders(None, None, f"{WRONG_SCHEMA}: schema id {schema_id}: {error}")
+    else:
+        version = rubin_schemas.version_of_id(schema_id)
+        if version is None:
+            first, last = rubin_schemas.versions()[0], rubin_schemas.versions()[-1]
+            return _WireReaders(
+                None,
+                None,
+                f"{WRONG_SCHEMA}: unknown schema id {schema_id} (no registry configured; "
+                f"Rubin's official ids run from {rubin_schemas.official_id(first)} to "
+                f"{rubin_schemas.official_id(last)})",
+            )
+        writer_raw = rubin_schemas.writer_schema(version)
+    if not rubin_schemas.is_alert_schema(writer_raw):
+        name = writer_raw.get("name") if isinstance(writer_raw, dict) else None
+        return _WireReaders(
+            None,
+            None,
+            f"{WRONG_SCHEMA}: schema id {schema_id} is {name or 'not a record'}, not a Rubin alert",
+        )
+    try:
+        writer_schema = parse_schema(writer_raw)
+        reader = parse_schema(rubin_schemas.projection(writer_raw, LSST_SOURCE_FIELDS))
+    except Exception as error:
+        return _WireReaders(None, None, f"{WRONG_SCHEMA}: schema id {schema_id}: {error}")
+    return _WireReaders(writer_schema, reader, None)
+
+
+def _wire_record(data: bytes, registry: str | None) -> dict[str, Any]:
+    """The diaSource and prvDiaSources of a Rubin alert in the Confluent wire format."""
     if data[:4] == CONTAINER_MAGIC:
         raise _Refused(WRONG_SCHEMA, "an Avro container file (ZTF's format), expected wire format")
     if len(data) < 5 or data[0] != WIRE_MAGIC:
         raise _Refused(NOT_AVRO, "not in the Confluent wire format (magic byte 0 + schema id)")
     (schema_id,) = struct.unpack(">I", data[1:5])
-    if schema_id != LSST_SCHEMA_ID:
-        raise _Refused(WRONG_SCHEMA, f"unknown schema id {schema_id} (ours is {LSST_SCHEMA_ID})")
+    readers = _wire_readers(schema_id, registry)
+    if readers.refusal is not None:
+        category, detail = readers.refusal.split(": ", 1)
+        raise _Refused(category, detail)
     body = io.BytesIO(data)
     body.seek(5)
     try:
-        record = schemaless_reader(body, parsed_schema(survey), None)
+        record = schemaless_reader(body, readers.writer, readers.reader)
     except Exception as error:
         raise _Refused(
             NOT_AVRO, f"truncated or corrupt Avro body ({type(error).__name__})"
@@ -272,7 +348,7 @@ ZTF_CANDIDATE = tuple(
     c for c in columns_for("ztf") if not c.startswith("prv_") and c not in ZTF_TOP
 )
 ZTF_HISTORY = tuple(c[4:] for c in columns_for("ztf") if c.startswith("prv_"))
-LSST_SOURCE = tuple(c for c in columns_for("lsst") if not c.startswith("prv_"))
+LSST_SOURCE = LSST_SOURCE_FIELDS
 LSST_HISTORY = tuple(c[4:] for c in columns_for("lsst") if c.startswith("prv_"))
 
 # fields a usable alert must have, beyond what the schema forces: checked on
@@ -353,8 +429,16 @@ def _typed(values: list[Any], spark_type: str) -> Any:
     return np.asarray(values, dtype=object)
 
 
-def decode_batch(values: Sequence[bytes | None], survey: str) -> DecodedBatch:
-    """Decode a batch of Kafka message values into flat alerts; refuse the unusable ones."""
+def decode_batch(
+    values: Sequence[bytes | None], survey: str, registry: str | None = None
+) -> DecodedBatch:
+    """Decode a batch of Kafka message values into flat alerts; refuse the unusable ones.
+
+    `registry` is the Confluent-compatible URL of the schema registry Rubin's
+    schema ids come from; without one, the official ids of lsst-alert-packet.
+    Raises RegistryUnavailable (the batch is retried) when the registry does
+    not answer: that is no message's fault.
+    """
     columns_for(survey)  # an unknown survey is our caller's bug: raise now
     gathered = _Columns(survey)
     rejects: list[Reject] = []
@@ -369,11 +453,13 @@ def decode_batch(values: Sequence[bytes | None], survey: str) -> DecodedBatch:
                     _check_ztf(record)
                 gathered.add_ztf(record, position)
             else:
-                record = _wire_record(data, survey)
+                record = _wire_record(data, registry)
                 _require(record["diaSource"], LSST_REQUIRED_SOURCE, "diaSource.")
                 gathered.add_lsst(record, position)
         except _Refused as refused:
             rejects.append(Reject(position, refused.reason))
+        except RegistryUnavailable:
+            raise
         except Exception as error:  # never let one message sink the batch
             rejects.append(Reject(position, f"{NOT_AVRO}: {type(error).__name__}: {error}"))
     return DecodedBatch(frame=gathered.frame(), rejects=rejects)

@@ -1,4 +1,10 @@
-"""Rubin alert records built from the simulated sky's detections."""
+"""Rubin alert records built from the simulated sky's detections.
+
+The sky gives the quantities of a detection under the names of Rubin's latest
+schema; `avro_fit.fit` lays them out in the official schema of the version
+asked for (lsst-alert-packet's latest by default), so every field Rubin's
+schema has is there, with its default where the sky knows nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from fink_pipeline.alerts import rubin_schemas
+from fink_pipeline.alerts.avro_fit import fit
 from fink_pipeline.alerts.sky import (
     DIA_OBJECT_BASE,
     LSST_BAND_NAMES,
@@ -87,25 +95,37 @@ def lsst_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
         values = fluxes.get(band, [])
         dia_object[f"{band}_psfFluxMean"] = float(np.mean(values)) if values else None
         dia_object[f"{band}_psfFluxNdata"] = len(values)
-    ss_object = None
+    ss_object = ss_source = None
     if obj.ss_object_id is not None:
-        ss_object = {
+        ss_object = {  # schemas up to 7.x
             "ssObjectId": obj.ss_object_id,
             "designation": obj.solar_system.get("ssnamenr"),
             "numObs": int(50 + obj.number % 500),
             "arc": float(1 + obj.number % 3000),
             "MOIDEarth": 0.5 + (obj.number % 100) / 50.0,
         }
-    return {
-        "alertId": point.alert_id,
+        ss_source = {  # schemas from 8.0
+            "diaSourceId": point.alert_id,
+            "ssObjectId": obj.ss_object_id,
+            "designation": obj.solar_system.get("ssnamenr"),
+        }
+    detection = {
+        "diaSourceId": point.alert_id,
         "diaSource": source,
         "prvDiaSources": previous or None,
         "diaObject": dia_object,
         "ssObject": ss_object,
-        "cutoutDifference": None,
-        "cutoutScience": None,
-        "cutoutTemplate": None,
+        "ssSource": ss_source,
     }
+    return in_version(detection, rubin_schemas.latest())
 
 
-# ---------------------------------------------------------------------- public API
+def in_version(alert: dict[str, Any], version: tuple[int, int]) -> dict[str, Any]:
+    """An alert laid out in Rubin's official schema `version` (fields renamed across versions
+    keep their values; fields the alert lacks get their defaults)."""
+    return fit(alert, rubin_schemas.writer_schema(version), ALIASES)
+
+
+# The names a quantity had in other schema versions: the diaSource renames, and
+# the alert's own id (alertId up to 7.x, diaSourceId from 8.0).
+ALIASES = {**rubin_schemas.OLDER_NAMES, "diaSourceId": ("alertId",)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,11 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fink_pipeline.alerts.codec import encode
 from fink_pipeline.alerts.columns import OBJECT_ID
 from fink_pipeline.alerts.generator import iter_alerts
 from fink_pipeline.alerts.malformed import malformed_messages
+from fink_pipeline.alerts.registry import RegistryUnavailable
+from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 
 REACH_TIMEOUT_S = 10.0  # fail fast: an unreachable broker is a wrong address, not a slow one
 FLUSH_TIMEOUT_S = 60.0
@@ -106,15 +107,23 @@ def produce(
     partitions: int = 1,
     cutouts: bool = True,
     progress: Callable[[str], None] | None = None,
+    schema_versions: Sequence[str] = (),
+    schema_registry: str | None = None,
 ) -> ProduceReport:
     """Send `count` generated alerts (and `malformed` bad messages at random places).
 
     rate: alerts per second, 0 for as fast as possible. burst: send that many
     alerts at once every burst/rate seconds (Rubin's pace), 0 for a steady flow.
     cutouts: ZTF alerts carry their three stamps (~60-67 KB a message, as ZTF's).
+    Rubin alerts cycle through `schema_versions` (official MAJOR.MINOR; default
+    the latest), registered first with `schema_registry` when one is given.
     """
     if count < 0 or malformed < 0 or rate < 0 or burst < 0:
         raise ProduceError("--count, --malformed, --rate and --burst must not be negative")
+    try:
+        encoder = SurveyEncoder(survey, schema_versions, schema_registry)
+    except (ValueError, RegistryUnavailable) as error:
+        raise ProduceError(str(error)) from None
     check_topic(bootstrap, topic, create_topic, partitions)
     say = progress or (lambda _: None)
     producer = Producer(
@@ -170,7 +179,7 @@ def produce(
                 if pause > 0:
                     time.sleep(pause)
         alert, _ = next(alerts)
-        send(encode(alert, survey), _object_key(alert, survey))
+        send(encoder.encode(alert), _object_key(alert, survey))
         sent_alerts += 1
         now = time.monotonic()
         if now - last_report >= PROGRESS_EVERY_S:

@@ -1,8 +1,9 @@
 """The Avro schemas of the alerts each survey sends, loaded once per process.
 
-The .avsc files next to this module (schemas/) are shaped after the surveys'
-own schemas (ZTF's alert schema 3.3, Rubin's lsst.v7_x); docs/alerts.md says
-what they keep and what they leave out. Parsing a schema costs far more than
+ZTF's schema is the .avsc file next to this module (schemas/), shaped after
+ZTF's alert schema 3.3 (docs/alerts.md says what it keeps and leaves out).
+Rubin's is the latest official one of Rubin's own package (rubin_schemas.py);
+Rubin alerts of older versions are read by the schema id they carry. Parsing a schema costs far more than
 decoding one alert, so each is parsed once and the parsed form is shared by the
 codec, the generator and the CLI.
 """
@@ -17,23 +18,27 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
+from fink_pipeline.alerts import rubin_schemas
+
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-SCHEMA_FILES = {"ztf": "ztf_alert.avsc", "lsst": "lsst_alert.avsc"}
-# The full name of each survey's top-level record: a message whose record has
-# another name is not an alert of that survey.
-RECORD_NAMES = {"ztf": "ztf.alert", "lsst": "lsst.alert"}
+SURVEYS = ("ztf", "lsst")
+# The full name of ZTF's top-level record: a container whose record has
+# another name is not a ZTF alert.
+RECORD_NAMES = {"ztf": "ztf.alert"}
 
 
 def _check_survey(survey: str) -> str:
-    if survey not in SCHEMA_FILES:
-        raise ValueError(f"unknown survey {survey!r}; known surveys: {', '.join(SCHEMA_FILES)}")
+    if survey not in SURVEYS:
+        raise ValueError(f"unknown survey {survey!r}; known surveys: {', '.join(SURVEYS)}")
     return survey
 
 
 @cache
 def schema_text(survey: str) -> str:
-    """The survey's schema exactly as written in its .avsc file."""
-    return (SCHEMA_DIR / SCHEMA_FILES[_check_survey(survey)]).read_text()
+    """The survey's schema as text: ZTF's .avsc file, Rubin's latest official schema."""
+    if _check_survey(survey) == "lsst":
+        return rubin_schemas.writer_schema_text(rubin_schemas.latest())
+    return (SCHEMA_DIR / "ztf_alert.avsc").read_text()
 
 
 @cache

@@ -90,6 +90,7 @@ class ScienceStep:
     plan: SciencePlan
     hbase: HBaseTarget | None = None
     batch_id: int | None = None  # the micro-batch these tasks run for (messages, fault hook)
+    schema_registry: str | None = None  # Rubin: where the schema ids of its alerts resolve
 
     @property
     def alert_columns(self) -> dict[str, str]:
@@ -112,7 +113,7 @@ class ScienceStep:
         raw = raw.reset_index(drop=True)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        decoded = decode_batch(raw["value"].tolist(), self.plan.survey)
+        decoded = decode_batch(raw["value"].tolist(), self.plan.survey, self.schema_registry)
         timings[DECODE_TIMING] = time.perf_counter() - started
 
         good = decoded.frame.reset_index(drop=True)
