@@ -19,6 +19,11 @@ from fink_core.spec import PipelineSpec
 
 STATE_ROOT = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
 ENV_SPARK_JARS = "FINK_SPARK_JARS"
+# Messages per micro-batch when neither the spec (source.kafka.maxOffsetsPerTrigger) nor
+# the command line says: a ZTF packet with its cutouts weighs ~65 KB, so a batch of a whole
+# night's backlog read at once would not fit the 1 GB driver and executor defaults; 5,000
+# is ~330 MB of source values spread over the tasks, a few seconds of work on 2 cores
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 5_000
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class RunSettings:
     metrics_port: int | None
     master: str
     spark_jars: tuple[str, ...]
-    max_offsets_per_trigger: int | None
+    max_offsets_per_trigger: int
     trigger_interval: str
     until_idle_seconds: float | None
     metrics_address: str = "127.0.0.1"
@@ -90,7 +95,9 @@ def settings_for(
         metrics_address=metrics_address,
         master=master,
         spark_jars=_jars(jars),
-        max_offsets_per_trigger=max_offsets_per_trigger or spec.source.max_offsets_per_trigger,
+        max_offsets_per_trigger=max_offsets_per_trigger
+        or spec.source.max_offsets_per_trigger
+        or DEFAULT_MAX_OFFSETS_PER_TRIGGER,
         trigger_interval=trigger_interval or spec.spark.trigger_interval,
         until_idle_seconds=until_idle_seconds,
     )
