@@ -27,7 +27,12 @@ from fink_pipeline.stream import faults, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
-from fink_pipeline.stream.sinks import OutgoingMessage, ParquetArchive, TransactionalKafka
+from fink_pipeline.stream.sinks import (
+    OutgoingMessage,
+    ParquetArchive,
+    TransactionalKafka,
+    delivered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +149,9 @@ class MicroBatchWriter:
         ends = source_ends(frame)
         passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.step.plan.filters}
         stage = time.monotonic()
-        replayed = self.sinks.kafka.already_delivered(ends)
+        # where the previous batch's transaction left the source: this batch's start
+        committed = self.sinks.kafka.committed(ends)
+        replayed = delivered(committed, ends)
         if not replayed:
             messages = self.filter_messages(good) + self.dead_letters(rejected)
             self.sinks.kafka.deliver(messages, ends, batch_id)
@@ -156,7 +163,10 @@ class MicroBatchWriter:
                 m.filter_passed.labels(p, name).inc(count)
             for reason in rejected["_reject"]:
                 m.alerts_rejected.labels(p, reason.split(":", 1)[0]).inc()
-        self._record_lag(ends)
+        bounds = self._source_bounds(ends)
+        if not replayed:
+            self._record_lost(frame, committed, bounds, batch_id)
+        self._record_lag(ends, bounds)
         seconds = time.monotonic() - started
         m.batch_seconds.labels(p).observe(seconds)
         m.batches.labels(p, "replayed" if replayed else "written").inc()
@@ -235,13 +245,57 @@ class MicroBatchWriter:
                 else:
                     self.metrics.module_seconds.labels(self.pipeline, module).inc(seconds)
 
-    def _record_lag(self, ends: Mapping[tuple[str, int], int]) -> None:
+    def _source_bounds(
+        self, ends: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], tuple[int, int]]:
         try:
-            heads = self.sinks.kafka.watermarks(list(ends))
-        except Exception as error:  # lag is informative; never fail a batch over it
-            log.warning("could not read the source's head offsets: %s", error)
-            return
-        for (topic, partition), head in heads.items():
+            return self.sinks.kafka.bounds(list(ends))
+        except Exception as error:  # lag and loss are informative; never fail a batch over them
+            log.warning("could not read the source's offsets: %s", error)
+            return {}
+
+    def _record_lost(
+        self,
+        frame: pd.DataFrame,
+        committed: Mapping[tuple[str, int], int],
+        bounds: Mapping[tuple[str, int], tuple[int, int]],
+        batch_id: int,
+    ) -> None:
+        """Count the source messages retention deleted before they were read.
+
+        Spark's source reads with failOnDataLoss=false: a batch starting at an offset
+        that retention already deleted silently starts at the earliest one left. This
+        batch starts where the previous transaction committed the group's offset; if
+        the partition's earliest offset (or the first one read) lies past it, the
+        messages in between were never processed.
+        """
+        first = frame.groupby(["_topic", "_partition"])["_offset"].min()
+        for (topic, partition), first_read in first.items():
+            tp = (str(topic), int(partition))
+            start = committed.get(tp, -1)
+            if start < 0 or tp not in bounds:  # no earlier batch: nothing to compare with
+                continue
+            lost = min(bounds[tp][0], int(first_read)) - start
+            if lost > 0:
+                self.metrics.alerts_lost.labels(self.pipeline, tp[0], str(tp[1])).inc(lost)
+                log.warning(
+                    "micro-batch %d: %d message(s) of %s partition %d (offsets %d to %d) were "
+                    "deleted by the topic's retention before the pipeline read them: skipped "
+                    "(failOnDataLoss=false), never processed",
+                    batch_id,
+                    lost,
+                    tp[0],
+                    tp[1],
+                    start,
+                    start + lost - 1,
+                )
+
+    def _record_lag(
+        self,
+        ends: Mapping[tuple[str, int], int],
+        bounds: Mapping[tuple[str, int], tuple[int, int]],
+    ) -> None:
+        for (topic, partition), (_, head) in bounds.items():
             lag = max(0, head - ends[(topic, partition)])
             self.lag[(topic, partition)] = lag
             self.metrics.input_lag.labels(self.pipeline, topic, str(partition)).set(lag)

@@ -34,6 +34,13 @@ class PipelineMetrics:
             ["pipeline", "sink"],
             registry=r,
         )
+        self.alerts_lost = Counter(
+            "fink_pipeline_alerts_lost",
+            "Source messages deleted by the topic's retention before the pipeline read them "
+            "(skipped, never processed)",
+            ["pipeline", "topic", "partition"],
+            registry=r,
+        )
         self.filter_passed = Counter(
             "fink_pipeline_filter_passed",
             "Alerts each filter selected",

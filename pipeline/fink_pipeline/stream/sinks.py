@@ -51,6 +51,13 @@ def _kafka_text(error: KafkaException) -> str:
     return cause.str() if hasattr(cause, "str") else str(cause)
 
 
+def delivered(
+    committed: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int]
+) -> bool:
+    """The group's committed offsets already reach the batch's ends: a transaction sent it."""
+    return all(committed.get(tp, -1) >= end for tp, end in ends.items())
+
+
 def _batch_text(batch_id: int | None) -> str:
     return "" if batch_id is None else f" (micro-batch {batch_id})"
 
@@ -195,11 +202,6 @@ class TransactionalKafka:
                     f"consumer group {self.group_id}: {_kafka_text(error)}"
                 ) from error
 
-    def already_delivered(self, ends: Mapping[tuple[str, int], int]) -> bool:
-        """True when a transaction already committed this batch (it is being replayed)."""
-        committed = self.committed(ends)
-        return all(committed.get(tp, -1) >= end for tp, end in ends.items())
-
     def deliver(
         self,
         messages: Sequence[OutgoingMessage],
@@ -253,15 +255,16 @@ class TransactionalKafka:
                 error,
             )
 
-    def watermarks(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """The head (next offset to be written) of each source partition."""
-        heads = {}
+    def bounds(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """(earliest offset still held, head) of each source partition."""
+        found = {}
         for topic, partition in partitions:
-            _, high = self.consumer.get_watermark_offsets(
+            found[(topic, partition)] = self.consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=10, cached=False
             )
-            heads[(topic, partition)] = high
-        return heads
+        return found
 
     def close(self) -> None:
         self.consumer.close()

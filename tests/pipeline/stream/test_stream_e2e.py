@@ -153,6 +153,8 @@ def assert_metrics_follow_from_the_run(
     inf = metric_sum(last, "fink_pipeline_batch_duration_seconds_bucket", pipeline=name, le="+Inf")
     assert inf == len(batches)
     assert by_label(last, "fink_pipeline_batches_total", "outcome") == {"written": len(batches)}
+    # nothing was deleted from the source: nothing lost (test_source_retention.py counts a loss)
+    assert by_label(last, "fink_pipeline_alerts_lost_total", "partition") == {}
 
     # lag: after each batch, the source head minus where that batch read, per partition
     heads = offsets[batches[-1]]

@@ -237,14 +237,14 @@ class FakeKafka:
     def __init__(self) -> None:
         self.delivered: list[Any] = []
 
-    def already_delivered(self, ends: Any) -> bool:
-        return False
+    def committed(self, ends: Any) -> dict[tuple[str, int], int]:
+        return {}
 
     def deliver(self, messages: Any, ends: Any, batch_id: int | None = None) -> None:
         self.delivered.append((messages, ends, batch_id))
 
-    def watermarks(self, partitions: Any) -> dict[tuple[str, int], int]:
-        return {tp: 0 for tp in partitions}
+    def bounds(self, partitions: Any) -> dict[tuple[str, int], tuple[int, int]]:
+        return {tp: (0, 0) for tp in partitions}
 
 
 class FailingRaw:
