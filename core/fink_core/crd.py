@@ -676,7 +676,7 @@ def _spec_rules() -> list[dict[str, Any]]:
             "source; remove it from spec.adopt.topics",
             "fieldPath": ".adopt.topics",
             "reason": "FieldValueForbidden",
-        }
+        },
     ]
 
 

@@ -302,7 +302,7 @@ def _resolve_wire_schema(schema_id: int, registry: str | None) -> _WireReaders:
             )
         writer_raw = rubin_schemas.writer_schema(version)
     if not rubin_schemas.is_alert_schema(writer_raw):
-        name = writer_raw.get("name") if isinstance(writer_raw, dict) else None
+        name = rubin_schemas.full_name(writer_raw)
         return _WireReaders(
             None,
             None,

@@ -47,15 +47,23 @@ def _without_object_id(schema: dict[str, Any]) -> None:
     schema["fields"] = [f for f in schema["fields"] if f["name"] != "objectId"]
 
 
-def malformed_messages(count: int, survey: str, seed: int = 0) -> list[tuple[bytes, str]]:
+def malformed_messages(
+    count: int,
+    survey: str,
+    seed: int = 0,
+    encode: Callable[[dict[str, Any]], bytes] | None = None,
+) -> list[tuple[bytes, str]]:
     """`count` messages a broker must refuse, each with the category it should get.
 
     A mix of garbage (not-avro), cut messages (not-avro), the other survey's
     alerts and unrelated Avro records (wrong-schema), and alerts lacking a
-    required field (missing-field).
+    required field (missing-field). `encode` writes the alerts that are cut or
+    lack a field (default codec.encode): a stream whose Rubin ids come from a
+    registry passes its own encoder, so those still carry a known id.
     """
     rng = np.random.default_rng(seed + 1_000_003)
     other = "lsst" if survey == "ztf" else "ztf"
+    encode_good = encode or (lambda alert: codec.encode(alert, survey))
     goods = generate_alerts(8, survey, seed=seed + 77)
     others = generate_alerts(2, other, seed=seed + 78)
     messages: list[tuple[bytes, str]] = []
@@ -69,7 +77,7 @@ def malformed_messages(count: int, survey: str, seed: int = 0) -> list[tuple[byt
                 junk = bytes(rng.integers(1, 256, int(rng.integers(1, 400)), dtype=np.uint8))
             messages.append((junk, codec.NOT_AVRO))
         elif kind == 1:
-            whole = codec.encode(alert, survey)
+            whole = encode_good(alert)
             cut = int(rng.integers(1, len(whole) - 1))
             messages.append((whole[:cut], codec.NOT_AVRO))
         elif kind == 2:
@@ -94,6 +102,6 @@ def malformed_messages(count: int, survey: str, seed: int = 0) -> list[tuple[byt
                     data = _container(_ztf_variant(_without_object_id), alert)
             else:
                 alert["diaSource"]["psfFlux"] = None
-                data = codec.encode(alert, survey)
+                data = encode_good(alert)
             messages.append((data, codec.MISSING_FIELD))
     return messages

@@ -123,13 +123,21 @@ def parsed_writer_schema(version: tuple[int, int]) -> dict[str, Any]:
     return parsed
 
 
+def full_name(schema: Any) -> str | None:
+    """A named schema's full name (namespace.name), None for anything else."""
+    if not isinstance(schema, dict) or not schema.get("name"):
+        return None
+    name = str(schema["name"])
+    if "." not in name and schema.get("namespace"):
+        name = f"{schema['namespace']}.{name}"
+    return name
+
+
 def is_alert_schema(schema: Any) -> bool:
     """Whether a writer schema is a Rubin alert (record lsst.vM_m.alert with a diaSource)."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return False
-    name = str(schema.get("name", ""))
-    if "." not in name and schema.get("namespace"):
-        name = f"{schema['namespace']}.{name}"
+    name = full_name(schema) or ""
     fields = {f.get("name") for f in schema.get("fields", []) if isinstance(f, dict)}
     return name.startswith("lsst.") and name.endswith(".alert") and "diaSource" in fields
 

@@ -33,14 +33,21 @@ class SurveyEncoder:
             raise ValueError("schema versions and a schema registry apply to Rubin (lsst) only")
         parsed = [rubin_schemas.parse_version(v) for v in versions]
         self.versions = parsed or ([rubin_schemas.latest()] if survey == "lsst" else [])
+        self.registry = registry
+        self.subject = subject
         self.ids: dict[tuple[int, int], int] = {}
         for version in self.versions:
-            if registry:
+            self._id(version)
+        self._count = 0
+
+    def _id(self, version: tuple[int, int]) -> int:
+        if version not in self.ids:
+            if self.registry:
                 text = rubin_schemas.writer_schema_text(version)
-                self.ids[version] = registry_at(registry).register(text, subject)
+                self.ids[version] = registry_at(self.registry).register(text, self.subject)
             else:
                 self.ids[version] = rubin_schemas.official_id(version)
-        self._count = 0
+        return self.ids[version]
 
     def encode(self, alert: dict[str, Any]) -> bytes:
         """The next alert's bytes (the generator lays Rubin alerts out in the latest schema)."""
@@ -48,5 +55,15 @@ class SurveyEncoder:
             return encode(alert, self.survey)
         version = self.versions[self._count % len(self.versions)]
         self._count += 1
+        return self.encode_as(alert, version)
+
+    def encode_latest(self, alert: dict[str, Any]) -> bytes:
+        """The alert in the latest schema whatever the cycle (nulls stay null, as written)."""
+        if self.survey != "lsst":
+            return encode(alert, self.survey)
+        return self.encode_as(alert, rubin_schemas.latest())
+
+    def encode_as(self, alert: dict[str, Any], version: tuple[int, int]) -> bytes:
+        """A Rubin alert in official schema `version`, under the id it has here."""
         record = alert if version == rubin_schemas.latest() else in_version(alert, version)
-        return encode(record, "lsst", schema_version=version, schema_id=self.ids[version])
+        return encode(record, "lsst", schema_version=version, schema_id=self._id(version))

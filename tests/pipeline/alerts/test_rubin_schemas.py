@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import struct
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from fink_pipeline.alerts import codec, rubin_schemas
 from fink_pipeline.alerts.columns import columns_for
 from fink_pipeline.alerts.generator import generate_alerts
 from fink_pipeline.alerts.lsst_records import in_version
+from fink_pipeline.alerts.registry import RegistryUnavailable, registry_at
 from fink_pipeline.alerts.survey_encoder import SurveyEncoder
+from fink_stack.endpoints import Endpoints
 
 VERSIONS = rubin_schemas.versions()
 
@@ -135,3 +138,49 @@ def test_the_schema_command_prints_the_latest_official_schema() -> None:
     printed = json.loads(codec.schema_json("lsst"))
     assert printed["name"] == "lsst.v11_1.alert"
     assert printed == rubin_schemas.writer_schema((11, 1))
+
+
+# --------------------------------------------------------------------------- with a registry
+
+
+def test_ids_from_a_real_registry_resolve_and_strangers_are_refused(
+    stack: Endpoints, unique_name: str
+) -> None:
+    """The stack's registry (Apicurio, Confluent API): ids it gave decode, others are refused."""
+    registry = stack.schema_registry
+    assert registry, "the stack's schema registry (component registry) is needed"
+    alerts = generate_alerts(12, "lsst", seed=5)
+    encoder = SurveyEncoder("lsst", ["11.1", "9.0", "7.4", "3.0"], registry, subject=unique_name)
+    assert len(set(encoder.ids.values())) == 4
+    data = [encoder.encode(a) for a in alerts]
+    decoded = codec.decode_batch(data, "lsst", registry)
+    assert decoded.rejects == []
+    assert decoded.frame["diaSourceId"].tolist() == [a["diaSourceId"] for a in alerts]
+
+    weather = {
+        "type": "record",
+        "name": "reading",
+        "namespace": f"weather.{unique_name.replace('-', '_')}",
+        "fields": [{"name": "celsius", "type": "double"}],
+    }
+    weather_id = registry_at(registry).register(weather, subject=f"{unique_name}-weather")
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(weather), {"celsius": 9.0})
+    stranger = struct.pack(">bI", 0, weather_id) + body.getvalue()
+    unknown = struct.pack(">bI", 0, 2_000_000_000) + data[0][5:]
+    reasons = [r.reason for r in codec.decode_batch([stranger, unknown], "lsst", registry).rejects]
+    assert reasons[0] == (
+        f"wrong-schema: schema id {weather_id} is weather.{unique_name.replace('-', '_')}"
+        ".reading, not a Rubin alert"
+    )
+    assert reasons[1] == "wrong-schema: schema id 2000000000 is not in the registry"
+
+
+def test_a_registry_that_does_not_answer_fails_the_batch_instead_of_refusing_alerts() -> None:
+    """No alert is sent to the dead letters because the registry is down: the batch fails."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = codec.encode(generate_alerts(1, "lsst", seed=6)[0], "lsst", schema_id=424242)
+    with pytest.raises(RegistryUnavailable, match="unreachable"):
+        codec.decode_batch([data], "lsst", f"http://127.0.0.1:{port}/apis/ccompat/v7")

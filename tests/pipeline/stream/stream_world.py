@@ -39,6 +39,7 @@ from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID, columns_for
 from fink_pipeline.alerts.malformed import malformed_messages
+from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.science.plan import SciencePlan
 from fink_pipeline.stream import faults
@@ -91,6 +92,10 @@ class World:
     salt_digits: int = 0
     catalogue: str = ""  # crossmatch's catalogue file ("": the bundled sample)
     runs: list[Run] = field(default_factory=list)
+    # Rubin: official schema versions to write with, cycled alert by alert, and the
+    # registry their ids come from (None: the package's official ids)
+    schema_versions: tuple[str, ...] = ()
+    schema_registry: str | None = None
 
     @property
     def filters(self) -> list[str]:
@@ -119,6 +124,16 @@ class World:
     def dead_letter_topic(self) -> str:
         return f"{self.name}.dead-letters"
 
+    def _source_kafka(self) -> dict[str, Any]:
+        kafka: dict[str, Any] = {"topic": self.source, "startingOffsets": "earliest"}
+        if self.schema_registry:
+            kafka["schemaRegistry"] = self.schema_registry
+        return kafka
+
+    def decode(self, values: list[bytes]) -> codec.DecodedBatch:
+        """What the pipeline's decoder makes of these messages, with this world's registry."""
+        return codec.decode_batch(values, self.survey, self.schema_registry)
+
     def document(self) -> dict[str, Any]:
         modules: list[dict[str, Any]] = [{"name": m} for m in MODULES]
         if self.catalogue:
@@ -135,7 +150,7 @@ class World:
             "metadata": {"name": self.name, "namespace": "tests"},
             "spec": {
                 "survey": self.survey,
-                "source": {"kafka": {"topic": self.source, "startingOffsets": "earliest"}},
+                "source": {"kafka": self._source_kafka()},
                 "modules": modules,
                 "filters": [{"name": f, "topic": self.filter_topic(f)} for f in self.filters],
                 "sinks": {
@@ -164,8 +179,11 @@ class World:
             self.source
         ].result(timeout=30)
         alerts = generator.generate_alerts(count, self.survey, seed)
-        values = [codec.encode(a, self.survey) for a in alerts]
-        bad = [m for m, _ in malformed_messages(malformed, self.survey, seed)]
+        encoder = SurveyEncoder(self.survey, self.schema_versions, self.schema_registry)
+        values = [encoder.encode(a) for a in alerts]
+        bad = [
+            m for m, _ in malformed_messages(malformed, self.survey, seed, encoder.encode_latest)
+        ]
         every = max(1, len(values) // max(1, len(bad)))
         mixed: list[bytes] = []
         for i, value in enumerate(values):
@@ -358,7 +376,7 @@ class Expected:
 
 def expected(world: World, values: list[bytes]) -> Expected:
     plan = plan_science(parse_pipeline(world.document()))
-    decoded = codec.decode_batch(values, world.survey)
+    decoded = world.decode(values)
     frame = decoded.frame.drop(columns=["_position"])
     enriched = enrich(frame, plan)
     masks = select(enriched, plan)
@@ -376,7 +394,7 @@ def expected_selection(
 ) -> tuple[pd.DataFrame, dict[str, set[int]]]:
     """The decoded alerts and, per filter, the alert ids its function selects, applied directly."""
     found = expected(world, values)
-    decoded = codec.decode_batch(values, world.survey).frame.drop(columns=["_position"])
+    decoded = world.decode(values).frame.drop(columns=["_position"])
     return decoded, found.selected
 
 
@@ -512,7 +530,7 @@ def source_alert_ids(
 ) -> dict[tuple[int, int], int]:
     """(partition, offset) -> alert id, for the source messages that are good alerts."""
     positions = list(sources)
-    frame = codec.decode_batch([sources[p][0] for p in positions], world.survey).frame
+    frame = world.decode([sources[p][0] for p in positions]).frame
     ids = frame[ALERT_ID[world.survey]].astype(int)
     return {positions[i]: int(c) for i, c in zip(frame["_position"], ids, strict=True)}
 
@@ -537,7 +555,7 @@ def assert_dead_letters(
     assert Counter(m.value() for m in dead) == Counter(bad), "dead letters differ"
     for message in dead:
         headers = {k: v.decode() for k, v in message.headers()}
-        (reject,) = codec.decode_batch([message.value()], world.survey).rejects
+        (reject,) = world.decode([message.value()]).rejects
         assert headers["fink-error"] == reject.reason
         assert headers["fink-pipeline"] == world.name
         assert headers["fink-source-topic"] == world.source

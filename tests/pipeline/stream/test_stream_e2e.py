@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import struct
 import time
 import zlib
 from collections import Counter
@@ -30,7 +31,8 @@ from stream_world import (
     kill,
 )
 
-from fink_pipeline.alerts import codec, generator
+from fink_pipeline.alerts import codec, generator, rubin_schemas
+from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_pipeline.stream.observe import by_label, metric_sum, scrape_metrics
 from fink_pipeline.stream.rows import row_keys
 from fink_stack.endpoints import Endpoints
@@ -250,9 +252,24 @@ def test_killed_inside_the_hbase_writes_then_restarted_delivers_exactly_once(
 def test_an_lsst_pipeline_runs_the_same_way(
     stack: Endpoints, unique_name: str, tmp_path: Path
 ) -> None:
-    """LSST alerts, HBase keys salted (saltDigits: 2), the document read from stdin (-f -)."""
-    world = World(stack=stack, name=unique_name, directory=tmp_path, survey="lsst", salt_digits=2)
+    """Rubin alerts as Rubin publishes them: every official schema version in one stream,
+    each registered with the stack's schema registry and written under the id it gave;
+    HBase keys salted (saltDigits: 2), the document read from stdin (-f -)."""
+    assert stack.schema_registry, "the stack's schema registry (component registry) is needed"
+    versions = tuple(f"{major}.{minor}" for major, minor in rubin_schemas.versions())
+    world = World(
+        stack=stack,
+        name=unique_name,
+        directory=tmp_path,
+        survey="lsst",
+        salt_digits=2,
+        schema_versions=versions,
+        schema_registry=stack.schema_registry,
+    )
     values = world.produce(600, malformed=6, seed=9)
+    ids = {struct.unpack(">I", v[1:5])[0] for v in values if len(v) > 5 and v[0] == 0}
+    registered = set(SurveyEncoder("lsst", versions, stack.schema_registry).ids.values())
+    assert len(registered) == len(versions) and registered <= ids  # one id per version
     world.wait(world.start("--until-idle", "5", stdin=True))
     want = assert_sinks_hold_exactly(world, values)
     rows = world.hbase_rows()
