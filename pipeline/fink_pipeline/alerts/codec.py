@@ -51,10 +51,16 @@ SYNC_SIZE = 16
 # Distinct container headers kept parsed; a real stream has one or two.
 MAX_CACHED_HEADERS = 64
 
+# The most one message may inflate to: a real alert is under 100 KB inflated
+# (ZTF's gzipped stamps stay gzipped); a deflated block that would grow past this
+# is a decompression bomb, refused before it costs the worker its memory.
+MAX_INFLATED_BYTES = 4 * 1024 * 1024
+
 NOT_AVRO = "not-avro"
 WRONG_SCHEMA = "wrong-schema"
 MISSING_FIELD = "missing-field"
-CATEGORIES = (NOT_AVRO, WRONG_SCHEMA, MISSING_FIELD)
+TOO_LARGE = "too-large"
+CATEGORIES = (NOT_AVRO, WRONG_SCHEMA, MISSING_FIELD, TOO_LARGE)
 
 POSITION = "_position"
 
@@ -181,7 +187,15 @@ def _identity(block: bytes) -> bytes:
 
 
 def _raw_deflate(block: bytes) -> bytes:
-    return zlib.decompress(block, -15)
+    inflater = zlib.decompressobj(-15)
+    inflated = inflater.decompress(block, MAX_INFLATED_BYTES)
+    if inflater.unconsumed_tail:
+        raise _Refused(
+            TOO_LARGE,
+            f"deflated block of {len(block)} bytes inflates past "
+            f"{MAX_INFLATED_BYTES} bytes (a decompression bomb?)",
+        )
+    return inflated
 
 
 def _understand_header(metadata: dict[str, bytes], survey: str) -> _Header:
@@ -250,6 +264,8 @@ def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
     try:
         body = io.BytesIO(header.decompress(block))
         record = schemaless_reader(body, header.schema, None)
+    except _Refused:
+        raise
     except Exception as error:
         raise _Refused(NOT_AVRO, f"corrupt Avro data block ({type(error).__name__})") from None
     if not isinstance(record, dict):

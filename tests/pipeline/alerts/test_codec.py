@@ -163,3 +163,21 @@ def test_parsed_container_headers_are_cached_at_most_64() -> None:
     batch = codec.decode_batch(values, "ztf")
     assert len(batch.frame) == len(values) and batch.rejects == []
     assert codec.MAX_CACHED_HEADERS == 64 and 0 < len(codec._HEADERS) <= 64
+
+
+def test_a_decompression_bomb_is_refused_as_too_large_and_neighbours_decode() -> None:
+    """A deflate container whose block inflates past the cap never reaches the worker's memory."""
+    alerts = generate_alerts(3, "ztf", seed=12)
+    good = [codec.encode(a, "ztf") for a in alerts]
+    bomb_alert = dict(alerts[0])
+    padding = b"\0" * (codec.MAX_INFLATED_BYTES + 1024)  # deflates to a few KB
+    bomb_alert["cutoutScience"] = {"fileName": "bomb.fits.gz", "stampData": padding}
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, parsed_schema("ztf"), [bomb_alert], codec="deflate")
+    bomb = buffer.getvalue()
+    assert len(bomb) < 100_000
+    decoded = codec.decode_batch([good[0], bomb, good[1], good[2]], "ztf")
+    assert [r.position for r in decoded.rejects] == [1]
+    assert decoded.rejects[0].category == "too-large"
+    assert "inflates past 4194304 bytes" in decoded.rejects[0].reason
+    assert decoded.frame["candid"].tolist() == [a["candid"] for a in alerts]
