@@ -334,7 +334,27 @@ def _hbase() -> dict[str, Any]:
                 maximum=1000,
                 default=1,
             ),
+            "cutouts": _string(
+                "What happens to each alert's cutouts (its science, template and difference "
+                f"image stamps, gzipped FITS): store puts them in a column family "
+                f"'{model.CUTOUTS_FAMILY}' of the alert's row (qualifiers science, template, "
+                "difference; the operator adds the family to the table); drop never reads "
+                "them. Only ZTF's cutouts are decoded yet: store is refused for lsst.",
+                enum=list(model.CUTOUT_MODES),
+                default="drop",
+            ),
         },
+        "x-kubernetes-validations": [
+            {
+                "rule": f"!has(self.cutouts) || self.cutouts != 'store' || "
+                f"!has(self.columnFamilies) || "
+                f"!self.columnFamilies.exists(f, f.name == '{model.CUTOUTS_FAMILY}')",
+                "message": f"column family '{model.CUTOUTS_FAMILY}' is where the pipeline "
+                "stores cutouts (cutouts: store): give your family another name",
+                "fieldPath": ".columnFamilies",
+                "reason": "FieldValueInvalid",
+            }
+        ],
     }
 
 
@@ -661,7 +681,17 @@ def _root_rules() -> list[dict[str, Any]]:
 
 
 def _spec_rules() -> list[dict[str, Any]]:
+    surveys = ", ".join(f"'{s}'" for s in model.CUTOUT_SURVEYS)
     return [
+        {
+            "rule": "!has(self.sinks) || !has(self.sinks.hbase) || "
+            "!has(self.sinks.hbase.cutouts) || self.sinks.hbase.cutouts != 'store' || "
+            f"self.survey in [{surveys}]",
+            "message": "sinks.hbase.cutouts: store is supported for ZTF only: Rubin's cutouts "
+            "are not decoded yet; use drop",
+            "fieldPath": ".sinks.hbase.cutouts",
+            "reason": "FieldValueForbidden",
+        },
         {
             "rule": "!has(self.source.kafka.schemaRegistry) || self.survey == 'lsst'",
             "message": "source.kafka.schemaRegistry applies to Rubin (survey lsst) only: ZTF "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fink_core.spec import PipelineSpec
+from fink_core.spec import CUTOUTS_FAMILY, PipelineSpec
 
 RETENTION_KEY = "retention.ms"
 # what HBase reports for a family whose cells never expire (Integer.MAX_VALUE)
@@ -40,6 +40,12 @@ class FamilyState:
             f"maxVersions {self.max_versions}, {ttl}, compression {self.compression}, "
             f"bloom filter {self.bloom_filter}"
         )
+
+
+# where the cutouts go with spec.sinks.hbase.cutouts: store. The stamps are gzipped
+# FITS already (compressing them again gains nothing); one version, kept as long as
+# the alert's row.
+CUTOUTS_FAMILY_STATE = FamilyState(name=CUTOUTS_FAMILY)
 
 
 @dataclass(frozen=True)
@@ -77,18 +83,21 @@ def resources_of(spec: PipelineSpec) -> Resources:
     table = None
     sink = spec.hbase_sink
     if sink is not None:
+        families = tuple(
+            FamilyState(
+                name=f.name,
+                max_versions=f.max_versions,
+                ttl_seconds=int(f.ttl_seconds) if f.ttl_seconds is not None else None,
+                compression=f.compression,
+                bloom_filter=f.bloom_filter,
+            )
+            for f in sink.column_families
+        )
+        if sink.stores_cutouts:
+            families += (CUTOUTS_FAMILY_STATE,)
         table = TableState(
             name=sink.table,
-            families=tuple(
-                FamilyState(
-                    name=f.name,
-                    max_versions=f.max_versions,
-                    ttl_seconds=int(f.ttl_seconds) if f.ttl_seconds is not None else None,
-                    compression=f.compression,
-                    bloom_filter=f.bloom_filter,
-                )
-                for f in sink.column_families
-            ),
+            families=families,
             split_keys=split_keys(sink.regions, sink.salt_digits),
         )
     return Resources(topics=topics, table=table)

@@ -30,6 +30,11 @@ DELETION_POLICIES = ("Retain", "Delete")
 # what HBase's Thrift2 gateway can set on a column family (codecs must exist on the servers)
 COMPRESSIONS = ("NONE", "GZ", "SNAPPY", "LZ4", "ZSTD")
 BLOOM_FILTERS = ("NONE", "ROW", "ROWCOL")
+# what happens to an alert's cutouts (image stamps): kept in their own family, or not read
+CUTOUT_MODES = ("store", "drop")
+CUTOUTS_FAMILY = "cutouts"
+# the surveys whose cutouts the pipeline decodes (Rubin's are not read yet)
+CUTOUT_SURVEYS = ("ztf",)
 
 DEFAULT_PARTITIONS = 1
 DEFAULT_REPLICATION_FACTOR = 1
@@ -92,6 +97,11 @@ class HBaseSink:
     admin_port: int | None = None  # the Thrift2 gateway, through which tables are administered
     salt_digits: int = 0
     regions: int = 1  # pre-split into this many regions (split points follow the salt)
+    cutouts: str = "drop"  # "store": the stamps in family CUTOUTS_FAMILY of the alert's row
+
+    @property
+    def stores_cutouts(self) -> bool:
+        return self.cutouts == "store"
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,7 @@ def parse_pipeline(document: Mapping[str, Any]) -> PipelineSpec:
     _check_outputs(name, source, filters, kafka_sink)
 
     hbase_doc = sinks.get("hbase")
-    hbase_sink = _parse_hbase(hbase_doc) if hbase_doc else None
+    hbase_sink = _parse_hbase(hbase_doc, survey) if hbase_doc else None
     archive_doc = _optional_map(sinks, "archive", "spec.sinks.archive")
     connections = _optional_map(sinks, "connectionsFrom", "spec.sinks.connectionsFrom")
     adopt_doc = _optional_map(spec, "adopt", "spec.adopt")
@@ -345,7 +355,7 @@ def _parse_topic_settings(
     return settings
 
 
-def _parse_hbase(doc: Mapping[str, Any]) -> HBaseSink:
+def _parse_hbase(doc: Mapping[str, Any], survey: str) -> HBaseSink:
     if not isinstance(doc, Mapping):
         raise SpecError("spec.sinks.hbase must be a mapping")
     families_doc = doc.get("columnFamilies") or [{"name": n} for n in DEFAULT_FAMILIES]
@@ -360,6 +370,17 @@ def _parse_hbase(doc: Mapping[str, Any]) -> HBaseSink:
             f"{len(str(regions - 1))} digit(s) (the split points follow the salt); raise "
             "spec.sinks.hbase.saltDigits or lower regions"
         )
+    cutouts = _choice(doc, "cutouts", CUTOUT_MODES, "spec.sinks.hbase.cutouts", default="drop")
+    if cutouts == "store" and survey not in CUTOUT_SURVEYS:
+        raise SpecError(
+            f"spec.sinks.hbase.cutouts: store is not supported for survey {survey} yet "
+            "(Rubin's cutouts are not decoded yet); use drop"
+        )
+    if cutouts == "store" and CUTOUTS_FAMILY in {f.name for f in families}:
+        raise SpecError(
+            f"spec.sinks.hbase.columnFamilies: {CUTOUTS_FAMILY!r} is the family the pipeline "
+            "stores cutouts in (spec.sinks.hbase.cutouts: store); rename your family"
+        )
     return HBaseSink(
         table=_required_str(doc, "table", "spec.sinks.hbase.table"),
         column_families=families,
@@ -368,6 +389,7 @@ def _parse_hbase(doc: Mapping[str, Any]) -> HBaseSink:
         admin_port=_optional_int(thrift.get("adminPort"), "spec.sinks.hbase.thrift.adminPort"),
         salt_digits=salt_digits,
         regions=regions,
+        cutouts=cutouts,
     )
 
 

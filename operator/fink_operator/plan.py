@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fink_core.resources import FamilyState, TableState, TopicState
+from fink_core.spec import CUTOUTS_FAMILY
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] |
             desired.name,
             "ColumnFamilyRemovalRefused",
             f"table {desired.name} has column family {name!r} that the spec no longer "
-            f"lists: removing it would destroy its data, so the operator refuses; put it "
-            f"back in spec.sinks.hbase.columnFamilies (or drop it yourself in the HBase "
+            f"lists: removing it would destroy its data, so the operator refuses; "
+            f"{_put_back(name)} (or drop it yourself in the HBase "
             f"shell: alter '{desired.name}', 'delete' => '{name}')",
         )
         for name in sorted(set(observed) - set(wanted))
@@ -132,3 +133,10 @@ def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] |
         if name in observed and observed[name] != f
     )
     return TablePlan(add=add, modify=modify, refusals=refusals)
+
+
+def _put_back(family: str) -> str:
+    """How the spec keeps a family: the cutouts' one comes from spec.sinks.hbase.cutouts."""
+    if family == CUTOUTS_FAMILY:
+        return "set spec.sinks.hbase.cutouts back to store (the family holds the cutouts it stored)"
+    return "put it back in spec.sinks.hbase.columnFamilies"

@@ -109,6 +109,16 @@ def test_default_families_are_i_and_d() -> None:
     assert [f.name for f in state.table.families] == ["i", "d"]
 
 
+def test_stored_cutouts_get_their_own_family_after_the_declared_ones() -> None:
+    stored = resources(minimal(sinks={"hbase": {"table": "t", "cutouts": "store"}}))
+    assert stored.table is not None
+    assert [f.name for f in stored.table.families] == ["i", "d", "cutouts"]
+    assert stored.table.family("cutouts") == FamilyState("cutouts", 1, None, "NONE", "ROW")
+    for dropped in ({"table": "t"}, {"table": "t", "cutouts": "drop"}):
+        state = resources(minimal(sinks={"hbase": dropped}))
+        assert state.table is not None and state.table.family("cutouts") is None
+
+
 def test_pre_split_points_follow_the_salt() -> None:
     assert split_keys(1, 2) == () and split_keys(4, 0) == ()
     assert split_keys(4, 2) == ("25", "50", "75")
@@ -137,6 +147,23 @@ def test_same_resource_same_state() -> None:
         ({"sinks": {"hbase": {"table": "t", "regions": 20, "saltDigits": 1}}}, "saltDigits"),
         ({"sinks": {"hbase": {"table": "t", "saltDigits": "x"}}}, "whole number"),
         ({"modules": "quality_cuts"}, "spec.modules must be a list"),
+        ({"sinks": {"hbase": {"table": "t", "cutouts": "keep"}}}, "cutouts must be one of"),
+        (
+            {"survey": "lsst", "sinks": {"hbase": {"table": "t", "cutouts": "store"}}},
+            r"cutouts: store is not supported for survey lsst yet \(Rubin's cutouts are not",
+        ),
+        (
+            {
+                "sinks": {
+                    "hbase": {
+                        "table": "t",
+                        "cutouts": "store",
+                        "columnFamilies": [{"name": "i"}, {"name": "cutouts"}],
+                    }
+                }
+            },
+            "'cutouts' is the family the pipeline stores cutouts in",
+        ),
     ],
 )
 def test_invalid_documents_raise_spec_error_naming_the_field(spec: dict, fragment: str) -> None:

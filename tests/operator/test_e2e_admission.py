@@ -99,6 +99,18 @@ _DELETE = object()
             "maxVersions in body should be greater than or equal to 1",
         ),
         ("spark", {"triggerInterval": "often"}, "spec.spark.triggerInterval in body should match"),
+        (
+            "sinks",
+            {"hbase": {"table": "t", "cutouts": "keep"}},
+            'spec.sinks.hbase.cutouts: Unsupported value: "keep": supported values: "store", '
+            '"drop"',
+        ),
+        (
+            "sinks",
+            {"hbase": {"table": "t", "cutouts": "store", "columnFamilies": [{"name": "cutouts"}]}},
+            "spec.sinks.hbase.columnFamilies: Invalid value: column family 'cutouts' is where "
+            "the pipeline stores cutouts (cutouts: store): give your family another name",
+        ),
     ],
     ids=[
         "missing-survey",
@@ -114,6 +126,8 @@ _DELETE = object()
         "table-without-name",
         "zero-versions",
         "bad-trigger-interval",
+        "unknown-cutouts-mode",
+        "family-named-cutouts",
     ],
 )
 def test_invalid_pipelines_are_refused_with_a_readable_message(
@@ -121,6 +135,18 @@ def test_invalid_pipelines_are_refused_with_a_readable_message(
 ) -> None:
     message = refusal(pipelines, with_spec(minimal(name=unique_name), path, value))
     assert expected in message, message
+
+
+def test_rubin_cutouts_cannot_be_stored_yet(pipelines: Pipelines, unique_name: str) -> None:
+    body = minimal(name=unique_name, survey="lsst", sinks={"hbase": {"table": "t"}})
+    stored = with_spec(body, "sinks.hbase.cutouts", "store")
+    message = refusal(pipelines, stored)
+    assert (
+        "spec.sinks.hbase.cutouts: Forbidden: sinks.hbase.cutouts: store is supported for ZTF "
+        "only: Rubin's cutouts are not decoded yet" in message
+    ), message
+    created = pipelines.create(body)
+    assert created["spec"]["sinks"]["hbase"]["cutouts"] == "drop"
 
 
 def test_defaults_are_filled_in_by_the_api_server(pipelines: Pipelines, unique_name: str) -> None:

@@ -201,6 +201,25 @@ def test_family_changes_are_applied_and_removal_refused() -> None:
     assert set(hbase.tables["tbl"]) == {"i", "d", "x"}
 
 
+def test_stored_cutouts_get_their_family_and_dropping_them_again_is_refused() -> None:
+    kafka, hbase, claims = world()
+    stored = pipeline(sinks={"hbase": {"table": "tbl", "cutouts": "store"}})
+    reconcile(desired(stored), kafka, hbase, claims)
+    assert set(hbase.tables["tbl"]) == {"i", "d", "cutouts"}
+    assert hbase.tables["tbl"]["cutouts"] == FamilyState("cutouts")
+
+    kafka, hbase, claims = world()
+    reconcile(desired(pipeline()), kafka, hbase, claims)
+    assert set(hbase.tables["tbl"]) == {"i", "d"}  # drop, the default: no family
+    outcome = reconcile(desired(stored), kafka, hbase, claims)  # store on a live table
+    assert set(hbase.tables["tbl"]) == {"i", "d", "cutouts"}
+    assert [e.reason for e in outcome.events] == ["TableChanged"]
+    refused = reconcile(desired(pipeline()), kafka, hbase, claims)
+    assert refused.tables.reason == "ColumnFamilyRemovalRefused"
+    assert "set spec.sinks.hbase.cutouts back to store" in refused.tables.message
+    assert set(hbase.tables["tbl"]) == {"i", "d", "cutouts"}
+
+
 def test_tables_are_pre_split_along_the_salt() -> None:
     kafka, hbase, claims = world()
     salted = pipeline(sinks={"hbase": {"table": "tbl", "saltDigits": 2, "regions": 4}})
