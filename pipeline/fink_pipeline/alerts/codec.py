@@ -36,7 +36,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from fink_pipeline.alerts import rubin_schemas
-from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.alerts.registry import RegistryUnavailable, UnknownSchemaId, registry_at
 from fink_pipeline.alerts.schemas import (
     RECORD_NAMES,
@@ -394,9 +394,12 @@ def _check_ztf(record: dict[str, Any]) -> None:
 class _Columns:
     """Column values gathered message by message, then typed once per batch."""
 
-    def __init__(self, survey: str) -> None:
+    def __init__(self, survey: str, cutouts: bool = False) -> None:
         self.survey = survey
+        self.cutouts = cutouts
         self.values: dict[str, list[Any]] = {c: [] for c in columns_for(survey)}
+        if cutouts:
+            self.values.update({c: [] for c in CUTOUT_COLUMNS})
         self.positions: list[int] = []
         self.lists = list(self.values.values())  # in column order
 
@@ -406,6 +409,8 @@ class _Columns:
         row = [record["objectId"], record["candid"]]
         row += [candidate.get(name) for name in ZTF_CANDIDATE]
         row += [[point.get(name) for point in history] for name in ZTF_HISTORY]
+        if self.cutouts:
+            row += [_stamp(record.get(name), name) for name in CUTOUT_COLUMNS]
         self._append(row, position)  # a whole row or nothing: columns stay aligned
 
     def add_lsst(self, record: dict[str, Any], position: int) -> None:
@@ -424,8 +429,20 @@ class _Columns:
         data: dict[str, Any] = {}
         for name, spark_type in columns_for(self.survey).items():
             data[name] = _typed(self.values[name], spark_type)
+        if self.cutouts:
+            for name in CUTOUT_COLUMNS:
+                data[name] = _typed(self.values[name], "binary")
         data[POSITION] = np.asarray(self.positions, dtype=np.int64)
         return pd.DataFrame(data, copy=False)
+
+
+def _stamp(cutout: Any, name: str) -> bytes | None:
+    """The stampData of a ZTF cutout record (gzipped FITS), None when the alert has none."""
+    if cutout is None:
+        return None
+    if not isinstance(cutout, dict) or not isinstance(cutout.get("stampData"), bytes):
+        raise _Refused(WRONG_SCHEMA, f"{name} is not a cutout record with bytes stampData")
+    return cutout["stampData"]
 
 
 def _typed(values: list[Any], spark_type: str) -> Any:
@@ -446,7 +463,11 @@ def _typed(values: list[Any], spark_type: str) -> Any:
 
 
 def decode_batch(
-    values: Sequence[bytes | None], survey: str, registry: str | None = None
+    values: Sequence[bytes | None],
+    survey: str,
+    registry: str | None = None,
+    *,
+    cutouts: bool = False,
 ) -> DecodedBatch:
     """Decode a batch of Kafka message values into flat alerts; refuse the unusable ones.
 
@@ -454,9 +475,15 @@ def decode_batch(
     schema ids come from; without one, the official ids of lsst-alert-packet.
     Raises RegistryUnavailable (the batch is retried) when the registry does
     not answer: that is no message's fault.
+
+    With `cutouts` (ZTF only) the frame also has the CUTOUT_COLUMNS, the
+    stampData bytes of each cutout (None when absent), after the alert's
+    columns; without, it never holds them.
     """
     columns_for(survey)  # an unknown survey is our caller's bug: raise now
-    gathered = _Columns(survey)
+    if cutouts and survey != "ztf":
+        raise ValueError(f"cutouts are decoded for ztf only, not {survey!r}")
+    gathered = _Columns(survey, cutouts)
     rejects: list[Reject] = []
     for position, data in enumerate(values):
         try:

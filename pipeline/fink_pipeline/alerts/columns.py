@@ -61,6 +61,16 @@ LSST_COLUMNS: Mapping[str, str] = {
     "prv_psfFluxErr": "array<double>",
 }
 
+# An alert's three cutouts (image stamps), as columns of the decoded frame when
+# asked for (codec.decode_batch(..., cutouts=True)): the stampData bytes of each,
+# None when the alert has none. Never among the columns above: science does not
+# read them, and only HBase stores them (spec.sinks.hbase.cutouts: store).
+CUTOUT_COLUMNS: Mapping[str, str] = {
+    "cutoutScience": "binary",
+    "cutoutTemplate": "binary",
+    "cutoutDifference": "binary",
+}
+
 # The columns that name one alert and one object, per survey: HBase row keys,
 # Parquet file layout and the tests' exactly-once checks are built on them.
 ALERT_ID = {"ztf": "candid", "lsst": "diaSourceId"}

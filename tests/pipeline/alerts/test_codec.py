@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from fink_pipeline.alerts import codec
-from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.alerts.generator import generate_alerts
 from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.alerts.schemas import parsed_schema
@@ -106,6 +106,34 @@ def test_reasons_name_the_fault() -> None:
         "wrong-schema: unknown schema id 9999 (no registry configured; "
         "Rubin's official ids run from 300 to 1101)"
     )
+
+
+def test_cutouts_are_decoded_only_when_asked_as_their_stamp_bytes() -> None:
+    heavy = generate_alerts(40, "ztf", seed=4)
+    light = generate_alerts(3, "ztf", seed=4, cutouts=False)
+    messages = [codec.encode(a, "ztf") for a in heavy + light]
+    messages.insert(7, b"garbage")
+    default = codec.decode_batch(messages, "ztf").frame
+    assert list(default.columns) == [*columns_for("ztf"), "_position"]  # never the stamps
+
+    batch = codec.decode_batch(messages, "ztf", cutouts=True)
+    assert [r.position for r in batch.rejects] == [7]
+    frame = batch.frame
+    assert list(frame.columns) == [*columns_for("ztf"), *CUTOUT_COLUMNS, "_position"]
+    assert frame.drop(columns=list(CUTOUT_COLUMNS)).equals(default)
+    for alert, row in zip(heavy + light, frame.to_dict("records"), strict=True):
+        for name in CUTOUT_COLUMNS:
+            cutout = alert[name]
+            assert row[name] == (None if cutout is None else cutout["stampData"]), name
+    assert all(
+        isinstance(row[name], bytes)
+        for row in frame.iloc[:40].to_dict("records")
+        for name in CUTOUT_COLUMNS
+    )
+    with pytest.raises(ValueError, match="cutouts are decoded for ztf only"):
+        codec.decode_batch([], "lsst", cutouts=True)
+    empty = codec.decode_batch([], "ztf", cutouts=True).frame
+    assert list(empty.columns) == [*columns_for("ztf"), *CUTOUT_COLUMNS, "_position"]
 
 
 def test_an_empty_batch_has_the_columns() -> None:
