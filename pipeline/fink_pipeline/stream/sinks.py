@@ -137,11 +137,18 @@ class ParquetArchive:
             rows = pa.array(night_values == night)
             part = table.filter(rows)
             directory = self.root / f"night={night}"
-            directory.mkdir(parents=True, exist_ok=True)
             final = directory / f"batch-{batch_id:09d}.parquet"
             partial = directory / f".batch-{batch_id:09d}.{uuid.uuid4().hex}.tmp"
-            pq.write_table(part, partial, compression="zstd")
-            os.replace(partial, final)  # readers never see half a file; a replay overwrites
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                pq.write_table(part, partial, compression="zstd")
+                os.replace(partial, final)  # readers never see half a file; a replay overwrites
+            except OSError as error:  # a full disk or quota: fail the batch, leave no debris
+                # (pyarrow removes a file it failed to write; this covers the rename)
+                partial.unlink(missing_ok=True)
+                raise OSError(
+                    error.errno, f"archive {self.root}: could not write {final.name}: {error}"
+                ) from error
             written += part.num_rows
         return written
 

@@ -11,6 +11,7 @@ record formats are spelled out independently of the pipeline's own code.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import happybase
 import numpy as np
 import pandas as pd
@@ -96,6 +98,7 @@ class World:
     # registry their ids come from (None: the package's official ids)
     schema_versions: tuple[str, ...] = ()
     schema_registry: str | None = None
+    cutouts: str = "drop"  # spec.sinks.hbase.cutouts ("store": the stamps in family cutouts)
 
     @property
     def filters(self) -> list[str]:
@@ -144,6 +147,8 @@ class World:
         }
         if self.salt_digits:
             hbase["saltDigits"] = self.salt_digits
+        if self.cutouts != "drop":
+            hbase["cutouts"] = self.cutouts
         return {
             "apiVersion": "fink.broker.dev/v1alpha1",
             "kind": "BrokerPipeline",
@@ -346,6 +351,15 @@ class World:
         finally:
             connection.close()
 
+    def hbase_families(self) -> set[str]:
+        connection = happybase.Connection(
+            self.stack.hbase_thrift_host, self.stack.hbase_thrift_port, timeout=60_000
+        )
+        try:
+            return {name.decode() for name in connection.table(self.table).families()}
+        finally:
+            connection.close()
+
     def archive_frame(self) -> pd.DataFrame:
         if not self.archive.exists():
             return pd.DataFrame({ALERT_ID[self.survey]: []})
@@ -372,6 +386,8 @@ class Expected:
     enriched: pd.DataFrame  # good alerts, every module column and pass_<filter>, by alert id
     selected: dict[str, set[int]]  # filter -> alert ids
     bad: list[bytes]  # malformed messages, in order
+    # alert id -> its cutout cells, when the world stores cutouts (read with fastavro)
+    stamps: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
 
 
 def expected(world: World, values: list[bytes]) -> Expected:
@@ -386,7 +402,33 @@ def expected(world: World, values: list[bytes]) -> Expected:
     enriched.index = pd.Index(ids, name="alert_id")
     selected = {name: set(ids[mask.to_numpy()]) for name, mask in masks.items()}
     bad = [values[r.position] for r in decoded.rejects]
-    return Expected(plan, enriched, selected, bad)
+    stamps = produced_stamps(values, set(ids)) if world.cutouts == "store" else {}
+    return Expected(plan, enriched, selected, bad, stamps)
+
+
+CUTOUT_CELLS = {
+    "cutoutScience": b"cutouts:science",
+    "cutoutTemplate": b"cutouts:template",
+    "cutoutDifference": b"cutouts:difference",
+}
+
+
+def produced_stamps(values: list[bytes], alert_ids: set[int]) -> dict[int, dict[bytes, bytes]]:
+    """Alert id -> the stamps its message carried, read with plain fastavro (ZTF containers)."""
+    found = {}
+    for value in values:
+        try:
+            (record,) = fastavro.reader(io.BytesIO(value))
+        except Exception:  # a malformed message: a dead letter, no row
+            continue
+        candid = record.get("candid") if isinstance(record, dict) else None
+        if candid in alert_ids:
+            found[candid] = {
+                cell: record[name]["stampData"]
+                for name, cell in CUTOUT_CELLS.items()
+                if record.get(name) is not None
+            }
+    return found
 
 
 def expected_selection(
@@ -462,12 +504,14 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
     assert len(sources) == len(values)
 
     # HBase
+    assert ("cutouts" in world.hbase_families()) == (world.cutouts == "store")
     rows = world.hbase_rows()
     keys = dict(zip(row_keys(alerts, world.survey, world.salt_digits), alerts.index, strict=True))
     assert len(rows) == len(alerts) and set(rows) == set(keys)
     differing = []
     for key, cells in rows.items():
         wanted = expected_row(world, alerts.loc[keys[key]], want.plan)
+        wanted.update(want.stamps.get(keys[key], {}))
         if cells != wanted:
             extra = {k: (cells.get(k), wanted.get(k)) for k in set(cells) ^ set(wanted)}
             changed = {k: (cells[k], wanted[k]) for k in set(cells) & set(wanted)}
@@ -586,8 +630,9 @@ def assert_stopped_in(world: World, batch: int, stage: str) -> None:
     exactly the batches before it, whatever the stage: the batch's transaction
     was never committed. The idempotent sinks, written before the transaction,
     hold the batch as far as it got: nothing of it when it stopped at its start
-    (`batch`), the HBase rows some tasks wrote (`hbase-write`), all its rows and
-    its Parquet file (`kafka-transaction`).
+    (`batch`), the HBase rows some tasks wrote (`hbase-write`), all its rows but
+    no Parquet file (`parquet`: the archive's write failed), all its rows and its
+    Parquet file (`kafka-transaction`).
     """
     offsets, commits = world.offsets_log(), world.commit_log()
     assert batch in offsets and batch not in commits, (sorted(offsets), sorted(commits))

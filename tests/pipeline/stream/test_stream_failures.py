@@ -13,7 +13,11 @@ it again and waits for it whatever happens, even if the test fails half-way.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,6 +131,54 @@ def test_a_module_raising_fails_the_batch_and_after_the_fix_a_restart_loses_noth
     catalogue.write_text(good)
     assert_stopped_in(world, 1, "batch")
     second = world.start("--until-idle", "5", stdin=True)
+    world.wait(second)
+    assert min(second.batch_lines()) == 1
+    assert_sinks_hold_exactly(world, values)
+
+
+@pytest.fixture
+def small_archive_disk(world: World) -> Iterator[Path]:
+    """The world's archive on a 16 MiB tmpfs of its own: a disk quota the test can fill."""
+    world.archive.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "fink-test-archive", str(world.archive)],
+        check=True,
+    )
+    try:
+        yield world.archive
+    finally:
+        subprocess.run(["umount", "-l", str(world.archive)], check=False)
+
+
+def test_an_archive_disk_that_fills_up_fails_the_batch_and_a_restart_after_cleanup_loses_nothing(
+    world: World, small_archive_disk: Path
+) -> None:
+    """The archive's disk fills up as batch 1 starts: exit 1 naming the full disk, nothing of
+    the batch in Kafka or the archive (no half-written file left behind); once space is
+    freed, the restart delivers every alert exactly once.
+    """
+    values = world.produce(900, malformed=6, seed=16)
+    first = world.start("--max-offsets-per-trigger", "300", fault="batch@1:pause:300")
+    world.wait_for_fault(first)
+    filler = small_archive_disk / ".filler"
+    with filler.open("wb") as handle, contextlib.suppress(OSError):
+        while True:  # until the tmpfs refuses: the quota is reached
+            handle.write(b"\0" * (1 << 16))
+            handle.flush()
+    # leave 16 KB: room for the night's directory and the start of the batch's file
+    os.truncate(filler, filler.stat().st_size - (16 << 10))
+    world.release(first)
+    world.wait(first, expect=1)
+    cause = error_line(world, first)
+    assert cause.startswith("OSError: "), cause
+    assert "No space left on device" in cause, cause
+    assert f"archive {world.archive}: could not write batch-000000001.parquet" in cause, cause
+    assert_stopped_in(world, 1, "parquet")
+    leftovers = [p.name for p in small_archive_disk.rglob("*") if p.is_file() and p != filler]
+    assert not [name for name in leftovers if name.endswith(".tmp")], leftovers
+
+    filler.unlink()
+    second = world.start("--until-idle", "5")
     world.wait(second)
     assert min(second.batch_lines()) == 1
     assert_sinks_hold_exactly(world, values)
