@@ -3,7 +3,9 @@
     .venv/bin/python bench/pipeline_throughput.py [--alerts 20000] [--batch 5000]
         [--bursts 4 --burst 2000 --every 10] [--baseline-sample 3000] [--keep]
 
-1. Throughput: --alerts generated ZTF alerts wait in a 2-partition source topic;
+1. Throughput, for both packet sizes (--packets): light ZTF alerts without
+   cutouts (7-11 KB) and full-size ones with their three gzipped FITS stamps
+   (61-67 KB, as ZTF sends them). --alerts generated ZTF alerts wait in a 2-partition source topic;
    `fink-pipeline run` (Spark local[2], the five built-in modules, three filters,
    all sinks: filter topics, dead letters, HBase, Parquet) drains them in batches
    of --batch. Alerts/s = alerts read / time spent in micro-batches (from the
@@ -12,6 +14,7 @@
    to the end of its last batch (fink_pipeline_last_batch_timestamp_seconds).
    The wall clock holds every batch and the gaps between them, so it can only
    be slower than the in-batch rate.
+   MB/s = source bytes read / the same busy time.
    Per-module cost comes from fink_pipeline_module_seconds (CPU-side seconds summed
    over Spark tasks), per-stage cost from fink_pipeline_stage_seconds.
 2. Latency: with the pipeline running on a 1 s trigger, --bursts bursts of --burst
@@ -58,6 +61,8 @@ MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", 
 FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
 FINK_PIPELINE = str(Path(sys.executable).with_name("fink-pipeline"))
 METRICS_PORT = 19470
+PACKETS = {"light": ("light",), "full": ("full",), "both": ("light", "full")}
+PACKET_NAMES = {"light": "no cutouts", "full": "full-size (cutouts)"}
 
 
 def document(name: str, archive: Path) -> dict[str, Any]:
@@ -209,41 +214,31 @@ def baseline_figures(values: list[bytes], name: str, archive: Path) -> dict[str,
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=5_000, help="maxOffsetsPerTrigger")
-    parser.add_argument("--bursts", type=int, default=4)
-    parser.add_argument("--burst", type=int, default=2_000)
-    parser.add_argument("--every", type=float, default=10.0)
-    parser.add_argument("--baseline-sample", type=int, default=3_000)
-    parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
-    args = parser.parse_args(argv)
-
-    endpoints = api.ensure_up(quiet=True)
-    os.environ.update(endpoints.environment())
-    bootstrap = endpoints.kafka_bootstrap
-    name = f"bench-{int(time.time())}"
-    work = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+def drain(
+    args: argparse.Namespace, endpoints: Any, name: str, work: Path, cutouts: bool
+) -> dict[str, Any]:
+    """Phase 1 for one packet size: a backlog of --alerts drained by fink-pipeline run."""
+    work.mkdir(parents=True)
     archive, checkpoint, log = work / "archive", work / "checkpoint", work / "pipeline.log"
     pipeline_file = work / "pipeline.yaml"
     pipeline_file.write_text(yaml.safe_dump(document(name, archive)))
     source = f"{name}-alerts"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     admin.create_topics([NewTopic(source, num_partitions=2, replication_factor=1)])[source].result(
         30
     )
-
-    print(f"generating {args.alerts} ZTF alerts ...", flush=True)
+    kind = "full-size" if cutouts else "light"
+    print(f"generating {args.alerts} {kind} ZTF alerts ...", flush=True)
     started = time.perf_counter()
-    values = [codec.encode(a, "ztf") for a in generator.generate_alerts(args.alerts, "ztf", seed=1)]
+    alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=cutouts)
+    values = [codec.encode(a, "ztf") for a in alerts]
     generated = time.perf_counter() - started
-    sent = produce(bootstrap, source, values)
+    sent = produce(endpoints.kafka_bootstrap, source, values)
+    size = statistics.fmean(len(v) for v in values)
     print(
-        f"  generated+encoded in {generated:.1f} s, produced in {sent:.1f} s ({len(values) / sent:,.0f}/s)"
+        f"  generated+encoded in {generated:.1f} s, produced in {sent:.1f} s "
+        f"({len(values) / sent:,.0f}/s), {size / 1024:.1f} KB per alert"
     )
-
-    # --- 1. throughput: drain the backlog ---------------------------------------------------
     print(
         f"draining them with fink-pipeline run (Spark local[2], batches of {args.batch}) ...",
         flush=True,
@@ -261,16 +256,58 @@ def main(argv: list[str] | None = None) -> int:
     s = runner.samples
     read = s.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0.0)
     busy = s.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0.0)
-    batches = s.get(f'fink_pipeline_batch_duration_seconds_count{{pipeline="{name}"}}', 0.0)
-    modules = by_label(s, "fink_pipeline_module_seconds_total", "module")
-    stages = by_label(s, "fink_pipeline_stage_seconds_total", "stage")
-    written = by_label(s, "fink_pipeline_alerts_written_total", "sink")
     last_batch = s.get(f'fink_pipeline_last_batch_timestamp_seconds{{pipeline="{name}"}}', 0.0)
     if read < len(values) or not busy or runner.first_scrape is None:
         raise SystemExit(f"the pipeline read {read} of {len(values)} alerts; see {log}")
     query_started, read_at_start = runner.first_scrape
     if read_at_start:
         print(f"  (the first scrape came after a batch: the wall clock misses {read_at_start:.0f})")
+    return {
+        "values": values,
+        "size": size,
+        "read": read,
+        "busy": busy,
+        "wall": last_batch - query_started,
+        "batches": s.get(f'fink_pipeline_batch_duration_seconds_count{{pipeline="{name}"}}', 0.0),
+        "modules": by_label(s, "fink_pipeline_module_seconds_total", "module"),
+        "stages": by_label(s, "fink_pipeline_stage_seconds_total", "stage"),
+        "written": by_label(s, "fink_pipeline_alerts_written_total", "sink"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="maxOffsetsPerTrigger")
+    parser.add_argument("--bursts", type=int, default=4)
+    parser.add_argument("--burst", type=int, default=2_000)
+    parser.add_argument("--every", type=float, default=10.0)
+    parser.add_argument("--baseline-sample", type=int, default=3_000)
+    parser.add_argument(
+        "--packets",
+        choices=sorted(PACKETS),
+        default="both",
+        help="light (no cutouts), full (with cutouts, as ZTF sends them), or both (default)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
+    args = parser.parse_args(argv)
+
+    endpoints = api.ensure_up(quiet=True)
+    os.environ.update(endpoints.environment())
+    bootstrap = endpoints.kafka_bootstrap
+    name = f"bench-{int(time.time())}"
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+
+    drained = {}
+    for kind in PACKETS[args.packets]:
+        drained[kind] = drain(args, endpoints, f"{name}-{kind}", work / kind, kind == "full")
+    # the latency and baseline phases use the last packet kind drained
+    kind = PACKETS[args.packets][-1]
+    name, values = f"{name}-{kind}", drained[kind]["values"]
+    archive, checkpoint = work / kind / "archive", work / kind / "checkpoint"
+    log, pipeline_file = work / kind / "pipeline.log", work / kind / "pipeline.yaml"
+    source = f"{name}-alerts"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
 
     # --- 2. latency: bursts into a running pipeline -------------------------------------------
     print(
@@ -290,7 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     running_key = f'fink_pipeline_running{{pipeline="{name}"}}'
     live.watch(name, until=lambda samples: samples.get(running_key, 0) == 1)
     bursts = [
-        [codec.encode(a, "ztf") for a in generator.generate_alerts(args.burst, "ztf", seed=100 + b)]
+        [
+            codec.encode(a, "ztf")
+            for a in generator.generate_alerts(
+                args.burst, "ztf", seed=100 + b, cutouts=kind == "full"
+            )
+        ]
         for b in range(args.bursts)
     ]
     for b, burst in enumerate(bursts):
@@ -310,29 +352,42 @@ def main(argv: list[str] | None = None) -> int:
     figures = baseline_figures(values[: args.baseline_sample], name, archive)
 
     # --- report -------------------------------------------------------------------------------
-    throughput = read / busy
-    wall_seconds = last_batch - query_started
-    wall = read / wall_seconds
-    per_alert_rate = 1 / (figures["decode"] + figures["per_alert"])
-    vectorised_rate = 1 / (figures["decode"] + figures["vectorised"])
     print()
     print(
         f"== end to end, Kafka -> science -> filter topics + dead letters + HBase + Parquet ({os.cpu_count()} cores)"
     )
-    print(f"alerts read              {read:>12,.0f}   in {batches:.0f} micro-batches")
-    print(f"throughput (in batches)  {throughput:>12,.0f} alerts/s   ({busy:.1f} s busy)")
-    print(
-        f"throughput (wall clock)  {wall:>12,.0f} alerts/s   ({wall_seconds:.1f} s from the "
-        "query's start to its last batch's end)"
-    )
-    print(
-        f"written                  {', '.join(f'{k} {v:,.0f}' for k, v in sorted(written.items()))}"
-    )
-    print("time per stage (science: Spark tasks + collect, driver wall time; hbase: inside")
-    print("the tasks, summed over them; parquet, kafka: driver, after the tasks):")
-    for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<22} {seconds:>7.2f} s   {1e6 * seconds / read:>8.1f} µs/alert")
-    print("per module in Spark tasks (seconds summed over tasks; 2 tasks run at once):")
+    print(f"{'':<26}" + "".join(f"{PACKET_NAMES[k]:>22}" for k in drained))
+    rows = [
+        ("alert size (mean)", lambda d: f"{d['size'] / 1024:,.1f} KB"),
+        ("alerts read", lambda d: f"{d['read']:,.0f} in {d['batches']:.0f} batches"),
+        ("throughput (in batches)", lambda d: f"{d['read'] / d['busy']:,.0f} alerts/s"),
+        ("  in MB/s", lambda d: f"{d['read'] * d['size'] / d['busy'] / 1e6:,.1f} MB/s"),
+        ("throughput (wall clock)", lambda d: f"{d['read'] / d['wall']:,.0f} alerts/s"),
+        ("  in MB/s", lambda d: f"{d['read'] * d['size'] / d['wall'] / 1e6:,.1f} MB/s"),
+    ]
+    for label, cell in rows:
+        print(f"{label:<26}" + "".join(f"{cell(d):>22}" for d in drained.values()))
+    for k, d in drained.items():
+        written = ", ".join(f"{sink} {n:,.0f}" for sink, n in sorted(d["written"].items()))
+        print(f"written ({PACKET_NAMES[k]}): {written}")
+    print("(in batches: alerts read / time inside micro-batches; wall clock: from the")
+    print(" query's start to its last batch's end, gaps between batches included)")
+    stage_names = sorted({st for d in drained.values() for st in d["stages"]})
+    print("time per stage, µs/alert (science: Spark tasks + collect, driver wall time; hbase:")
+    print("inside the tasks, summed over them; parquet, kafka: driver, after the tasks):")
+    for stage in sorted(stage_names, key=lambda st: -drained[kind]["stages"].get(st, 0.0)):
+        print(
+            f"  {stage:<24}"
+            + "".join(
+                f"{1e6 * d['stages'].get(stage, 0.0) / d['read']:>22.1f}" for d in drained.values()
+            )
+        )
+    read, busy = drained[kind]["read"], drained[kind]["busy"]
+    modules = drained[kind]["modules"]
+    throughput = read / busy
+    per_alert_rate = 1 / (figures["decode"] + figures["per_alert"])
+    vectorised_rate = 1 / (figures["decode"] + figures["vectorised"])
+    print(f"per module in Spark tasks ({PACKET_NAMES[kind]}):")
     for module, seconds in sorted(modules.items(), key=lambda kv: -kv[1]):
         print(f"  {module:<22} {1e6 * seconds / read:>8.1f} µs/alert")
     print()
@@ -376,16 +431,34 @@ def main(argv: list[str] | None = None) -> int:
         f"\nRubin averages ~{rubin:.0f} alerts/s (bursts of 10,000 every 40 s): a burst takes ~{10_000 / throughput:.0f} s here."
     )
 
+    goals = {"light": 5_000, "full": 2_000}
+    print("\n== against the goals (2 cores)")
+    for k, d in drained.items():
+        rate = d["read"] / d["busy"]
+        print(
+            f"{PACKET_NAMES[k]:<22} {rate:>8,.0f} alerts/s, goal >= {goals[k]:,} ({rate / goals[k]:.2f}x)"
+        )
+    if latencies:
+        print(f"{'p95 latency':<22} {p95:>8.2f} s, goal < 5 s")
+
     if not args.keep:
-        topics = [source, f"{name}.dead-letters", *(f"{name}.{f}" for f in FILTERS)]
-        for future in admin.delete_topics(topics).values():
-            future.result(30)
-        connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
-        connection.delete_table(name.replace("-", "_"), disable=True)
-        connection.close()
+        for k in drained:
+            bench = f"{name.rsplit('-', 1)[0]}-{k}"
+            topics = [
+                f"{bench}-alerts",
+                f"{bench}.dead-letters",
+                *(f"{bench}.{f}" for f in FILTERS),
+            ]
+            for future in admin.delete_topics(topics).values():
+                future.result(30)
+            connection = happybase.Connection(
+                endpoints.hbase_thrift_host, endpoints.hbase_thrift_port
+            )
+            connection.delete_table(bench.replace("-", "_"), disable=True)
+            connection.close()
         shutil.rmtree(work, ignore_errors=True)
     else:
-        print(f"kept: topics {name}*, table {name.replace('-', '_')}, files {work}")
+        print(f"kept: topics {name.rsplit('-', 1)[0]}-*, tables, files {work}")
     return 0
 
 
