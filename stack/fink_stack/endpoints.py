@@ -21,6 +21,7 @@ class Endpoints:
     prometheus: str = ""  # the local Prometheus's HTTP API (component monitoring)
     # the schema registry's Confluent-compatible API (component registry)
     schema_registry: str = ""
+    kafka_sasl: KafkaSasl | None = None  # the secured listener and its user (component kafka)
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
@@ -37,9 +38,66 @@ class Endpoints:
             variables["FINK_PROMETHEUS_URL"] = self.prometheus
         if self.schema_registry:
             variables["FINK_SCHEMA_REGISTRY"] = self.schema_registry
+        if self.kafka_sasl is not None:
+            variables.update(self.kafka_sasl.environment())
         if self.pods is not None:
             variables.update(self.pods.environment())
         return variables
+
+
+@dataclass(frozen=True)
+class KafkaSasl:
+    """Kafka's SASL_SSL listener (SCRAM-SHA-512, TLS), and the stack's user on it.
+
+    `references` is a directory laid out like mounted Secrets, holding one Secret,
+    `secrets/fink-stack-kafka/<key>`, whose keys are the librdkafka settings a
+    pipeline's credentials Secret holds: `fink-pipeline run --references DIR` on a
+    spec naming `credentialsSecretRef: {name: fink-stack-kafka}` uses it as is, and
+    `kubectl create secret generic fink-stack-kafka --from-file=DIR/secrets/fink-stack-kafka`
+    makes the same Secret in a cluster.
+    """
+
+    bootstrap: str  # 127.0.0.1:9096
+    username: str
+    password: str
+    ca_file: Path  # the stack's CA, which signed the broker's certificate
+    references: Path
+    mechanism: str = "SCRAM-SHA-512"
+    secret_name: str = "fink-stack-kafka"
+
+    def settings(self) -> dict[str, str]:
+        """librdkafka settings of a client of this listener (the Secret's keys and values)."""
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": self.mechanism,
+            "sasl.username": self.username,
+            "sasl.password": self.password,
+            "ssl.ca.pem": self.ca_file.read_text(),
+        }
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "FINK_KAFKA_SASL_BOOTSTRAP": self.bootstrap,
+            "FINK_KAFKA_SASL_MECHANISM": self.mechanism,
+            "FINK_KAFKA_SASL_USERNAME": self.username,
+            "FINK_KAFKA_SASL_PASSWORD": self.password,
+            "FINK_KAFKA_SASL_REFERENCES": str(self.references),
+            "FINK_STACK_CA": str(self.ca_file),
+        }
+
+    @classmethod
+    def from_environment(cls) -> KafkaSasl | None:
+        get = os.environ.get
+        if not get("FINK_KAFKA_SASL_BOOTSTRAP"):
+            return None
+        return cls(
+            bootstrap=get("FINK_KAFKA_SASL_BOOTSTRAP", ""),
+            username=get("FINK_KAFKA_SASL_USERNAME", ""),
+            password=get("FINK_KAFKA_SASL_PASSWORD", ""),
+            ca_file=Path(get("FINK_STACK_CA", "")),
+            references=Path(get("FINK_KAFKA_SASL_REFERENCES", "")),
+            mechanism=get("FINK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +122,7 @@ class PodEndpoints:
     operator_image: str  # fink-k8s/operator:dev
     containerd_address: str  # for ctr / crictl on the host
     schema_registry: str = ""  # http://10.88.0.1:8081/apis/ccompat/v7 (through the pod gateway)
+    kafka_sasl_bootstrap: str = ""  # 10.88.0.1:9097: SASL_SSL, same user and CA as on the host
 
     def environment(self) -> dict[str, str]:
         return {
@@ -73,6 +132,7 @@ class PodEndpoints:
             "FINK_POD_HBASE_ADMIN": self.hbase_admin,
             "FINK_POD_DNS": self.dns,
             "FINK_POD_SCHEMA_REGISTRY": self.schema_registry,
+            "FINK_POD_KAFKA_SASL_BOOTSTRAP": self.kafka_sasl_bootstrap,
             "FINK_NODE_NAME": self.node_name,
             "FINK_PIPELINE_IMAGE": self.pipeline_image,
             "FINK_OPERATOR_IMAGE": self.operator_image,
@@ -99,6 +159,7 @@ class PodEndpoints:
             operator_image=get("FINK_OPERATOR_IMAGE", ""),
             containerd_address=get("CONTAINERD_ADDRESS", ""),
             schema_registry=get("FINK_POD_SCHEMA_REGISTRY", ""),
+            kafka_sasl_bootstrap=get("FINK_POD_KAFKA_SASL_BOOTSTRAP", ""),
         )
 
 
@@ -119,4 +180,5 @@ def from_environment() -> Endpoints | None:
         pods=PodEndpoints.from_environment(),
         prometheus=os.environ.get("FINK_PROMETHEUS_URL", ""),
         schema_registry=os.environ.get("FINK_SCHEMA_REGISTRY", ""),
+        kafka_sasl=KafkaSasl.from_environment(),
     )

@@ -38,6 +38,8 @@ class Ports:
     kube_proxy_metrics: int = 10249
     kube_proxy_healthz: int = 10256
     schema_registry: int = 8081  # Apicurio Registry (Confluent API); pods via the pod gateway
+    kafka_sasl: int = 9096  # Kafka's SASL_SSL (SCRAM-SHA-512) listener on loopback
+    kafka_pods_sasl: int = 9097  # the same on the pod network's host address
 
 
 PORTS = Ports()

@@ -1,9 +1,10 @@
-"""Certificates for the local kube-apiserver, and the kubeconfig that uses them.
+"""Certificates for the local kube-apiserver and Kafka, and the kubeconfig that uses them.
 
-One throw-away CA signs the apiserver's serving certificate and an admin client
-certificate in group system:masters; a separate RSA key pair signs service
-account tokens. They are made once per state directory and reused, so a
-kubeconfig handed out earlier keeps working across `down`/`up`.
+One throw-away CA signs the apiserver's serving certificate, an admin client
+certificate in group system:masters, and Kafka's serving certificate (its
+SASL_SSL listeners); a separate RSA key pair signs service account tokens. They
+are made once per state directory and reused, so a kubeconfig or a CA file
+handed out earlier keeps working across `down`/`up`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -30,8 +33,17 @@ SERVER_NAMES = (
 )
 
 
+# Kafka and the apiserver are prepared in parallel threads and both need the CA
+_LOCK = threading.Lock()
+
+
 def ensure_pki(pki: Path) -> None:
     """Create the CA, serving, admin and service-account keys unless present."""
+    with _LOCK:
+        _ensure_pki(pki)
+
+
+def _ensure_pki(pki: Path) -> None:
     if (pki / "complete").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
@@ -120,6 +132,52 @@ def ensure_node_pki(pki: Path, node_name: str, node_ip: str) -> None:
         _write(pki, stem, key, cert)
     for path in pki.glob("*.key"):
         path.chmod(0o600)
+
+
+KAFKA_SERVER = "kafka-server"  # kafka-server.{crt,key,pem}: the SASL_SSL listeners' certificate
+
+
+def ensure_kafka_pki(pki: Path, addresses: Iterable[str]) -> Path:
+    """Kafka's serving certificate for these IP addresses, signed by the stack's CA.
+
+    Clients check the broker's name (librdkafka and the Java client both verify
+    the host by default), so the certificate names every address a listener
+    advertises, and localhost. It is made again only when an address is missing
+    (e.g. the pod network appeared). Returns the PEM key store Kafka reads: the
+    private key in PKCS#8 followed by the certificate (`ssl.keystore.type=PEM`).
+    """
+    wanted = [ipaddress.ip_address(a) for a in addresses]
+    with _LOCK:
+        _ensure_pki(pki)
+        store = pki / f"{KAFKA_SERVER}.pem"
+        crt = pki / f"{KAFKA_SERVER}.crt"
+        if store.exists() and crt.exists():
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            if all(ip in names.get_values_for_type(x509.IPAddress) for ip in wanted):
+                return store
+        ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+        assert isinstance(ca_key, rsa.RSAPrivateKey)
+        key = _new_key()
+        cert = _certificate(
+            subject=_name("kafka"),
+            issuer=ca_cert,
+            key=key,
+            signer=ca_key,
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            alt_names=[x509.DNSName("localhost")] + [x509.IPAddress(ip) for ip in wanted],
+        )
+        _write(pki, KAFKA_SERVER, key, cert)
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        store.write_bytes(pkcs8 + cert.public_bytes(serialization.Encoding.PEM))
+        for path in (store, pki / f"{KAFKA_SERVER}.key"):
+            path.chmod(0o600)
+        return store
 
 
 def write_kubeconfig(path: Path, pki: Path, server: str, user: str = "admin") -> None:

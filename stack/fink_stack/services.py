@@ -8,8 +8,11 @@ think of them (kubernetes, kafka, hbase, registry); Spark has no server, only ja
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import ssl
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -60,7 +63,7 @@ def _kafka_ready(layout: Layout) -> bool:
         metadata = admin.list_topics(timeout=3)
     except Exception:
         return False
-    return bool(metadata.brokers)
+    return bool(metadata.brokers) and _kafka_sasl_ready(layout)
 
 
 def _hbase_master_ready(layout: Layout) -> bool:
@@ -279,43 +282,146 @@ logger.zk.level = warn
 """
 
 
+# The secured listeners: SASL_SSL with SCRAM, as production brokers are run. One user,
+# made by the stack, with a password of the state directory's own (`fink-stack env`)
+KAFKA_SCRAM_MECHANISM = "SCRAM-SHA-512"
+KAFKA_USER = "fink"
+KAFKA_USERS_FILE = "kafka-users.json"  # under the PKI directory, mode 0600
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+def kafka_credentials(layout: Layout) -> tuple[str, str]:
+    """(user, password) of the stack's SCRAM user; the password is made once per state directory."""
+    path = layout.pki / KAFKA_USERS_FILE
+    if path.exists():
+        found = json.loads(path.read_text())
+        return str(found["username"]), str(found["password"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    path.write_text(json.dumps({"username": KAFKA_USER, "password": password}) + "\n")
+    path.chmod(0o600)
+    return KAFKA_USER, password
+
+
+def kafka_sasl_settings(layout: Layout) -> dict[str, str]:
+    """librdkafka settings of a client of the SASL_SSL listeners, as the stack's user.
+
+    The very keys a pipeline's credentials Secret holds (fink_core.connections).
+    """
+    user, password = kafka_credentials(layout)
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": KAFKA_SCRAM_MECHANISM,
+        "sasl.username": user,
+        "sasl.password": password,
+        "ssl.ca.pem": (layout.pki / "ca.crt").read_text(),
+    }
+
+
+KAFKA_SECRET = "fink-stack-kafka"  # the Secret of the references directory below
+
+
+def kafka_references(layout: Layout) -> Path:
+    """A directory laid out like mounted Secrets: secrets/fink-stack-kafka/<librdkafka key>."""
+    return layout.config / "kafka" / "references"
+
+
+def _write_kafka_references(layout: Layout) -> None:
+    secret = kafka_references(layout) / "secrets" / KAFKA_SECRET
+    secret.mkdir(parents=True, exist_ok=True)
+    secret.parent.chmod(0o700)
+    for key, value in kafka_sasl_settings(layout).items():
+        (secret / key).write_text(value)
+        (secret / key).chmod(0o600)
+
+
+def _kafka_listeners() -> dict[str, tuple[str, str, int]]:
+    """Listener name -> (security protocol, address, port) of the broker.
+
+    PLAINTEXT on loopback is what everything uses by default; SASL_SSL on
+    loopback is the secured one. With the pod network, each has a twin on the
+    bridge's host address (PODS, PODS_SASL), advertised as that address: pods
+    cannot reach loopback, and a broker answers clients with the address of the
+    listener they came in on.
+    """
+    listeners = {
+        "PLAINTEXT": ("PLAINTEXT", HOST, PORTS.kafka),
+        "CONTROLLER": ("PLAINTEXT", HOST, PORTS.kafka_controller),
+        "SASL_SSL": ("SASL_SSL", HOST, PORTS.kafka_sasl),
+    }
+    if podnet.available():
+        listeners["PODS"] = ("PLAINTEXT", POD_NETWORK.host, PORTS.kafka_pods)
+        listeners["PODS_SASL"] = ("SASL_SSL", POD_NETWORK.host, PORTS.kafka_pods_sasl)
+    return listeners
+
+
+def _kafka_config(layout: Layout) -> str:
+    listeners = _kafka_listeners()
+    advertised = {k: v for k, v in listeners.items() if k != "CONTROLLER"}
+    secured = [k for k, (protocol, _, _) in listeners.items() if protocol == "SASL_SSL"]
+    mechanism = KAFKA_SCRAM_MECHANISM.lower()
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{HOST}:{PORTS.kafka_controller}",
+            "listeners=" + ",".join(f"{k}://{a}:{p}" for k, (_, a, p) in listeners.items()),
+            "advertised.listeners="
+            + ",".join(f"{k}://{a}:{p}" for k, (_, a, p) in advertised.items()),
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map="
+            + ",".join(f"{k}:{protocol}" for k, (protocol, _, _) in listeners.items()),
+            f"sasl.enabled.mechanisms={KAFKA_SCRAM_MECHANISM}",
+            *(
+                f"listener.name.{k.lower()}.{mechanism}.sasl.jaas.config={_SCRAM_LOGIN}"
+                for k in secured
+            ),
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={layout.pki / (pki.KAFKA_SERVER + '.pem')}",
+            "ssl.client.auth=none",
+            f"log.dirs={layout.data / 'kafka'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "delete.topic.enable=true",
+            "",
+        ]
+    )
+
+
 def _kafka_properties(layout: Layout) -> Path:
-    return layout.config / "kafka" / "server.properties"
+    """The broker's configuration file, named by its content.
+
+    A stack whose listeners changed (an upgrade of the stack, the pod network
+    appearing) then has a new command line, which `up` answers by restarting
+    Kafka on the new file: an older state directory is upgraded in place, its
+    topics and data kept.
+    """
+    digest = hashlib.sha256(_kafka_config(layout).encode()).hexdigest()[:12]
+    return layout.config / "kafka" / f"server-{digest}.properties"
 
 
 def _prepare_kafka(layout: Layout) -> None:
-    """Write the KRaft config and format the log directory on first start."""
+    """Write the KRaft config, the TLS certificate, and format the log directory on first start."""
     conf = layout.config / "kafka"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "log4j2.properties").write_text(_LOG4J2)
+    pki.ensure_kafka_pki(layout.pki, sorted({a for _, a, _ in _kafka_listeners().values()}))
+    _write_kafka_references(layout)
+    properties = _kafka_properties(layout)
+    for stale in conf.glob("server*.properties"):
+        if stale != properties:
+            stale.unlink()
+    properties.write_text(_kafka_config(layout))
     logs = layout.data / "kafka"
-    _kafka_properties(layout).write_text(
-        "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{HOST}:{PORTS.kafka_controller}",
-                f"listeners=PLAINTEXT://{HOST}:{PORTS.kafka},CONTROLLER://{HOST}:{PORTS.kafka_controller}",
-                f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS.kafka}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={logs}",
-                "num.partitions=1",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=4",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "delete.topic.enable=true",
-                "",
-            ]
-        )
-    )
     if (logs / "meta.properties").exists():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -335,7 +441,7 @@ def _prepare_kafka(layout: Layout) -> None:
                 "-t",
                 cluster_id,
                 "-c",
-                str(_kafka_properties(layout)),
+                str(properties),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -355,28 +461,53 @@ def _kafka_argv(layout: Layout) -> list[str]:
         KAFKA.classpath(layout.cache),
         "kafka.Kafka",
         str(_kafka_properties(layout)),
-        *_kafka_pod_listener(),
     ]
 
 
-def _kafka_pod_listener() -> list[str]:
-    """A second listener on the pod network's host address, advertised as that address.
+def _kafka_users(layout: Layout) -> None:
+    """Create (or reset) the stack's SCRAM user once the broker answers on PLAINTEXT.
 
-    Pods cannot reach loopback, and a broker answers clients with the address of
-    the listener they came in on: pods bootstrap from POD_NETWORK.host:kafka_pods
-    and are then sent back there, host clients keep 127.0.0.1:9092.
+    Through the admin API rather than at format time, so a log directory formatted
+    by an older stack gets its user too. The credentials live in the metadata log:
+    they survive restarts, and `down --wipe` takes them with the data.
     """
-    if not podnet.available():
-        return []
-    pods = f"PODS://{POD_NETWORK.host}:{PORTS.kafka_pods}"
-    return [
-        "--override",
-        f"listeners=PLAINTEXT://{HOST}:{PORTS.kafka},CONTROLLER://{HOST}:{PORTS.kafka_controller},{pods}",
-        "--override",
-        f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS.kafka},{pods}",
-        "--override",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PODS:PLAINTEXT",
-    ]
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    user, password = kafka_credentials(layout)
+    admin = AdminClient({"bootstrap.servers": f"{HOST}:{PORTS.kafka}", "log_level": 0})
+    upsert = UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode()
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            admin.alter_user_scram_credentials([upsert])[user].result(timeout=10)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _kafka_sasl_ready(layout: Layout) -> bool:
+    """The stack's user can sign in on the SASL_SSL listener (TLS, SCRAM, the CA's certificate)."""
+    if not port_open(PORTS.kafka_sasl):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    settings = kafka_sasl_settings(layout)
+    admin = AdminClient(
+        {"bootstrap.servers": f"{HOST}:{PORTS.kafka_sasl}", "log_level": 0, **settings}
+    )
+    try:
+        return bool(admin.list_topics(timeout=5).brokers)
+    except Exception:
+        return False
 
 
 # ---------------------------------------------------------------- hbase
@@ -600,6 +731,7 @@ SERVICES: tuple[Service, ...] = (
         _kafka_argv,
         _kafka_ready,
         prepare=_prepare_kafka,
+        after_start=_kafka_users,
         port=PORTS.kafka,
         data_dirs=("kafka",),
     ),

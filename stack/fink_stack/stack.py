@@ -20,12 +20,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import artefacts, hostpkgs, hoststate, images, netguard, node, podnet, process, prometheus
-from .endpoints import Endpoints, PodEndpoints
+from .endpoints import Endpoints, KafkaSasl, PodEndpoints
 from .layout import HOST, POD_NETWORK, PORTS, Layout
 from .services import (
     COMPONENTS,
+    KAFKA_SECRET,
+    KAFKA_USERS_FILE,
     SERVICES,
     Service,
+    kafka_credentials,
+    kafka_references,
     port_open,
     register_kwok_node,
     schema_registry_url,
@@ -359,6 +363,22 @@ def endpoints(layout: Layout) -> Endpoints:
         pods=pod_endpoints(layout) if podnet.available() else None,
         prometheus=prometheus.URL,
         schema_registry=schema_registry_url(),
+        kafka_sasl=kafka_sasl(layout),
+    )
+
+
+def kafka_sasl(layout: Layout) -> KafkaSasl | None:
+    """The secured listener and the stack's user, once Kafka has been started with them."""
+    if not (layout.pki / KAFKA_USERS_FILE).exists():
+        return None
+    username, password = kafka_credentials(layout)
+    return KafkaSasl(
+        bootstrap=f"{HOST}:{PORTS.kafka_sasl}",
+        username=username,
+        password=password,
+        ca_file=layout.pki / "ca.crt",
+        references=kafka_references(layout),
+        secret_name=KAFKA_SECRET,
     )
 
 
@@ -370,6 +390,7 @@ def pod_endpoints(layout: Layout) -> PodEndpoints:
         hbase_thrift=f"{net.host}:{PORTS.hbase_thrift}",
         hbase_admin=f"{net.host}:{PORTS.hbase_thrift2}",
         schema_registry=schema_registry_url(net.host),
+        kafka_sasl_bootstrap=f"{net.host}:{PORTS.kafka_pods_sasl}",
         dns=net.dns_service_ip,
         node_name=net.node_name,
         pipeline_image=images.PIPELINE.short_reference,
