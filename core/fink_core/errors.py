@@ -38,6 +38,27 @@ class ServerUnreachable(Retryable):
         return f"{self.server}Unreachable"
 
 
+class AuthenticationFailed(ServerUnreachable):
+    """The server answered but refused the client: wrong credentials, or a TLS handshake failed.
+
+    Retried like an unreachable server, because a corrected Secret (or a user made
+    on the server) is only noticed by trying again; its reason and message say
+    what to change.
+    """
+
+    def __init__(self, server: str, address: str, detail: str) -> None:
+        super().__init__(server, address, detail)
+        self.args = (
+            f"{server} at {address} refused the connection's credentials: {detail}; check "
+            "the credentials Secret (security.protocol, sasl.mechanism, sasl.username, "
+            "sasl.password, ssl.ca.pem) against the server's users and certificate",
+        )
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return f"{self.server}AuthenticationFailed"
+
+
 class MissingReference(Retryable):
     """A ConfigMap or Secret the resource names does not exist (yet): create it."""
 

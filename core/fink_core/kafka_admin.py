@@ -2,7 +2,8 @@
 
 Every call has a short timeout and turns "no broker answered" into
 ServerUnreachable, so a Kafka outage becomes a retried condition rather than a
-hung handler; a refusal becomes ServerRejected. Calls are batched: one request
+hung handler; a broker that refused the credentials (SASL) or whose TLS
+handshake failed, into AuthenticationFailed; a refusal becomes ServerRejected. Calls are batched: one request
 covers all the topics asked for, whether of one pipeline or of hundreds.
 """
 
@@ -27,21 +28,46 @@ from confluent_kafka.admin import (
 
 from fink_core.calls import count
 from fink_core.connections import KafkaConnection
-from fink_core.errors import ServerRejected, ServerUnreachable
+from fink_core.errors import AuthenticationFailed, ServerRejected, ServerUnreachable
 from fink_core.resources import TopicState
 
 log = logging.getLogger(__name__)
 
-_clients: dict[tuple[str, tuple[tuple[str, str], ...]], AdminClient] = {}
+# librdkafka reports a refused sign-in or TLS handshake only to the error callback;
+# the call itself then fails as "transport failure" or "timed out"
+_REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL)
+# errors that follow a refusal without saying more about it
+_CONSEQUENCES = (KafkaError._ALL_BROKERS_DOWN,)
+
+
+class _Client:
+    """An AdminClient and the last connection error librdkafka reported for it."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.last_error: KafkaError | None = None
+        self.admin = AdminClient({**config, "error_cb": self._record})
+
+    def _record(self, error: KafkaError) -> None:
+        if error.code() not in _CONSEQUENCES:
+            self.last_error = error
+
+    def refusal(self) -> KafkaError | None:
+        """The refusal behind a failed call, if the latest connection error was one."""
+        self.admin.poll(0)  # serves the error callback
+        error = self.last_error
+        return error if error is not None and error.code() in _REFUSALS else None
+
+
+_clients: dict[tuple[str, tuple[tuple[str, str], ...]], _Client] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(bootstrap: str, settings: Mapping[str, str]) -> AdminClient:
+def _client(bootstrap: str, settings: Mapping[str, str]) -> _Client:
     """One AdminClient per cluster and credentials, shared by all pipelines (thread-safe)."""
     key = (bootstrap, tuple(sorted(settings.items())))
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = AdminClient(
+            _clients[key] = _Client(
                 {
                     "bootstrap.servers": bootstrap,
                     "socket.connection.setup.timeout.ms": 3000,
@@ -67,10 +93,15 @@ class KafkaAdmin:
         self.timeout = timeout
         # test hook: pause between topic creations so a test can kill the operator mid-pass
         self.step_delay = step_delay
-        self._admin = _client(connection.bootstrap, connection.settings)
+        self._client = _client(connection.bootstrap, connection.settings)
+        self._admin = self._client.admin
         self._cluster_id: str | None = None
 
     def _unreachable(self, error: object) -> ServerUnreachable:
+        """No answer: AuthenticationFailed if the broker refused the credentials or TLS."""
+        refusal = self._client.refusal()
+        if refusal is not None:
+            return AuthenticationFailed("Kafka", self.bootstrap, refusal.str())
         return ServerUnreachable("Kafka", self.bootstrap, str(error))
 
     def observe(self, names: Iterable[str], config_keys: Iterable[str]) -> dict[str, TopicState]:
