@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from fink_core.errors import NeedsUser, Retryable, ServerUnreachable, SpecError
-from fink_core.spec import PipelineSpec, parse_pipeline
+from fink_core.spec import CUTOUTS_FAMILY, PipelineSpec, parse_pipeline
 from fink_pipeline.science import SciencePlan, plan_science
 
 EXIT_FAILED = 1
@@ -101,6 +101,8 @@ def validate(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) ->
     print(f"  dead letters -> topic {spec.kafka_sink.dead_letter_topic}")
     if spec.hbase_sink:
         families = ", ".join(f.name for f in spec.hbase_sink.column_families)
+        if spec.hbase_sink.stores_cutouts:
+            families += f", {CUTOUTS_FAMILY} for the cutouts"
         print(f"  HBase table {spec.hbase_sink.table} (families {families})")
     if spec.archive_path:
         print(f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/")

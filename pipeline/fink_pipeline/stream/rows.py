@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fink_core.spec import CUTOUTS_FAMILY
 from fink_pipeline.alerts.columns import OBJECT_ID, TIME
+
+# each decoded cutout column -> its cell in the cutouts family of the alert's row
+CUTOUT_QUALIFIERS = {
+    "cutoutScience": f"{CUTOUTS_FAMILY}:science".encode(),
+    "cutoutTemplate": f"{CUTOUTS_FAMILY}:template".encode(),
+    "cutoutDifference": f"{CUTOUTS_FAMILY}:difference".encode(),
+}
 
 # Observatory longitudes (degrees east): a night is named after the local date
 # on which it starts, so one night's alerts never straddle two partitions.
@@ -74,6 +82,17 @@ def hbase_cells(
                 text = cell_text(value)
                 if text is not None:
                     row[qualifier] = text
+    return rows
+
+
+def cutout_cells(stamps: pd.DataFrame) -> list[dict[bytes, bytes]]:
+    """One {b"cutouts:science": stamp, ...} per row: the stamps' bytes as they came
+    (gzipped FITS), an absent cutout not stored."""
+    rows: list[dict[bytes, bytes]] = [{} for _ in range(len(stamps))]
+    for column, qualifier in CUTOUT_QUALIFIERS.items():
+        for row, stamp in zip(rows, stamps[column].tolist(), strict=True):
+            if stamp is not None:
+                row[qualifier] = bytes(stamp)
     return rows
 
 

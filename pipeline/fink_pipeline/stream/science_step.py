@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from fink_pipeline.alerts.codec import decode_batch
-from fink_pipeline.alerts.columns import columns_for
+from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
 from fink_pipeline.stream import faults
-from fink_pipeline.stream.rows import hbase_cells, row_keys
+from fink_pipeline.stream.rows import cutout_cells, hbase_cells, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
 
 META_COLUMNS = {
@@ -54,6 +54,7 @@ class HBaseTarget:
     table: str
     families: tuple[tuple[str, tuple[str, ...]], ...]
     salt_digits: int = 0
+    cutouts: bool = False  # the alerts' stamps in family "cutouts" (spec.sinks.hbase.cutouts)
 
 
 def hbase_families(plan: SciencePlan, family_names: Sequence[str]) -> dict[str, list[str]]:
@@ -113,11 +114,17 @@ class ScienceStep:
         raw = raw.reset_index(drop=True)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        decoded = decode_batch(raw["value"].tolist(), self.plan.survey, self.schema_registry)
+        stores_cutouts = self.hbase is not None and self.hbase.cutouts
+        decoded = decode_batch(
+            raw["value"].tolist(), self.plan.survey, self.schema_registry, cutouts=stores_cutouts
+        )
         timings[DECODE_TIMING] = time.perf_counter() - started
 
         good = decoded.frame.reset_index(drop=True)
-        enriched = enrich(good.drop(columns=["_position"]), self.plan, timings)
+        # the stamps go to HBase from here, never to science, the driver, Kafka or Parquet
+        stamps = good[list(CUTOUT_COLUMNS)] if stores_cutouts else None
+        alerts = good.drop(columns=["_position", *(CUTOUT_COLUMNS if stores_cutouts else ())])
+        enriched = enrich(alerts, self.plan, timings)
         for name, mask in select(enriched, self.plan).items():
             enriched[pass_column(name)] = mask.to_numpy(dtype=bool)
         good_positions = good["_position"].to_numpy(np.int64)
@@ -125,6 +132,9 @@ class ScienceStep:
             started = time.perf_counter()
             keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
             cells = hbase_cells(enriched, dict(self.hbase.families))
+            if stamps is not None:
+                for row, stamp_cells in zip(cells, cutout_cells(stamps), strict=True):
+                    row.update(stamp_cells)
             _hbase_writer(self.hbase).put(keys, cells, self.batch_id)
             timings[HBASE_TIMING] = time.perf_counter() - started
             faults.reached("hbase-write", self.batch_id)

@@ -504,7 +504,8 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
     assert len(sources) == len(values)
 
     # HBase
-    assert ("cutouts" in world.hbase_families()) == (world.cutouts == "store")
+    families = world.hbase_families()
+    assert ("cutouts" in families) == (world.cutouts == "store"), (world.cutouts, families)
     rows = world.hbase_rows()
     keys = dict(zip(row_keys(alerts, world.survey, world.salt_digits), alerts.index, strict=True))
     assert len(rows) == len(alerts) and set(rows) == set(keys)

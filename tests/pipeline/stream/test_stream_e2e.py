@@ -9,6 +9,8 @@ every process of it, and check the restart delivers exactly once.
 
 from __future__ import annotations
 
+import gzip
+import io
 import signal
 import socket
 import struct
@@ -282,6 +284,34 @@ def test_an_lsst_pipeline_runs_the_same_way(
     assert f"{salt:02d}_{obj}_{with_object['midpointMjdTai']:.7f}".encode() in rows
     assert len({k.split(b"_", 1)[0] for k in rows}) > 10  # the salt spreads the keys
     assert len(want.bad) == 6
+
+
+def test_stored_cutouts_are_in_each_alerts_row_byte_for_byte(
+    stack: Endpoints, unique_name: str, tmp_path: Path
+) -> None:
+    """spec.sinks.hbase.cutouts: store. The table gets the family cutouts, and each
+    alert's row its three stamps as produced (gzipped FITS that astropy opens);
+    the filter topics and the archive carry no stamp."""
+    fits = pytest.importorskip("astropy.io.fits")
+    world = World(stack=stack, name=unique_name, directory=tmp_path, cutouts="store")
+    values = world.produce(300, malformed=3, seed=11)
+    world.wait(world.start("--until-idle", "4"))
+    want = assert_sinks_hold_exactly(world, values)  # the family, and the stamps in each row
+    assert len(want.stamps) == len(want.enriched) == 300
+    assert all(len(cells) == 3 for cells in want.stamps.values())
+    rows = world.hbase_rows()
+    key = row_keys(want.enriched, "ztf")[0]
+    candid = int(want.enriched.index[0])
+    for cell in (b"cutouts:science", b"cutouts:template", b"cutouts:difference"):
+        stamp = rows[key][cell]
+        assert stamp == want.stamps[candid][cell]
+        with fits.open(io.BytesIO(gzip.decompress(stamp))) as hdus:
+            assert hdus[0].data.shape == (63, 63)
+    assert not [c for c in world.archive_frame().columns if "cutout" in c.lower()]
+    for name in world.filters:
+        for message in world.read_topic(world.filter_topic(name)):
+            # the enriched record: a few KB; with the three stamps it would be over 50 KB
+            assert len(message.value()) < 8_000
 
 
 def test_a_batch_whose_commit_was_lost_is_replayed_without_duplicates(world: World) -> None:

@@ -21,13 +21,13 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from fink_core.connections import KafkaConnection
 from fink_pipeline.science import plan_for
-from fink_pipeline.stream import faults, rows
+from fink_pipeline.stream import faults, rows, science_step
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, StopRequested, source_ends
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.kafka_options import java_client_settings, spark_source_options
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
-from fink_pipeline.stream.science_step import ScienceStep, hbase_families
+from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.sinks import TransactionalKafka
 
 
@@ -173,6 +173,59 @@ def test_a_chunk_gives_one_row_per_message_good_or_rejected() -> None:
     timings = json.loads(out["_timings"].dropna().iloc[0])
     assert set(timings) == {"decode", "quality_cuts", "lightcurve_features", "solar_system"}
     assert (out["_timestamp_ms"] == 1795608000000).all()
+
+
+class CapturingWriter:
+    """Stands for HBaseWriter: keeps the rows a task would put."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, dict[bytes, bytes]] = {}
+
+    def put(self, keys: Any, cells: Any, batch_id: int | None = None) -> None:
+        self.rows.update(zip(keys, cells, strict=True))
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["store", "drop"])
+def test_stored_cutouts_go_to_the_alerts_row_and_never_into_the_output(
+    monkeypatch: pytest.MonkeyPatch, stored: bool
+) -> None:
+    from fink_pipeline.alerts import codec, generator
+
+    plan = plan_for("ztf", ["quality_cuts"], [])
+    families = tuple((f, tuple(c)) for f, c in hbase_families(plan, ["i", "d"]).items())
+    target = HBaseTarget("h", 1, f"t_{stored}", families, cutouts=stored)
+    writer = CapturingWriter()
+    monkeypatch.setitem(science_step._HBASE_WRITERS, ("h", 1, f"t_{stored}"), writer)
+    alerts = generator.generate_alerts(12, "ztf", seed=5)
+    alerts += generator.generate_alerts(2, "ztf", seed=6, cutouts=False)
+    values = [codec.encode(a, "ztf") for a in alerts]
+    raw = pd.DataFrame(
+        {
+            "value": values,
+            "topic": "src",
+            "partition": np.int32(0),
+            "offset": np.arange(len(values), dtype=np.int64),
+            "timestamp": pd.Timestamp("2026-11-25T12:00:00"),
+        }
+    )
+    step = ScienceStep(plan, target)
+    out = step.process(raw)
+    assert list(out.columns) == list(step.output_columns)  # the enriched schema did not grow
+    assert out["_raw"].isna().all()
+    assert len(writer.rows) == len(alerts)
+    for alert in alerts:
+        key = f"{alert['objectId']}_{alert['candidate']['jd']:.7f}".encode()
+        row = writer.rows[key]
+        assert row[b"i:candid"] == str(alert["candidate"]["candid"]).encode()
+        stamps = {k: v for k, v in row.items() if k.startswith(b"cutouts:")}
+        wanted = {}
+        if stored and alert["cutoutScience"] is not None:
+            wanted = {
+                b"cutouts:science": alert["cutoutScience"]["stampData"],
+                b"cutouts:template": alert["cutoutTemplate"]["stampData"],
+                b"cutouts:difference": alert["cutoutDifference"]["stampData"],
+            }
+        assert stamps == wanted
 
 
 # --- the fault hook (test machinery, so it must do exactly what the tests rely on) ---------
