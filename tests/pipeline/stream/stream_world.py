@@ -98,6 +98,11 @@ class World:
     # registry their ids come from (None: the package's official ids)
     schema_versions: tuple[str, ...] = ()
     schema_registry: str | None = None
+    # more fields of spec.source.kafka and spec.sinks.kafka, e.g. the stack's SASL_SSL listener
+    # and a credentialsSecretRef (the run then needs --references); the world itself still
+    # produces and reads through the stack's PLAINTEXT listener, on the same broker
+    source_connection: dict[str, Any] = field(default_factory=dict)
+    sink_connection: dict[str, Any] = field(default_factory=dict)
     cutouts: str = "drop"  # spec.sinks.hbase.cutouts ("store": the stamps in family cutouts)
 
     @property
@@ -131,6 +136,7 @@ class World:
         kafka: dict[str, Any] = {"topic": self.source, "startingOffsets": "earliest"}
         if self.schema_registry:
             kafka["schemaRegistry"] = self.schema_registry
+        kafka.update(self.source_connection)
         return kafka
 
     def decode(self, values: list[bytes]) -> codec.DecodedBatch:
@@ -162,6 +168,7 @@ class World:
                     "kafka": {
                         "deadLetterTopic": self.dead_letter_topic,
                         "topicDefaults": {"partitions": 2, "replicationFactor": 1},
+                        **self.sink_connection,
                     },
                     "hbase": hbase,
                     "archive": {"path": str(self.archive)},
