@@ -10,7 +10,7 @@ from __future__ import annotations
 from fink_core.errors import FinkError
 from fink_core.hbase_admin import HBaseAdmin
 from fink_core.kafka_admin import KafkaAdmin
-from fink_core.resources import resources_of
+from fink_core.resources import TableState, resources_of
 from fink_pipeline.stream.settings import RunSettings
 
 TIMEOUT = 15.0
@@ -60,6 +60,25 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
                         )
                     if hbase.create(wanted.table):
                         created.append(wanted.table.name)
+                else:
+                    created += _add_missing_families(hbase, wanted.table, create_missing)
     except FinkError as error:  # unreachable, or a creation the server refused
         raise NotReady(str(error)) from error
     return created
+
+
+def _add_missing_families(hbase: HBaseAdmin, table: TableState, create_missing: bool) -> list[str]:
+    """An existing table lacking a family the pipeline writes (e.g. cutouts: store on an
+    older table): added with --create-missing, else NotReady (a write would fail)."""
+    present = hbase.families(table.name) or {}
+    missing = [f for f in table.families if f.name not in present]
+    if missing and not create_missing:
+        names = ", ".join(f.name for f in missing)
+        raise NotReady(
+            f"HBase table {table.name} has no column family {names}, which the pipeline "
+            "writes: apply the BrokerPipeline with the operator running, or pass "
+            "--create-missing"
+        )
+    for family in missing:
+        hbase.add_family(table.name, family)
+    return [f"{table.name}:{f.name}" for f in missing]

@@ -13,6 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import happybase
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -220,6 +221,24 @@ def test_missing_topics_tables_or_servers_exit_3_with_one_line(
         f"fink-pipeline: cannot start {world.name}: HBase table {world.table} does not exist"
     )
     assert no_table.error().endswith("or pass --create-missing")
+
+    # a table made before cutouts were stored lacks their family: refused, then added
+    hbase = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    hbase.create_table(world.table, {"i": {}, "d": {}})
+    hbase.close()
+    world.cutouts = "store"
+    path = str(world.pipeline_file())
+    no_family = command("run", "-f", path, env=env)
+    assert no_family.code == 3
+    assert no_family.error() == (
+        f"fink-pipeline: cannot start {world.name}: HBase table {world.table} has no column "
+        "family cutouts, which the pipeline writes: apply the BrokerPipeline with the operator "
+        "running, or pass --create-missing"
+    )
+    added = command("run", "-f", path, "--create-missing", "--until-idle", "1", env=env)
+    assert added.code == 0, added.stderr
+    assert f"{world.table}:cutouts" in added.stdout + added.stderr
+    assert world.hbase_families() == {"i", "d", "cutouts"}
 
     unreachable = command("run", "-f", path, "--bootstrap-servers", "127.0.0.1:9", env=env)
     assert unreachable.code == 3
