@@ -652,6 +652,17 @@ def _root_rules() -> list[dict[str, Any]]:
         f"self.metadata.name + '{model.DEAD_LETTER_SUFFIX}')"
     )
     filter_topic = "(has(f.topic) ? f.topic : 'fink_' + f.name + '_' + self.spec.survey)"
+    # the source's cluster and the sinks' differ as written (spec.source_elsewhere)
+    source_cluster = (
+        "(has(self.spec.source.kafka.bootstrapServers) ? "
+        "self.spec.source.kafka.bootstrapServers : '')"
+    )
+    sink_cluster = (
+        "(has(self.spec.sinks) && has(self.spec.sinks.kafka) && "
+        "has(self.spec.sinks.kafka.bootstrapServers) ? "
+        "self.spec.sinks.kafka.bootstrapServers : '')"
+    )
+    elsewhere = f"({source_cluster} != {sink_cluster})"
     return [
         {
             "rule": f"{dead_letter} != {source}",
@@ -667,6 +678,14 @@ def _root_rules() -> list[dict[str, Any]]:
             "message": f"the default dead-letter topic <name>{model.DEAD_LETTER_SUFFIX} would "
             f"exceed Kafka's {MAX_TOPIC} characters: shorten metadata.name or set "
             "spec.sinks.kafka.deadLetterTopic",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": f"!{elsewhere} || size(self.metadata.name) + "
+            f"{len(model.PROGRESS_SUFFIX)} <= {MAX_TOPIC}",
+            "message": f"the progress topic <name>{model.PROGRESS_SUFFIX} of a pipeline whose "
+            f"source is on another Kafka cluster would exceed Kafka's {MAX_TOPIC} characters: "
+            "shorten metadata.name",
             "reason": "FieldValueInvalid",
         },
         {

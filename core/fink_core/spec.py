@@ -41,6 +41,7 @@ DEFAULT_REPLICATION_FACTOR = 1
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 DEFAULT_FAMILIES = ("i", "d")
 DEAD_LETTER_SUFFIX = "-deadletter"
+PROGRESS_SUFFIX = "-progress"  # the progress topic of a pipeline whose source is elsewhere
 MAX_TOPIC_NAME = 249  # Kafka's own limit
 
 __all__ = ["SpecError"]
@@ -172,7 +173,32 @@ class PipelineSpec:
         """Every Kafka topic this pipeline writes to, with its settings."""
         wanted = {f.topic: f.settings for f in self.filters}
         wanted.setdefault(self.kafka_sink.dead_letter_topic, self.kafka_sink.topic_defaults)
+        if self.progress_topic is not None:
+            wanted.setdefault(
+                self.progress_topic,
+                TopicSettings(
+                    partitions=1,
+                    replication_factor=self.kafka_sink.topic_defaults.replication_factor,
+                    retention_ms=-1,
+                    config={"cleanup.policy": "compact"},
+                ),
+            )
         return wanted
+
+    @property
+    def source_elsewhere(self) -> bool:
+        """Whether the source and the sinks name different Kafka clusters.
+
+        Compared as written (unset means the connections' default): a source on
+        another cluster cannot have its offsets committed in the sink cluster's
+        transaction, so they go to the progress topic instead (docs/pipeline.md).
+        """
+        return self.source.bootstrap_servers != self.kafka_sink.bootstrap_servers
+
+    @property
+    def progress_topic(self) -> str | None:
+        """The sink cluster's record of delivered source offsets, when the source is elsewhere."""
+        return f"{self.name}{PROGRESS_SUFFIX}" if self.source_elsewhere else None
 
 
 def default_filter_topic(filter_name: str, survey: str) -> str:

@@ -22,6 +22,8 @@ class Endpoints:
     # the schema registry's Confluent-compatible API (component registry)
     schema_registry: str = ""
     kafka_sasl: KafkaSasl | None = None  # the secured listener and its user (component kafka)
+    # a second Kafka cluster standing for a survey's own (component kafka)
+    kafka_upstream_bootstrap: str = ""
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
@@ -40,6 +42,8 @@ class Endpoints:
             variables["FINK_SCHEMA_REGISTRY"] = self.schema_registry
         if self.kafka_sasl is not None:
             variables.update(self.kafka_sasl.environment())
+        if self.kafka_upstream_bootstrap:
+            variables["FINK_KAFKA_UPSTREAM_BOOTSTRAP"] = self.kafka_upstream_bootstrap
         if self.pods is not None:
             variables.update(self.pods.environment())
         return variables
@@ -181,4 +185,5 @@ def from_environment() -> Endpoints | None:
         prometheus=os.environ.get("FINK_PROMETHEUS_URL", ""),
         schema_registry=os.environ.get("FINK_SCHEMA_REGISTRY", ""),
         kafka_sasl=KafkaSasl.from_environment(),
+        kafka_upstream_bootstrap=os.environ.get("FINK_KAFKA_UPSTREAM_BOOTSTRAP", ""),
     )

@@ -40,6 +40,8 @@ class Ports:
     schema_registry: int = 8081  # Apicurio Registry (Confluent API); pods via the pod gateway
     kafka_sasl: int = 9096  # Kafka's SASL_SSL (SCRAM-SHA-512) listener on loopback
     kafka_pods_sasl: int = 9097  # the same on the pod network's host address
+    kafka_upstream: int = 9192  # a second Kafka cluster: a survey's upstream, for two-cluster tests
+    kafka_upstream_controller: int = 9193
 
 
 PORTS = Ports()

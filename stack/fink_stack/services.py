@@ -510,6 +510,107 @@ def _kafka_sasl_ready(layout: Layout) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- the survey's upstream Kafka
+
+
+def _kafka_upstream_config(layout: Layout) -> str:
+    """A second single-node KRaft cluster: where a survey publishes, apart from the broker's.
+
+    Plain and on loopback only: it stands for the survey's own Kafka in the tests
+    of a pipeline whose source and sinks are on different clusters.
+    """
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{HOST}:{PORTS.kafka_upstream_controller}",
+            f"listeners=PLAINTEXT://{HOST}:{PORTS.kafka_upstream},"
+            f"CONTROLLER://{HOST}:{PORTS.kafka_upstream_controller}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS.kafka_upstream}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={layout.data / 'kafka-upstream'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=2",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=2",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "delete.topic.enable=true",
+            "",
+        ]
+    )
+
+
+def _kafka_upstream_properties(layout: Layout) -> Path:
+    return layout.config / "kafka-upstream" / "server.properties"
+
+
+def _prepare_kafka_upstream(layout: Layout) -> None:
+    conf = layout.config / "kafka-upstream"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "log4j2.properties").write_text(_LOG4J2)
+    properties = _kafka_upstream_properties(layout)
+    properties.write_text(_kafka_upstream_config(layout))
+    if (layout.data / "kafka-upstream" / "meta.properties").exists():
+        return
+    import subprocess
+
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    log = layout.log_of("kafka-upstream")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        result = subprocess.run(
+            [
+                "java",
+                "-cp",
+                KAFKA.classpath(layout.cache),
+                f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"formatting the upstream Kafka's log directory failed; see {log}")
+
+
+def _kafka_upstream_argv(layout: Layout) -> list[str]:
+    return [
+        "java",
+        "-Xms128m",
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        f"-Dlog4j2.configurationFile={layout.config / 'kafka-upstream' / 'log4j2.properties'}",
+        "-cp",
+        KAFKA.classpath(layout.cache),
+        "kafka.Kafka",
+        str(_kafka_upstream_properties(layout)),
+    ]
+
+
+def _kafka_upstream_ready(layout: Layout) -> bool:
+    if not port_open(PORTS.kafka_upstream):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"{HOST}:{PORTS.kafka_upstream}", "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=3).brokers)
+    except Exception:
+        return False
+
+
 # ---------------------------------------------------------------- hbase
 
 _JAVA17_FOR_HBASE = [
@@ -734,6 +835,16 @@ SERVICES: tuple[Service, ...] = (
         after_start=_kafka_users,
         port=PORTS.kafka,
         data_dirs=("kafka",),
+    ),
+    Service(
+        "kafka-upstream",
+        "kafka",
+        (),
+        _kafka_upstream_argv,
+        _kafka_upstream_ready,
+        prepare=_prepare_kafka_upstream,
+        port=PORTS.kafka_upstream,
+        data_dirs=("kafka-upstream",),
     ),
     Service(
         "hbase-master",

@@ -364,6 +364,7 @@ def endpoints(layout: Layout) -> Endpoints:
         prometheus=prometheus.URL,
         schema_registry=schema_registry_url(),
         kafka_sasl=kafka_sasl(layout),
+        kafka_upstream_bootstrap=f"{HOST}:{PORTS.kafka_upstream}",
     )
 
 

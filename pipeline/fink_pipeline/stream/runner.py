@@ -92,7 +92,11 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
     codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))
     sinks = BatchSinks(
         kafka=TransactionalKafka(
-            settings.connections.sink, settings.transactional_id, settings.consumer_group
+            settings.connections.sink,
+            settings.transactional_id,
+            settings.consumer_group,
+            source=settings.connections.source,
+            progress_topic=spec.progress_topic,
         ),
         archive=ParquetArchive(settings.archive) if settings.archive else None,
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,

@@ -27,6 +27,7 @@ from thriftpy2.transport import TTransportException
 
 from fink_core.connections import KafkaConnection
 from fink_pipeline.stream import faults
+from fink_pipeline.stream.progress import SinkProgress, progress_key, progress_value
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +155,24 @@ class ParquetArchive:
 
 
 class TransactionalKafka:
-    """Filter topics, dead letters and source offsets committed together, or not at all."""
+    """Filter topics, dead letters and source offsets committed together, or not at all.
 
-    def __init__(self, connection: KafkaConnection, transactional_id: str, group_id: str) -> None:
+    The source offsets go in the transaction as the consumer group's offsets when
+    the source topic is on the sink cluster; as records of the progress topic
+    (progress.py) when it is on another cluster (`source` and `progress_topic`).
+    """
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        transactional_id: str,
+        group_id: str,
+        source: KafkaConnection | None = None,
+        progress_topic: str | None = None,
+    ) -> None:
         self.bootstrap = connection.bootstrap
         self.group_id = group_id
+        self.progress = SinkProgress(connection, progress_topic) if progress_topic else None
         self.producer = Producer(
             {
                 **connection.client_config(),
@@ -179,6 +193,12 @@ class TransactionalKafka:
                 "isolation.level": "read_committed",
             }
         )
+        # the source's own cluster, for its offsets (retention, lag)
+        self.source_consumer = (
+            Consumer({**source.client_config(), "group.id": group_id, "enable.auto.commit": False})
+            if source is not None and progress_topic
+            else self.consumer
+        )
 
     def committed(
         self, partitions: Mapping[tuple[str, int], int], timeout: float = 30.0
@@ -188,6 +208,9 @@ class TransactionalKafka:
         A broker that just started answers "not coordinator" (or "loading") while it
         reads the group offsets back: asked again until `timeout`.
         """
+        if self.progress is not None:
+            delivered = self.progress.committed(timeout)
+            return {tp: delivered.get(tp, -1001) for tp in partitions}  # -1001: none yet
         asked = [TopicPartition(t, p) for t, p in partitions]
         deadline = time.monotonic() + timeout
         while True:
@@ -229,13 +252,31 @@ class TransactionalKafka:
             left = self.producer.flush(TRANSACTION_SECONDS)
             if left:
                 raise KafkaException(f"{left} message(s) not sent in {TRANSACTION_SECONDS:.0f} s")
-            offsets = [TopicPartition(t, p, end) for (t, p), end in ends.items()]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS
-            )
+            if self.progress is not None:
+                for (topic, partition), end in ends.items():
+                    self._produce(
+                        OutgoingMessage(
+                            self.progress.topic,
+                            progress_value(end, batch_id),
+                            progress_key(topic, partition),
+                            [],
+                        )
+                    )
+                left = self.producer.flush(TRANSACTION_SECONDS)
+                if left:
+                    raise KafkaException(f"{left} progress record(s) not sent")
+            else:
+                offsets = [TopicPartition(t, p, end) for (t, p), end in ends.items()]
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS
+                )
             faults.reached("kafka-transaction", batch_id)
             self.producer.commit_transaction(TRANSACTION_SECONDS)
+            if self.progress is not None:
+                self.progress.delivered(ends)
         except KafkaException as error:
+            if self.progress is not None:
+                self.progress.forget()
             self._abort()
             raise ConnectionError(
                 f"Kafka at {self.bootstrap}: the transaction{_batch_text(batch_id)} failed: "
@@ -268,11 +309,13 @@ class TransactionalKafka:
         """(earliest offset still held, head) of each source partition."""
         found = {}
         for topic, partition in partitions:
-            found[(topic, partition)] = self.consumer.get_watermark_offsets(
+            found[(topic, partition)] = self.source_consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=10, cached=False
             )
         return found
 
     def close(self) -> None:
+        if self.source_consumer is not self.consumer:
+            self.source_consumer.close()
         self.consumer.close()
         self.producer.flush(30)

@@ -103,6 +103,8 @@ class World:
     # produces and reads through the stack's PLAINTEXT listener, on the same broker
     source_connection: dict[str, Any] = field(default_factory=dict)
     sink_connection: dict[str, Any] = field(default_factory=dict)
+    # the source topic on another Kafka cluster (the survey's upstream); "" : the sinks' one
+    source_bootstrap: str = ""
     cutouts: str = "drop"  # spec.sinks.hbase.cutouts ("store": the stamps in family cutouts)
 
     @property
@@ -134,6 +136,8 @@ class World:
 
     def _source_kafka(self) -> dict[str, Any]:
         kafka: dict[str, Any] = {"topic": self.source, "startingOffsets": "earliest"}
+        if self.source_bootstrap:
+            kafka["bootstrapServers"] = self.source_bootstrap
         if self.schema_registry:
             kafka["schemaRegistry"] = self.schema_registry
         kafka.update(self.source_connection)
@@ -186,7 +190,7 @@ class World:
 
     def produce(self, count: int, malformed: int = 0, seed: int = 7) -> list[bytes]:
         """Alerts (and malformed messages interleaved) into a fresh 2-partition source topic."""
-        admin = AdminClient({"bootstrap.servers": self.stack.kafka_bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.source_cluster})
         admin.create_topics([NewTopic(self.source, num_partitions=2, replication_factor=1)])[
             self.source
         ].result(timeout=30)
@@ -203,7 +207,7 @@ class World:
             if bad and i % every == every - 1:
                 mixed.append(bad.pop())
         mixed.extend(bad)
-        producer = Producer({"bootstrap.servers": self.stack.kafka_bootstrap, "linger.ms": 20})
+        producer = Producer({"bootstrap.servers": self.source_cluster, "linger.ms": 20})
         for i, value in enumerate(mixed):
             producer.produce(self.source, value=value, partition=i % 2)
         assert producer.flush(60) == 0
@@ -213,8 +217,13 @@ class World:
         """(partition, offset) -> (value, Kafka timestamp in ms) of every source message."""
         return {
             (m.partition(), m.offset()): (m.value(), m.timestamp()[1])
-            for m in self.read_topic(self.source)
+            for m in read_topic(self.source_cluster, self.source, "read_committed")
         }
+
+    @property
+    def source_cluster(self) -> str:
+        """The bootstrap of the Kafka cluster holding the source topic."""
+        return self.source_bootstrap or self.stack.kafka_bootstrap
 
     # --- running the pipeline ------------------------------------------------------------
 
@@ -321,8 +330,16 @@ class World:
 
         A transaction cut by a crash holds pending offsets for the group until it is
         aborted; a read_committed consumer waits for them to settle, so read as
-        read_uncommitted, which answers with the committed ones at once.
+        read_uncommitted, which answers with the committed ones at once. A source on
+        another cluster: the progress topic's committed records (progress.py).
         """
+        if self.source_bootstrap:
+            found = {p: 0 for p in (0, 1)}
+            for message in self.read_topic(f"{self.name}-progress"):
+                topic, _, partition = message.key().decode().rpartition(":")
+                if topic == self.source:
+                    found[int(partition)] = json.loads(message.value())["offset"]
+            return found
         consumer = Consumer(
             {
                 "bootstrap.servers": self.stack.kafka_bootstrap,

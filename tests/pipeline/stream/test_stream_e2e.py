@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 from stream_world import (
     MODULES,
     Expected,
@@ -338,3 +339,45 @@ def test_a_batch_whose_commit_was_lost_is_replayed_without_duplicates(world: Wor
     assert metric_sum(final, "fink_pipeline_alerts_read_total", pipeline=world.name) == 0
     assert_sinks_hold_exactly(world, values)
     assert len(expected(world, values).bad) == 4
+
+
+def test_source_on_another_kafka_cluster_is_delivered_exactly_once_across_crashes(
+    stack: Endpoints, unique_name: str, tmp_path: Path
+) -> None:
+    """The survey's stream on its own cluster (the stack's upstream Kafka), the outputs on the
+    broker's: the source offsets go to the sink cluster's progress topic inside each batch's
+    transaction. Killed inside batch 2's transaction, restarted; then a batch whose commit
+    Spark lost is recognised as delivered by the progress topic: every sink holds exactly
+    the produced alerts.
+    """
+    assert stack.kafka_upstream_bootstrap, "the stack's upstream Kafka (component kafka)"
+    world = World(
+        stack=stack,
+        name=unique_name,
+        directory=tmp_path,
+        source_bootstrap=stack.kafka_upstream_bootstrap,
+    )
+    values = world.produce(1500, malformed=10, seed=21)
+    sink_cluster = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    assert world.source not in sink_cluster.list_topics(timeout=10).topics  # upstream only
+    first = world.start("--max-offsets-per-trigger", "300", fault="kafka-transaction@2:pause:300")
+    world.wait_for_fault(first)
+    assert count_messages(world, "read_uncommitted") > count_messages(world, "read_committed")
+    kill(first)
+    assert_stopped_in(world, 2, "kafka-transaction")
+
+    second = world.start("--until-idle", "6", "--max-offsets-per-trigger", "600")
+    world.wait(second)
+    lines = second.batch_lines()
+    assert min(lines) == 2 and "replay" not in lines[2], lines  # sent again: never committed
+    assert world.committed_offsets() == len(values)
+    assert_sinks_hold_exactly(world, values)
+
+    last = max(world.commit_log())  # Spark loses the last commit: the batch runs again
+    (world.checkpoint / "commits" / str(last)).unlink()
+    (world.checkpoint / "commits" / f".{last}.crc").unlink(missing_ok=True)
+    third = world.start("--until-idle", "4")
+    world.wait(third)
+    assert list(third.batch_lines()) == [last]
+    assert "(replay: Kafka already had it)" in third.batch_lines()[last]
+    assert_sinks_hold_exactly(world, values)

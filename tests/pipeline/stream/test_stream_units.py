@@ -458,6 +458,7 @@ class SettlingConsumer:
 def a_kafka_sink(consumer: SettlingConsumer) -> TransactionalKafka:
     sink = TransactionalKafka.__new__(TransactionalKafka)  # no broker: the consumer is fake
     sink.bootstrap, sink.group_id, sink.consumer = "h:1", "g", consumer  # type: ignore[assignment]
+    sink.progress, sink.source_consumer = None, consumer  # type: ignore[assignment]
     return sink
 
 
