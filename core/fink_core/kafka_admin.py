@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 _REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL)
 # errors that follow a refusal without saying more about it
 _CONSEQUENCES = (KafkaError._ALL_BROKERS_DOWN,)
+# librdkafka's own log repeats a connection failure at every reconnect (hundreds of
+# lines while a broker is down); the failure reaches the user once, as the call's
+# error (ServerUnreachable, AuthenticationFailed) in a condition or a CLI message
+_LIBRDKAFKA_LOG = logging.getLogger("fink_core.librdkafka")
+_LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 
 
 class _Client:
@@ -72,7 +77,7 @@ def _client(bootstrap: str, settings: Mapping[str, str]) -> _Client:
                     "bootstrap.servers": bootstrap,
                     "socket.connection.setup.timeout.ms": 3000,
                     "reconnect.backoff.max.ms": 2000,
-                    "logger": logging.getLogger("fink_core.librdkafka"),
+                    "logger": _LIBRDKAFKA_LOG,
                     **settings,
                 }
             )
