@@ -129,3 +129,25 @@ def test_an_unreachable_server_fails_after_one_reconnection_naming_it(
     )
     assert proxy.accepted == 1
     assert rows_of(stack, table) == {b"a": {b"d:x": b"1"}}
+
+
+def test_rows_go_in_requests_of_about_twenty_thousand_cells(
+    stack: Endpoints, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """happybase counts cells, not rows: 1,000 alerts of 40 cells are 2 requests, not 40."""
+    sent: list[int] = []
+    original = happybase.batch.Batch.send
+
+    def counting_send(batch: happybase.batch.Batch) -> None:
+        sent.append(batch._mutation_count)
+        original(batch)
+
+    monkeypatch.setattr(happybase.batch.Batch, "send", counting_send)
+    writer = HBaseWriter(stack.hbase_thrift_host, stack.hbase_thrift_port, table)
+    keys = [f"row{i:04d}".encode() for i in range(1000)]
+    cells = [{f"d:c{j}".encode(): str(i * j).encode() for j in range(40)} for i in range(1000)]
+    writer.put(keys, cells)
+    writer.close()
+    assert [n for n in sent if n] == [20_000, 20_000]  # (a last, empty send at the end)
+    stored = rows_of(stack, table)
+    assert len(stored) == 1000 and stored[b"row0999"][b"d:c39"] == str(999 * 39).encode()
