@@ -7,6 +7,12 @@ nearest source within a radius costs O(log n) per alert with no approximation.
 
 Each process (the driver, every Spark Python worker) builds a catalogue's tree
 once, on first use, and keeps it: a micro-batch only queries.
+
+Two names stand for the full catalogues fink-science ships (its
+data/catalogs/*.parquet): `gcvs` (the General Catalogue of Variable Stars,
+59,099 stars) and `vsx` (AAVSO's Variable Star Index, 1,933,544 stars). Their
+files carry positions and variability types but no names, so a match against
+them has a type and no name.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import fink_science
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
@@ -25,6 +32,12 @@ import fink_pipeline
 CATALOGUE_COLUMNS = ("ra", "dec", "name", "type")
 SAMPLE_CATALOGUE = Path(fink_pipeline.__file__).parent / "data" / "gcvs_sample.csv"
 ARCSEC = np.pi / (180.0 * 3600.0)
+FINK_CATALOGS = Path(fink_science.__file__).parent / "data" / "catalogs"
+# name -> (file, its ra column, its dec column, its type column)
+SHIPPED: dict[str, tuple[Path, str, str, str]] = {
+    "gcvs": (FINK_CATALOGS / "gcvs.parquet", "ra", "dec", "VarType"),
+    "vsx": (FINK_CATALOGS / "vsx.parquet", "RAJ2000", "DEJ2000", "VType"),
+}
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,27 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     return np.column_stack((cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)))
 
 
+def _shipped_table(name: str) -> pd.DataFrame:
+    """A catalogue fink-science ships, in our columns (no names in its files)."""
+    location, ra, dec, kind = SHIPPED[name]
+    if not location.is_file():
+        raise ValueError(f"catalogue {name!r}: fink-science's file {location} is missing")
+    raw = pd.read_parquet(location, columns=[ra, dec, kind])
+    return pd.DataFrame(
+        {
+            "ra": raw[ra].to_numpy(np.float64),
+            "dec": raw[dec].to_numpy(np.float64),
+            "name": np.full(len(raw), None, dtype=object),
+            "type": raw[kind].astype(object).where(raw[kind].notna(), None).to_numpy(),
+        }
+    )
+
+
 def read_catalogue_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The ra, dec, name, type columns of a catalogue file; ValueError says what is wrong."""
+    """The ra, dec, name, type columns of a catalogue file (or of `gcvs`, `vsx`: the full
+    catalogues fink-science ships); ValueError says what is wrong."""
+    if str(path) in SHIPPED:
+        return _shipped_table(str(path))
     location = Path(path)
     if not location.is_file():
         raise ValueError(f"catalogue file {str(location)!r} does not exist")
@@ -96,8 +128,12 @@ def load_catalogue(path: str | os.PathLike[str] = "") -> Catalogue:
 
     A file changed on disk (new mtime) is read again.
     """
-    location = Path(path) if str(path) else SAMPLE_CATALOGUE
-    resolved = str(location.resolve())
+    if str(path) in SHIPPED:
+        location = SHIPPED[str(path)][0]
+        resolved = str(path)  # read by name: the columns are mapped
+    else:
+        location = Path(path) if str(path) else SAMPLE_CATALOGUE
+        resolved = str(location.resolve())
     key = (resolved, location.stat().st_mtime if location.exists() else 0.0)
     with _LOCK:
         cached = _CACHE.get(key)

@@ -10,7 +10,7 @@ import pytest
 from science_rows import JD0, frame_of, lsst_row, random_ztf_rows, ztf_row
 
 from fink_pipeline.science import MODULES
-from fink_pipeline.science.catalogue import catalogue_positions, load_catalogue
+from fink_pipeline.science.catalogue import SHIPPED, catalogue_positions, load_catalogue
 from fink_pipeline.science.fink_packages import fink_fast_transient_rate, fink_roid_catcher
 from fink_pipeline.science.modules.solar_system import roid_rules
 
@@ -206,6 +206,28 @@ def test_crossmatch_reads_a_given_catalogue_and_picks_the_nearest(tmp_path) -> N
     assert out["xm_name"] == "V1 Psc"
     expected = 0.0005 * 3600 * math.cos(math.radians(10.0))
     assert out["xm_distance_arcsec"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "ra", "dec", "kind", "stars"),
+    [("gcvs", "ra", "dec", "VarType", 59_099), ("vsx", "RAJ2000", "DEJ2000", "VType", 1_933_544)],
+)
+def test_crossmatch_with_the_full_catalogues_fink_science_ships(
+    name: str, ra: str, dec: str, kind: str, stars: int
+) -> None:
+    """`catalogue: gcvs|vsx` reads fink-science's own files: their stars and types, no names."""
+    raw = pd.read_parquet(SHIPPED[name][0], columns=[ra, dec, kind])
+    assert len(load_catalogue(name).table) == len(raw) == stars
+    star = raw.iloc[1234]
+    rows = [
+        ztf_row(ra=star[ra], dec=star[dec] + 0.5 / 3600),  # half an arcsec north
+        ztf_row(ra=(star[ra] + 90.0) % 360.0, dec=-star[dec]),  # another part of the sky
+    ]
+    out = run("crossmatch", rows, catalogue=name, radiusArcsec=1.0)
+    assert out["xm_type"].iloc[0] == star[kind]
+    assert out["xm_name"].iloc[0] is None
+    assert out["xm_distance_arcsec"].iloc[0] <= 0.5 + 1e-6
+    assert out["xm_type"].iloc[1] is None  # no star within 1" there (odds ~1e-5)
 
 
 def test_the_sky_index_is_built_once_per_catalogue() -> None:

@@ -27,7 +27,9 @@ def _check(parameters: Mapping[str, Any]) -> None:
     writes={"xm_name": "string", "xm_type": "string", "xm_distance_arcsec": "double"},
     parameters={
         "catalogue": Parameter(
-            "", description="CSV/Parquet file (ra, dec, name, type); empty: GCVS sample"
+            "",
+            description="CSV/Parquet file (ra, dec, name, type); gcvs or vsx: the full "
+            "catalogues fink-science ships (types, no names); empty: a GCVS sample",
         ),
         "radiusArcsec": Parameter(
             1.5,
