@@ -418,6 +418,22 @@ def hbase_bundle() -> MavenBundle:
     )
 
 
+def hdfs_bundle() -> MavenBundle:
+    """A NameNode and a DataNode: hadoop-hdfs, whose pom leaves hadoop-common and
+    hadoop-hdfs-client to the distribution ("provided"), so they are named here."""
+    return MavenBundle(
+        f"hdfs-{versions.HADOOP}",
+        (
+            *(
+                Dependency("org.apache.hadoop", a, versions.HADOOP)
+                for a in ("hadoop-hdfs", "hadoop-hdfs-client", "hadoop-common")
+            ),
+            *_log4j2(),
+        ),
+        drop=("slf4j-reload4j", "reload4j"),  # a second slf4j binding beside log4j2
+    )
+
+
 _VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d+\.[^/]*\.jar$")
 
 

@@ -24,6 +24,7 @@ class Endpoints:
     kafka_sasl: KafkaSasl | None = None  # the secured listener and its user (component kafka)
     # a second Kafka cluster standing for a survey's own (component kafka)
     kafka_upstream_bootstrap: str = ""
+    hdfs: str = ""  # the HDFS NameNode, hdfs://127.0.0.1:8020 (component hdfs)
 
     def environment(self) -> dict[str, str]:
         """Variables that point a shell, the operator or a pipeline at this stack."""
@@ -44,6 +45,8 @@ class Endpoints:
             variables.update(self.kafka_sasl.environment())
         if self.kafka_upstream_bootstrap:
             variables["FINK_KAFKA_UPSTREAM_BOOTSTRAP"] = self.kafka_upstream_bootstrap
+        if self.hdfs:
+            variables["FINK_HDFS"] = self.hdfs
         if self.pods is not None:
             variables.update(self.pods.environment())
         return variables
@@ -186,4 +189,5 @@ def from_environment() -> Endpoints | None:
         schema_registry=os.environ.get("FINK_SCHEMA_REGISTRY", ""),
         kafka_sasl=KafkaSasl.from_environment(),
         kafka_upstream_bootstrap=os.environ.get("FINK_KAFKA_UPSTREAM_BOOTSTRAP", ""),
+        hdfs=os.environ.get("FINK_HDFS", ""),
     )

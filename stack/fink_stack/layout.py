@@ -42,6 +42,11 @@ class Ports:
     kafka_pods_sasl: int = 9097  # the same on the pod network's host address
     kafka_upstream: int = 9192  # a second Kafka cluster: a survey's upstream, for two-cluster tests
     kafka_upstream_controller: int = 9193
+    hdfs_namenode: int = 8020  # HDFS: the NameNode's RPC (hdfs://127.0.0.1:8020)
+    hdfs_namenode_http: int = 9870  # its HTTP server: /jmx, WebHDFS
+    hdfs_datanode: int = 9866  # the DataNode's block transfer
+    hdfs_datanode_http: int = 9864
+    hdfs_datanode_ipc: int = 9867
 
 
 PORTS = Ports()

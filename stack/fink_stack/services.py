@@ -730,6 +730,108 @@ def _hbase_thrift2_ready(layout: Layout) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- hdfs
+
+HDFS = artefacts.hdfs_bundle()
+
+
+def hdfs_url(host: str = HOST) -> str:
+    return f"hdfs://{host}:{PORTS.hdfs_namenode}"
+
+
+def _prepare_hdfs(layout: Layout) -> None:
+    """Configuration (rewritten every start) and the NameNode's metadata, formatted once.
+
+    Maven Central's hadoop-hdfs jar lacks the web UI (`webapps/`, part of the
+    binary distribution only), which the HTTP servers insist exists on the class
+    path: empty directories in the configuration directory stand for it. /jmx and
+    WebHDFS are servlets of their own and work.
+    """
+    conf = layout.config / "hdfs"
+    data = layout.data / "hdfs"
+    for webapp in ("hdfs", "datanode", "static"):
+        (conf / "webapps" / webapp).mkdir(parents=True, exist_ok=True)
+    (conf / "log4j2.properties").write_text(_LOG4J2)
+    core = {"fs.defaultFS": hdfs_url(), "hadoop.tmp.dir": str(data / "tmp")}
+    hdfs = {
+        "dfs.replication": "1",
+        "dfs.namenode.name.dir": f"file://{data / 'name'}",
+        "dfs.datanode.data.dir": f"file://{data / 'data'}",
+        "dfs.namenode.rpc-address": f"{HOST}:{PORTS.hdfs_namenode}",
+        "dfs.namenode.http-address": f"{HOST}:{PORTS.hdfs_namenode_http}",
+        "dfs.namenode.secondary.http-address": f"{HOST}:0",  # none runs
+        "dfs.datanode.address": f"{HOST}:{PORTS.hdfs_datanode}",
+        "dfs.datanode.http.address": f"{HOST}:{PORTS.hdfs_datanode_http}",
+        "dfs.datanode.ipc.address": f"{HOST}:{PORTS.hdfs_datanode_ipc}",
+        "dfs.permissions.enabled": "false",  # one user, a development store
+        "dfs.namenode.safemode.extension": "0",  # writable as soon as the blocks are reported
+        "dfs.datanode.du.reserved": "0",
+    }
+    for name, properties in (("core-site.xml", core), ("hdfs-site.xml", hdfs)):
+        (conf / name).write_text(
+            "<configuration>\n"
+            + "".join(
+                f"  <property><name>{k}</name><value>{v}</value></property>\n"
+                for k, v in properties.items()
+            )
+            + "</configuration>\n"
+        )
+    if (data / "name" / "current" / "VERSION").exists():
+        return
+    import subprocess
+
+    log = layout.log_of("hdfs-namenode")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        result = subprocess.run(
+            [*_hdfs_java(layout), _NAMENODE, "-format", "-nonInteractive", "-force"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"formatting the HDFS NameNode failed; see {log}")
+
+
+_NAMENODE = "org.apache.hadoop.hdfs.server.namenode.NameNode"
+_DATANODE = "org.apache.hadoop.hdfs.server.datanode.DataNode"
+
+
+def _hdfs_java(layout: Layout) -> list[str]:
+    conf = layout.config / "hdfs"
+    return [
+        "java",
+        "-Xms64m",
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        "-cp",
+        f"{conf}:{HDFS.classpath(layout.cache)}",
+    ]
+
+
+def _hdfs_state(layout: Layout) -> dict[str, object]:
+    url = (
+        f"http://{HOST}:{PORTS.hdfs_namenode_http}/jmx"
+        "?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            beans = json.loads(response.read()).get("beans", [])
+    except (OSError, ValueError):
+        return {}
+    return beans[0] if beans else {}
+
+
+def _hdfs_namenode_ready(layout: Layout) -> bool:
+    return port_open(PORTS.hdfs_namenode) and bool(_hdfs_state(layout))
+
+
+def _hdfs_datanode_ready(layout: Layout) -> bool:
+    """A DataNode registered and the NameNode out of safe mode: files can be written."""
+    state = _hdfs_state(layout)
+    return state.get("NumLiveDataNodes", 0) >= 1 and state.get("FSState") == "Operational"
+
+
 # ---------------------------------------------------------------- schema registry
 
 SCHEMA_REGISTRY = artefacts.apicurio_registry()
@@ -886,6 +988,24 @@ SERVICES: tuple[Service, ...] = (
         startup_seconds=90,
         data_dirs=("schema-registry",),
     ),
+    Service(
+        "hdfs-namenode",
+        "hdfs",
+        (),
+        lambda layout: [*_hdfs_java(layout), _NAMENODE],
+        _hdfs_namenode_ready,
+        prepare=_prepare_hdfs,
+        port=PORTS.hdfs_namenode,
+        data_dirs=("hdfs",),
+    ),
+    Service(
+        "hdfs-datanode",
+        "hdfs",
+        ("hdfs-namenode",),
+        lambda layout: [*_hdfs_java(layout), _DATANODE],
+        _hdfs_datanode_ready,
+        port=PORTS.hdfs_datanode,
+    ),
     *NODE_SERVICES,  # the real node, last: stopped first, its pods before anything else
     prometheus.SERVICE,  # after the node: stopped before it, no scrape fails at `down`
 )
@@ -895,6 +1015,7 @@ COMPONENTS: dict[str, tuple[artefacts.Artefact, ...]] = {
     "kafka": (KAFKA,),
     "hbase": (HBASE,),
     "registry": (SCHEMA_REGISTRY,),
+    "hdfs": (HDFS,),
     "spark": (),  # resolved lazily: depends on the installed pyspark
     "node": (*node_artefacts.NODE_ARTEFACTS, images.PAUSE_IMAGE, *images.IMAGE_ARTEFACTS),
     "monitoring": (prometheus.PROMETHEUS,),

@@ -28,6 +28,7 @@ from .services import (
     KAFKA_USERS_FILE,
     SERVICES,
     Service,
+    hdfs_url,
     kafka_credentials,
     kafka_references,
     port_open,
@@ -35,7 +36,16 @@ from .services import (
     schema_registry_url,
 )
 
-ALL_COMPONENTS = ("kubernetes", "kafka", "hbase", "registry", "spark", "node", "monitoring")
+ALL_COMPONENTS = (
+    "kubernetes",
+    "kafka",
+    "hbase",
+    "registry",
+    "hdfs",
+    "spark",
+    "node",
+    "monitoring",
+)
 PROGRESS_SECONDS = 30.0  # how often a long build says it is still going
 
 Report = Callable[[str], None]
@@ -365,6 +375,7 @@ def endpoints(layout: Layout) -> Endpoints:
         schema_registry=schema_registry_url(),
         kafka_sasl=kafka_sasl(layout),
         kafka_upstream_bootstrap=f"{HOST}:{PORTS.kafka_upstream}",
+        hdfs=hdfs_url(),
     )
 
 

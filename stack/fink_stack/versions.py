@@ -12,6 +12,9 @@ KUBERNETES = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-schedule
 ETCD = "v3.6.8"  # the etcd server module that Kubernetes v1.36.3 itself requires
 KAFKA = "4.1.1"  # org.apache.kafka:kafka_2.13, KRaft mode
 HBASE = "2.6.1"  # org.apache.hbase:hbase-server (-hadoop3 flavour) + hbase-thrift
+# org.apache.hadoop:hadoop-hdfs (+ -client, hadoop-common): the stack's HDFS. The Hadoop
+# client pyspark 4.2.0 bundles (jars/hadoop-client-api-3.5.0.jar), so client and servers match
+HADOOP = "3.5.0"
 LOG4J = "2.24.3"  # log4j2 backend for Kafka and HBase (neither pulls one in)
 KWOK = "v0.8.0"  # sigs.k8s.io/kwok: a kubelet simulator, so pods progress with no container runtime
 HELM = "v3.22.0"  # helm.sh/helm/v3, to install and lint the charts
