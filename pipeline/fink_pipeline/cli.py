@@ -105,7 +105,9 @@ def validate(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) ->
             families += f", {CUTOUTS_FAMILY} for the cutouts"
         print(f"  HBase table {spec.hbase_sink.table} (families {families})")
     if spec.archive_path:
-        print(f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/")
+        print(
+            f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/{spec.namespace}.{spec.name}.batch-ID.parquet"
+        )
     return 0
 
 
@@ -273,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     runner.add_argument(
         "--checkpoint",
-        help="streaming checkpoint directory (default: spec.spark.checkpointLocation or ~/.local/state/fink-pipeline/NS/NAME/checkpoint)",
+        help="streaming checkpoint: a directory or a Hadoop URL, hdfs://... s3a://... (default: spec.spark.checkpointLocation or ~/.local/state/fink-pipeline/NS/NAME/checkpoint)",
     )
     runner.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     runner.add_argument(

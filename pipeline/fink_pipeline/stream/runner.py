@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fink_pipeline.science import plan_science
+from fink_pipeline.stream import storage
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.kafka_options import spark_source_options
@@ -98,7 +99,9 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
             source=settings.connections.source,
             progress_topic=spec.progress_topic,
         ),
-        archive=ParquetArchive(settings.archive) if settings.archive else None,
+        archive=ParquetArchive(settings.archive, settings.pipeline_id)
+        if settings.archive
+        else None,
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,
     )
     return MicroBatchWriter(spec.name, step, codec, sinks, metrics)
@@ -120,10 +123,11 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     # bounds a micro-batch, so the memory of the tasks and of the driver's collect
     reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
     raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
-    settings.checkpoint.mkdir(parents=True, exist_ok=True)
+    if storage.is_local(settings.checkpoint):  # a URL's directories are Spark's to make
+        storage.local_path(settings.checkpoint).mkdir(parents=True, exist_ok=True)
     query = (
         raw.writeStream.foreachBatch(writer)
-        .option("checkpointLocation", str(settings.checkpoint))
+        .option("checkpointLocation", settings.checkpoint)
         .trigger(processingTime=settings.trigger_interval)
         .queryName(f"fink-{settings.spec.name}")
         .start()

@@ -3,8 +3,8 @@
 Addresses and credentials are resolved by the shared core's resolver, in the
 same order as the operator: the spec's own fields, then its connections
 ConfigMap, then this run's defaults (the command's flags, else the environment
-`fink-stack env` exports, else the local stack's addresses). Only local paths
-(checkpoint, archive, connector jars) are the runner's own business.
+`fink-stack env` exports, else the local stack's addresses). The checkpoint and
+the archive are locations (storage.py): plain paths or Hadoop URLs, kept as given.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ DEFAULT_MAX_OFFSETS_PER_TRIGGER = 5_000
 class RunSettings:
     spec: PipelineSpec
     connections: Connections
-    checkpoint: Path
-    archive: Path | None
+    checkpoint: str  # a local path or a Hadoop URL (hdfs://, s3a://, file://)
+    archive: str | None  # the same
     metrics_port: int | None
     master: str
     spark_jars: tuple[str, ...]
@@ -59,6 +59,11 @@ class RunSettings:
     @property
     def transactional_id(self) -> str:
         return f"fink-pipeline.{self.spec.namespace}.{self.spec.name}"
+
+    @property
+    def pipeline_id(self) -> str:
+        """NAMESPACE.NAME: in the archive's file names, so pipelines sharing its path never collide."""
+        return f"{self.spec.namespace}.{self.spec.name}"
 
     @property
     def consumer_group(self) -> str:
@@ -89,8 +94,8 @@ def settings_for(
     return RunSettings(
         spec=spec,
         connections=connections,
-        checkpoint=Path(checkpoint or spec.spark.checkpoint_location or state / "checkpoint"),
-        archive=Path(spec.archive_path) if spec.archive_path else None,
+        checkpoint=checkpoint or spec.spark.checkpoint_location or str(state / "checkpoint"),
+        archive=spec.archive_path or None,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
         master=master,

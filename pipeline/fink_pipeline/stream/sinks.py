@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from thriftpy2.transport import TTransportException
 
 from fink_core.connections import KafkaConnection
-from fink_pipeline.stream import faults
+from fink_pipeline.stream import faults, storage
 from fink_pipeline.stream.progress import SinkProgress, progress_key, progress_value
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,28 @@ class HBaseWriter:
 
 
 class ParquetArchive:
-    """One file per night and micro-batch: night=YYYYMMDD/batch-<id>.parquet."""
+    """One file per night, micro-batch and pipeline: night=YYYYMMDD/<pipeline>.batch-<id>.parquet.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    `root` is a local path or a Hadoop URL (storage.py). `pipeline` (NAMESPACE.NAME)
+    is in every file name, so pipelines sharing a root never write the same file:
+    each replaces only its own (a replayed batch), and a reader of the root sees
+    all of theirs. `files` gives the Hadoop filesystem for a URL root, asked for
+    at the first write (the driver's SparkSession exists by then).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        pipeline: str,
+        files: Callable[[], storage.HadoopFiles] | None = None,
+    ) -> None:
+        self.root = str(root)
+        self.pipeline = pipeline
+        self._files = files or _active_spark_files
+        self._hadoop: storage.HadoopFiles | None = None
+
+    def file_name(self, batch_id: int) -> str:
+        return f"{self.pipeline}.batch-{batch_id:09d}.parquet"
 
     def write(self, batch_id: int, table: pa.Table, nights: pd.Series) -> int:
         written = 0
@@ -144,21 +163,49 @@ class ParquetArchive:
         for night in sorted(set(night_values)):
             rows = pa.array(night_values == night)
             part = table.filter(rows)
-            directory = self.root / f"night={night}"
-            final = directory / f"batch-{batch_id:09d}.parquet"
-            partial = directory / f".batch-{batch_id:09d}.{uuid.uuid4().hex}.tmp"
+            name = self.file_name(batch_id)
             try:
-                directory.mkdir(parents=True, exist_ok=True)
-                pq.write_table(part, partial, compression="zstd")
-                os.replace(partial, final)  # readers never see half a file; a replay overwrites
+                if storage.is_local(self.root):
+                    self._write_local(part, storage.local_path(self.root) / f"night={night}", name)
+                else:
+                    self._write_hadoop(part, storage.join(self.root, f"night={night}", name))
             except OSError as error:  # a full disk or quota: fail the batch, leave no debris
-                # (pyarrow removes a file it failed to write; this covers the rename)
-                partial.unlink(missing_ok=True)
                 raise OSError(
-                    error.errno, f"archive {self.root}: could not write {final.name}: {error}"
+                    error.errno, f"archive {self.root}: could not write {name}: {error}"
                 ) from error
             written += part.num_rows
         return written
+
+    @staticmethod
+    def _write_local(part: pa.Table, directory: Path, name: str) -> None:
+        final = directory / name
+        partial = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            pq.write_table(part, partial, compression="zstd")
+            os.replace(partial, final)  # readers never see half a file; a replay overwrites
+        except OSError:
+            # (pyarrow removes a file it failed to write; this covers the rename)
+            partial.unlink(missing_ok=True)
+            raise
+
+    def _write_hadoop(self, part: pa.Table, location: str) -> None:
+        """Written locally first, then moved into place whole (HadoopFiles.put)."""
+        if self._hadoop is None:
+            self._hadoop = self._files()
+        with tempfile.TemporaryDirectory(prefix="fink-archive-") as scratch:
+            local = Path(scratch) / "part.parquet"
+            pq.write_table(part, local, compression="zstd")
+            self._hadoop.put(local, location)
+
+
+def _active_spark_files() -> storage.HadoopFiles:
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        raise RuntimeError("an archive at a Hadoop URL is written from a running Spark driver")
+    return storage.HadoopFiles.of_spark(context)
 
 
 class TransactionalKafka:

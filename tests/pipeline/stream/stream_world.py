@@ -44,7 +44,7 @@ from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.science.plan import SciencePlan
-from fink_pipeline.stream import faults
+from fink_pipeline.stream import faults, storage
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import read_topic
 from fink_pipeline.stream.rows import nights, row_keys
@@ -106,6 +106,10 @@ class World:
     # the source topic on another Kafka cluster (the survey's upstream); "" : the sinks' one
     source_bootstrap: str = ""
     cutouts: str = "drop"  # spec.sinks.hbase.cutouts ("store": the stamps in family cutouts)
+    # a Hadoop URL (the stack's FINK_HDFS): the checkpoint and the archive live under it,
+    # at <hdfs>/tests/<name>/, instead of in `directory`
+    hdfs: str = ""
+    archive_path: str = ""  # spec.sinks.archive.path when not this world's own (a shared one)
 
     @property
     def filters(self) -> list[str]:
@@ -126,6 +130,28 @@ class World:
     @property
     def checkpoint(self) -> Path:
         return self.directory / "checkpoint"
+
+    @property
+    def archive_location(self) -> str:
+        """spec.sinks.archive.path: a local directory, or a URL with `hdfs`."""
+        if self.archive_path:
+            return self.archive_path
+        return f"{self.hdfs}/tests/{self.name}/archive" if self.hdfs else str(self.archive)
+
+    @property
+    def checkpoint_location(self) -> str:
+        return f"{self.hdfs}/tests/{self.name}/checkpoint" if self.hdfs else str(self.checkpoint)
+
+    def local_archive(self) -> Path:
+        """The archive as local files: itself, or a fresh copy of one at a Hadoop URL,
+        read through the pipeline's own Hadoop filesystem (storage.HadoopFiles)."""
+        if storage.is_local(self.archive_location):
+            return storage.local_path(self.archive_location)
+        copy = self.directory / f"archive-copy-{uuid.uuid4().hex[:8]}"
+        with storage.HadoopFiles.launched() as files:
+            if files.exists(self.archive_location):
+                files.download(self.archive_location, copy)
+        return copy
 
     def filter_topic(self, name: str) -> str:
         return f"{self.name}.{name}"
@@ -175,7 +201,7 @@ class World:
                         **self.sink_connection,
                     },
                     "hbase": hbase,
-                    "archive": {"path": str(self.archive)},
+                    "archive": {"path": self.archive_location},
                 },
                 "spark": {"triggerInterval": "1 second"},
             },
@@ -246,7 +272,7 @@ class World:
             "-f",
             "-" if stdin else str(self.pipeline_file()),
             "--checkpoint",
-            str(self.checkpoint),
+            self.checkpoint_location,
             "--create-missing",
             *extra,
         ]
@@ -385,14 +411,14 @@ class World:
             connection.close()
 
     def archive_frame(self) -> pd.DataFrame:
-        if not self.archive.exists():
+        archive = self.local_archive()
+        if not archive.exists():
             return pd.DataFrame({ALERT_ID[self.survey]: []})
-        return (
-            ds.dataset(self.archive, format="parquet", partitioning="hive").to_table().to_pandas()
-        )
+        return ds.dataset(archive, format="parquet", partitioning="hive").to_table().to_pandas()
 
     def archive_batches(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.archive.glob("night=*/batch-*.parquet")}
+        files = self.local_archive().glob("night=*/*.batch-*.parquet")
+        return {int(p.stem.rsplit("-", 1)[1]) for p in files}
 
     def read_topic(self, topic: str, isolation: str = "read_committed") -> list[Any]:
         """Every message of a topic from the beginning (read_committed unless told)."""
@@ -561,8 +587,9 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
 
     stamps = {candidate: sources[position][1] for position, candidate in at_source.items()}
     assert [stamps[c] for c in archived.index] == list(archived["_timestamp_ms"])
-    files = list(world.archive.glob("night=*/*"))
-    assert files and all(re.fullmatch(r"batch-\d{9}\.parquet", f.name) for f in files), files
+    files = list(world.local_archive().glob("night=*/*"))
+    own = re.escape(f"tests.{world.name}.batch-")
+    assert files and all(re.fullmatch(own + r"\d{9}\.parquet", f.name) for f in files), files
     for path in files:
         metadata = pq.ParquetFile(path).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"
