@@ -700,17 +700,7 @@ def _root_rules() -> list[dict[str, Any]]:
 
 
 def _spec_rules() -> list[dict[str, Any]]:
-    surveys = ", ".join(f"'{s}'" for s in model.CUTOUT_SURVEYS)
     return [
-        {
-            "rule": "!has(self.sinks) || !has(self.sinks.hbase) || "
-            "!has(self.sinks.hbase.cutouts) || self.sinks.hbase.cutouts != 'store' || "
-            f"self.survey in [{surveys}]",
-            "message": "sinks.hbase.cutouts: store is supported for ZTF only: Rubin's cutouts "
-            "are not decoded yet; use drop",
-            "fieldPath": ".sinks.hbase.cutouts",
-            "reason": "FieldValueForbidden",
-        },
         {
             "rule": "!has(self.source.kafka.schemaRegistry) || self.survey == 'lsst'",
             "message": "source.kafka.schemaRegistry applies to Rubin (survey lsst) only: ZTF "

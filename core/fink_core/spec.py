@@ -33,8 +33,6 @@ BLOOM_FILTERS = ("NONE", "ROW", "ROWCOL")
 # what happens to an alert's cutouts (image stamps): kept in their own family, or not read
 CUTOUT_MODES = ("store", "drop")
 CUTOUTS_FAMILY = "cutouts"
-# the surveys whose cutouts the pipeline decodes (Rubin's are not read yet)
-CUTOUT_SURVEYS = ("ztf",)
 
 DEFAULT_PARTITIONS = 1
 DEFAULT_REPLICATION_FACTOR = 1
@@ -397,11 +395,6 @@ def _parse_hbase(doc: Mapping[str, Any], survey: str) -> HBaseSink:
             "spec.sinks.hbase.saltDigits or lower regions"
         )
     cutouts = _choice(doc, "cutouts", CUTOUT_MODES, "spec.sinks.hbase.cutouts", default="drop")
-    if cutouts == "store" and survey not in CUTOUT_SURVEYS:
-        raise SpecError(
-            f"spec.sinks.hbase.cutouts: store is not supported for survey {survey} yet "
-            "(Rubin's cutouts are not decoded yet); use drop"
-        )
     if cutouts == "store" and CUTOUTS_FAMILY in {f.name for f in families}:
         raise SpecError(
             f"spec.sinks.hbase.columnFamilies: {CUTOUTS_FAMILY!r} is the family the pipeline "

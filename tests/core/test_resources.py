@@ -149,10 +149,6 @@ def test_same_resource_same_state() -> None:
         ({"modules": "quality_cuts"}, "spec.modules must be a list"),
         ({"sinks": {"hbase": {"table": "t", "cutouts": "keep"}}}, "cutouts must be one of"),
         (
-            {"survey": "lsst", "sinks": {"hbase": {"table": "t", "cutouts": "store"}}},
-            r"cutouts: store is not supported for survey lsst yet \(Rubin's cutouts are not",
-        ),
-        (
             {
                 "sinks": {
                     "hbase": {

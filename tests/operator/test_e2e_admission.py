@@ -137,16 +137,15 @@ def test_invalid_pipelines_are_refused_with_a_readable_message(
     assert expected in message, message
 
 
-def test_rubin_cutouts_cannot_be_stored_yet(pipelines: Pipelines, unique_name: str) -> None:
+def test_cutouts_default_to_drop_and_rubins_may_be_stored(
+    pipelines: Pipelines, unique_name: str
+) -> None:
     body = minimal(name=unique_name, survey="lsst", sinks={"hbase": {"table": "t"}})
-    stored = with_spec(body, "sinks.hbase.cutouts", "store")
-    message = refusal(pipelines, stored)
-    assert (
-        "spec.sinks.hbase.cutouts: Forbidden: sinks.hbase.cutouts: store is supported for ZTF "
-        "only: Rubin's cutouts are not decoded yet" in message
-    ), message
     created = pipelines.create(body)
     assert created["spec"]["sinks"]["hbase"]["cutouts"] == "drop"
+    stored = minimal(name=f"{unique_name}-s", survey="lsst", sinks={"hbase": {"table": "t2"}})
+    stored = with_spec(stored, "sinks.hbase.cutouts", "store")
+    assert pipelines.create(stored)["spec"]["sinks"]["hbase"]["cutouts"] == "store"
 
 
 def test_defaults_are_filled_in_by_the_api_server(pipelines: Pipelines, unique_name: str) -> None:

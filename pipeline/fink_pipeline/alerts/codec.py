@@ -282,20 +282,20 @@ class _WireReaders:
     refusal: str | None  # set when every message with this id is refused
 
 
-# (registry URL or "", schema id) -> readers; a schema id never changes meaning.
-_WIRE_READERS: dict[tuple[str, int], _WireReaders] = {}
+# (registry URL or "", schema id, cutouts) -> readers; a schema id never changes meaning.
+_WIRE_READERS: dict[tuple[str, int, bool], _WireReaders] = {}
 LSST_SOURCE_FIELDS = tuple(c for c in columns_for("lsst") if not c.startswith("prv_"))
 
 
-def _wire_readers(schema_id: int, registry: str | None) -> _WireReaders:
-    key = (registry or "", schema_id)
+def _wire_readers(schema_id: int, registry: str | None, cutouts: bool) -> _WireReaders:
+    key = (registry or "", schema_id, cutouts)
     found = _WIRE_READERS.get(key)
     if found is None:
-        found = _WIRE_READERS[key] = _resolve_wire_schema(schema_id, registry)
+        found = _WIRE_READERS[key] = _resolve_wire_schema(schema_id, registry, cutouts)
     return found
 
 
-def _resolve_wire_schema(schema_id: int, registry: str | None) -> _WireReaders:
+def _resolve_wire_schema(schema_id: int, registry: str | None, cutouts: bool) -> _WireReaders:
     if registry:
         try:
             writer_raw = json.loads(registry_at(registry).schema_text(schema_id))
@@ -326,20 +326,20 @@ def _resolve_wire_schema(schema_id: int, registry: str | None) -> _WireReaders:
         )
     try:
         writer_schema = parse_schema(writer_raw)
-        reader = parse_schema(rubin_schemas.projection(writer_raw, LSST_SOURCE_FIELDS))
+        reader = parse_schema(rubin_schemas.projection(writer_raw, LSST_SOURCE_FIELDS, cutouts))
     except Exception as error:
         return _WireReaders(None, None, f"{WRONG_SCHEMA}: schema id {schema_id}: {error}")
     return _WireReaders(writer_schema, reader, None)
 
 
-def _wire_record(data: bytes, registry: str | None) -> dict[str, Any]:
+def _wire_record(data: bytes, registry: str | None, cutouts: bool = False) -> dict[str, Any]:
     """The diaSource and prvDiaSources of a Rubin alert in the Confluent wire format."""
     if data[:4] == CONTAINER_MAGIC:
         raise _Refused(WRONG_SCHEMA, "an Avro container file (ZTF's format), expected wire format")
     if len(data) < 5 or data[0] != WIRE_MAGIC:
         raise _Refused(NOT_AVRO, "not in the Confluent wire format (magic byte 0 + schema id)")
     (schema_id,) = struct.unpack(">I", data[1:5])
-    readers = _wire_readers(schema_id, registry)
+    readers = _wire_readers(schema_id, registry, cutouts)
     if readers.refusal is not None:
         category, detail = readers.refusal.split(": ", 1)
         raise _Refused(category, detail)
@@ -418,6 +418,8 @@ class _Columns:
         history = record.get("prvDiaSources") or ()
         row = [source.get(name) for name in LSST_SOURCE]
         row += [[point.get(name) for point in history] for name in LSST_HISTORY]
+        if self.cutouts:  # Rubin's cutouts are bare bytes fields of the alert
+            row += [record.get(name) for name in CUTOUT_COLUMNS]
         self._append(row, position)
 
     def _append(self, row: list[Any], position: int) -> None:
@@ -476,13 +478,12 @@ def decode_batch(
     Raises RegistryUnavailable (the batch is retried) when the registry does
     not answer: that is no message's fault.
 
-    With `cutouts` (ZTF only) the frame also has the CUTOUT_COLUMNS, the
-    stampData bytes of each cutout (None when absent), after the alert's
-    columns; without, it never holds them.
+    With `cutouts` the frame also has the CUTOUT_COLUMNS, the bytes of each
+    cutout (ZTF: its stampData; Rubin: the field itself; None when absent),
+    after the alert's columns; without, it never holds them (Rubin's are not
+    even read: the projection skips them).
     """
     columns_for(survey)  # an unknown survey is our caller's bug: raise now
-    if cutouts and survey != "ztf":
-        raise ValueError(f"cutouts are decoded for ztf only, not {survey!r}")
     gathered = _Columns(survey, cutouts)
     rejects: list[Reject] = []
     for position, data in enumerate(values):
@@ -496,7 +497,7 @@ def decode_batch(
                     _check_ztf(record)
                 gathered.add_ztf(record, position)
             else:
-                record = _wire_record(data, registry)
+                record = _wire_record(data, registry, cutouts)
                 _require(record["diaSource"], LSST_REQUIRED_SOURCE, "diaSource.")
                 gathered.add_lsst(record, position)
         except _Refused as refused:

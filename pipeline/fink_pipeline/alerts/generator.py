@@ -44,16 +44,17 @@ def iter_alerts(
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """An endless, lazy stream of (alert, class) in time order, nights rolling over.
 
-    ZTF alerts carry their three cutouts unless `cutouts=False` (stamps.py: a pool
+    Alerts carry their three cutouts unless `cutouts=False` (stamps.py: a pool
     made once per seed, so a packet weighs what a real one does at almost no cost);
     the cutouts come from their own random stream, so the alerts are the same
-    either way. LSST alerts carry none.
+    either way. Rubin alerts carry the same stamps as bare bytes fields.
     """
     sky = Sky(survey, seed, start_jd)
+    stamp_seed = seed if cutouts else None
     if survey == "ztf":
-        build = partial(ztf_alert, stamp_seed=seed if cutouts else None)
+        build = partial(ztf_alert, stamp_seed=stamp_seed)
     else:
-        build = lsst_alert
+        build = partial(lsst_alert, stamp_seed=stamp_seed)
     for index in range(-BURN_IN_NIGHTS, 0):  # histories before the first alert
         for _ in sky.night(index):
             pass

@@ -23,6 +23,7 @@ from fink_pipeline.alerts.sky import (
     SkyObject,
     recent,
 )
+from fink_pipeline.alerts.stamps import stamps_for
 
 
 def _flux(mag: float) -> float:
@@ -69,8 +70,11 @@ def _dia_source(sky: Sky, obj: SkyObject, point: Point, object_id: int) -> dict[
     }
 
 
-def lsst_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
-    """The alert Rubin would send for this detection, with its previous detections."""
+def lsst_alert(
+    sky: Sky, obj: SkyObject, point: Point, stamp_seed: int | None = None
+) -> dict[str, Any]:
+    """The alert Rubin would send for this detection, with its previous detections; with a
+    `stamp_seed`, its three cutouts (FITS stamps of that seed's pool, stamps.py)."""
     object_id = DIA_OBJECT_BASE + sky.seed_block + obj.number
     source = _dia_source(sky, obj, point, object_id)
     previous = [
@@ -117,6 +121,11 @@ def lsst_alert(sky: Sky, obj: SkyObject, point: Point) -> dict[str, Any]:
         "ssObject": ss_object,
         "ssSource": ss_source,
     }
+    if stamp_seed is not None:
+        triple = stamps_for(stamp_seed, point.mag or 20.0, point.alert_id or 0)
+        detection["cutoutScience"] = triple.science
+        detection["cutoutTemplate"] = triple.template
+        detection["cutoutDifference"] = triple.difference
     return in_version(detection, rubin_schemas.latest())
 
 

@@ -13,6 +13,7 @@ from fastavro import parse_schema, writer
 
 from fink_pipeline.alerts import codec
 from fink_pipeline.alerts.generator import generate_alerts
+from fink_pipeline.alerts.rubin_schemas import CUTOUT_FIELDS as LSST_CUTOUTS
 from fink_pipeline.alerts.schemas import raw_schema
 
 UNRELATED_SCHEMA = parse_schema(
@@ -78,7 +79,12 @@ def malformed_messages(
             messages.append((junk, codec.NOT_AVRO))
         elif kind == 1:
             whole = encode_good(alert)
-            cut = int(rng.integers(1, len(whole) - 1))
+            # a Rubin alert ends with its cutouts (bare bytes): a cut inside the last
+            # one leaves a shorter stamp the Avro reader cannot tell from a whole one
+            # (docs/alerts.md), so cut before the stamps
+            stamps = sum(len(alert.get(name) or b"") for name in LSST_CUTOUTS)
+            end = len(whole) - 1 - (stamps if survey == "lsst" else 0)
+            cut = int(rng.integers(1, max(2, end)))
             messages.append((whole[:cut], codec.NOT_AVRO))
         elif kind == 2:
             choice = (i // 4) % 3

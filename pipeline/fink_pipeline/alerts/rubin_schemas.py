@@ -142,8 +142,14 @@ def is_alert_schema(schema: Any) -> bool:
     return name.startswith("lsst.") and name.endswith(".alert") and "diaSource" in fields
 
 
-def projection(writer: dict[str, Any], source_fields: tuple[str, ...]) -> dict[str, Any]:
-    """The reader schema reading only `source_fields` of diaSource and prvDiaSources.
+CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
+
+def projection(
+    writer: dict[str, Any], source_fields: tuple[str, ...], cutouts: bool = False
+) -> dict[str, Any]:
+    """The reader schema reading only `source_fields` of diaSource and prvDiaSources
+    (and, with `cutouts`, the alert's cutout fields; a version without one reads null).
 
     Fields keep the writer's types (no promotion to get wrong); a field found
     under an older name is read under ours through an alias; a field the
@@ -175,6 +181,10 @@ def projection(writer: dict[str, Any], source_fields: tuple[str, ...]) -> dict[s
                 "default": None,
             }
         )
+    if cutouts:
+        for name in CUTOUT_FIELDS:  # cutoutScience came with 6.1
+            kind = alert_fields[name]["type"] if name in alert_fields else "null"
+            projected.append({"name": name, "type": kind, "default": None})
     return {"type": "record", "name": writer["name"], "fields": projected}
 
 

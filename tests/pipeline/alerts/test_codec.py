@@ -16,6 +16,7 @@ from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.alerts.generator import generate_alerts
 from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.alerts.schemas import parsed_schema
+from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 
 
 def close(decoded: Any, expected: Any) -> bool:
@@ -131,8 +132,6 @@ def test_cutouts_are_decoded_only_when_asked_as_their_stamp_bytes() -> None:
         for row in frame.iloc[:40].to_dict("records")
         for name in CUTOUT_COLUMNS
     )
-    with pytest.raises(ValueError, match="cutouts are decoded for ztf only"):
-        codec.decode_batch([], "lsst", cutouts=True)
     empty = codec.decode_batch([], "ztf", cutouts=True).frame
     assert list(empty.columns) == [*columns_for("ztf"), *CUTOUT_COLUMNS, "_position"]
 
@@ -210,3 +209,21 @@ def test_a_decompression_bomb_is_refused_as_too_large_and_neighbours_decode() ->
     assert decoded.rejects[0].category == "too-large"
     assert "inflates past 4194304 bytes" in decoded.rejects[0].reason
     assert decoded.frame["candid"].tolist() == [a["candid"] for a in alerts]
+
+
+def test_rubin_cutouts_are_read_only_when_asked_in_every_version() -> None:
+    """Rubin's cutouts are bare bytes fields: with cutouts=True they are the columns, in
+    every official version (cutoutScience came with 6.1: null before); else skipped."""
+    alerts = generate_alerts(6, "lsst", seed=4)
+    assert all(isinstance(a["cutoutScience"], bytes) for a in alerts)
+    encoder = SurveyEncoder("lsst", ["11.1", "6.0", "3.0"])
+    messages = [encoder.encode(a) for a in alerts]
+    default = codec.decode_batch(messages, "lsst").frame
+    assert list(default.columns) == [*columns_for("lsst"), "_position"]
+    frame = codec.decode_batch(messages, "lsst", cutouts=True).frame
+    assert list(frame.columns) == [*columns_for("lsst"), *CUTOUT_COLUMNS, "_position"]
+    assert frame.drop(columns=list(CUTOUT_COLUMNS)).equals(default)
+    for i, (alert, row) in enumerate(zip(alerts, frame.to_dict("records"), strict=True)):
+        assert row["cutoutTemplate"] == alert["cutoutTemplate"]
+        assert row["cutoutDifference"] == alert["cutoutDifference"]
+        assert row["cutoutScience"] == (alert["cutoutScience"] if i % 3 == 0 else None)

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -38,9 +39,10 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_core.spec import parse_pipeline
-from fink_pipeline.alerts import codec, generator
+from fink_pipeline.alerts import codec, generator, rubin_schemas
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID, columns_for
 from fink_pipeline.alerts.malformed import malformed_messages
+from fink_pipeline.alerts.registry import registry_at
 from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.science.plan import SciencePlan
@@ -452,7 +454,9 @@ def expected(world: World, values: list[bytes]) -> Expected:
     enriched.index = pd.Index(ids, name="alert_id")
     selected = {name: set(ids[mask.to_numpy()]) for name, mask in masks.items()}
     bad = [values[r.position] for r in decoded.rejects]
-    stamps = produced_stamps(values, set(ids)) if world.cutouts == "store" else {}
+    stamps = {}
+    if world.cutouts == "store":
+        stamps = produced_stamps(values, set(ids), world.survey, world.schema_registry)
     return Expected(plan, enriched, selected, bad, stamps)
 
 
@@ -463,22 +467,44 @@ CUTOUT_CELLS = {
 }
 
 
-def produced_stamps(values: list[bytes], alert_ids: set[int]) -> dict[int, dict[bytes, bytes]]:
-    """Alert id -> the stamps its message carried, read with plain fastavro (ZTF containers)."""
+def produced_stamps(
+    values: list[bytes], alert_ids: set[int], survey: str = "ztf", registry: str | None = None
+) -> dict[int, dict[bytes, bytes]]:
+    """Alert id -> the stamps its message carried, read with plain fastavro: ZTF containers,
+    or Rubin's wire format with the whole writer schema (from the registry or the package)."""
     found = {}
     for value in values:
         try:
-            (record,) = fastavro.reader(io.BytesIO(value))
+            if survey == "ztf":
+                (record,) = fastavro.reader(io.BytesIO(value))
+                alert_id = record.get("candid")
+                stamps = {n: (record.get(n) or {}).get("stampData") for n in CUTOUT_CELLS}
+            else:
+                record = _rubin_record(value, registry)
+                alert_id = record["diaSource"]["diaSourceId"]
+                stamps = {n: record.get(n) for n in CUTOUT_CELLS}
         except Exception:  # a malformed message: a dead letter, no row
             continue
-        candid = record.get("candid") if isinstance(record, dict) else None
-        if candid in alert_ids:
-            found[candid] = {
-                cell: record[name]["stampData"]
-                for name, cell in CUTOUT_CELLS.items()
-                if record.get(name) is not None
+        if alert_id in alert_ids:
+            found[alert_id] = {
+                cell: stamps[name] for name, cell in CUTOUT_CELLS.items() if stamps[name]
             }
     return found
+
+
+def _rubin_record(value: bytes, registry: str | None) -> dict[str, Any]:
+    magic, schema_id = struct.unpack(">bI", value[:5])
+    assert magic == 0
+    if registry:
+        writer = json.loads(registry_at(registry).schema_text(schema_id))
+    else:
+        version = rubin_schemas.version_of_id(schema_id)
+        assert version is not None
+        writer = rubin_schemas.writer_schema(version)
+    record: dict[str, Any] = fastavro.schemaless_reader(
+        io.BytesIO(value[5:]), fastavro.parse_schema(writer), None
+    )
+    return record
 
 
 def expected_selection(

@@ -257,7 +257,8 @@ def test_an_lsst_pipeline_runs_the_same_way(
 ) -> None:
     """Rubin alerts as Rubin publishes them: every official schema version in one stream,
     each registered with the stack's schema registry and written under the id it gave;
-    HBase keys salted (saltDigits: 2), the document read from stdin (-f -)."""
+    their cutouts stored in HBase; keys salted (saltDigits: 2), the document read from
+    stdin (-f -)."""
     assert stack.schema_registry, "the stack's schema registry (component registry) is needed"
     versions = tuple(f"{major}.{minor}" for major, minor in rubin_schemas.versions())
     world = World(
@@ -268,6 +269,7 @@ def test_an_lsst_pipeline_runs_the_same_way(
         salt_digits=2,
         schema_versions=versions,
         schema_registry=stack.schema_registry,
+        cutouts="store",
     )
     values = world.produce(600, malformed=6, seed=9)
     ids = {struct.unpack(">I", v[1:5])[0] for v in values if len(v) > 5 and v[0] == 0}
