@@ -421,13 +421,17 @@ def _prepare_kafka(layout: Layout) -> None:
         if stale != properties:
             stale.unlink()
     properties.write_text(_kafka_config(layout))
-    logs = layout.data / "kafka"
-    if (logs / "meta.properties").exists():
+    _format_kafka_logs(layout, "kafka", properties)
+
+
+def _format_kafka_logs(layout: Layout, name: str, properties: Path) -> None:
+    """Format a KRaft broker's log directory (data/<name>) once, with a new cluster id."""
+    if (layout.data / name / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     import subprocess
 
-    log = layout.log_of("kafka")
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    log = layout.log_of(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         result = subprocess.run(
@@ -435,7 +439,7 @@ def _prepare_kafka(layout: Layout) -> None:
                 "java",
                 "-cp",
                 KAFKA.classpath(layout.cache),
-                f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+                f"-Dlog4j2.configurationFile={properties.parent / 'log4j2.properties'}",
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
@@ -447,7 +451,7 @@ def _prepare_kafka(layout: Layout) -> None:
             stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
-        raise RuntimeError(f"formatting Kafka's log directory failed; see {log}")
+        raise RuntimeError(f"formatting the log directory of {name} failed; see {log}")
 
 
 def _kafka_argv(layout: Layout) -> list[str]:
@@ -557,32 +561,7 @@ def _prepare_kafka_upstream(layout: Layout) -> None:
     (conf / "log4j2.properties").write_text(_LOG4J2)
     properties = _kafka_upstream_properties(layout)
     properties.write_text(_kafka_upstream_config(layout))
-    if (layout.data / "kafka-upstream" / "meta.properties").exists():
-        return
-    import subprocess
-
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    log = layout.log_of("kafka-upstream")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        result = subprocess.run(
-            [
-                "java",
-                "-cp",
-                KAFKA.classpath(layout.cache),
-                f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(properties),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"formatting the upstream Kafka's log directory failed; see {log}")
+    _format_kafka_logs(layout, "kafka-upstream", properties)
 
 
 def _kafka_upstream_argv(layout: Layout) -> list[str]:
