@@ -1,28 +1,12 @@
 """Synthetic alert streams: a small simulated sky, observed night after night.
 
-The generator keeps a population of objects of five classes (the "truth" of
-each alert) and observes them the way a survey does: on each night an object's
-field is visited or not, in one or two bands, and each visit either detects it
-(an alert, with the object's history of the last 30 days attached) or records
-an upper limit (ZTF keeps those in prv_candidates; Rubin's prvDiaSources hold
-detections only). Times increase along the stream and nights roll over.
-
-Classes and their light-curve models (docs/alerts.md has the details):
-
-- sn_like: a Bazin flux curve, rising ~0.1-0.4 mag/day for ~15-20 days, then
-  fading ~0.03-0.05 mag/day; on a galaxy (PS1 source within ~3", sgscore1 < 0.4).
-- variable_star: sinusoidal, Cepheid-like (8-45 days) or Mira-like (80-400
-  days); on a star (sgscore1 > 0.85, distpsnr1 < 0.8"), some exactly on GCVS
-  sources of the sample catalogue so a cross-match finds them.
-- asteroid: known (ssdistnr < 3", ssmagnr, ssnamenr set) or new (one or two
-  detections within 30 minutes, point-like, no PS1 source within 5").
-- fast_transient: rises 0.8-2 mag/day and fades 0.6-1.5 mag/day.
-- bogus: real/bogus score rb < 0.3 and/or bad pixels, sometimes negative.
-
-The sky lives in sky.py, the records in ztf_records.py and lsst_records.py,
-the messages to refuse in malformed.py. Before the first alert the sky is simulated for BURN_IN_NIGHTS nights, so that
-the very first alerts already carry histories. Everything is drawn from one
-numpy generator: a seed gives the same stream every time.
+The sky (sky.py: five classes of objects, their light curves, the survey's
+visits; docs/alerts.md has the details) yields detections in time order,
+nights rolling over; ztf_records.py and lsst_records.py turn each into the
+alert its survey would send, and malformed.py makes the messages a broker must
+refuse. Before the first alert the sky is simulated for BURN_IN_NIGHTS nights,
+so that the very first alerts already carry histories. Everything is drawn
+from one numpy generator: a seed gives the same stream every time.
 """
 
 from __future__ import annotations

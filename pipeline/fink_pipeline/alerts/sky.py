@@ -1,6 +1,6 @@
 """The simulated sky behind the synthetic streams, observed night after night.
 
-The generator keeps a population of objects of five classes (the "truth" of
+The sky keeps a population of objects of five classes (the "truth" of
 each alert) and observes them the way a survey does: on each night an object's
 field is visited or not, in one or two bands, and each visit either detects it
 (an alert, with the object's history of the last 30 days attached) or records
