@@ -183,16 +183,12 @@ def rejects_of(world: World, values: list[bytes]) -> list[codec.Reject]:
     return list(codec.decode_batch(values, world.survey).rejects)
 
 
-def test_killed_inside_the_kafka_transaction_then_restarted_delivers_exactly_once(
-    world: World,
-) -> None:
-    """A transaction cut by a crash is aborted: the kill lands inside batch 2's transaction.
-
-    The fault hook holds the driver after batch 2's messages and offsets went into
-    its transaction and were flushed, before the commit; the test checks they are
-    in the topics' logs but not committed, SIGKILLs every process, and restarts.
-    """
-    values = world.produce(1500, malformed=10, seed=8)
+def kill_inside_batch_2s_transaction_then_restart(
+    world: World, values: list[bytes]
+) -> tuple[int, int]:
+    """Hold the driver inside batch 2's transaction (messages and offsets flushed, not
+    committed), SIGKILL every process, restart: batch 2 is sent again, once. Returns the
+    messages a read_uncommitted and a read_committed consumer saw at the kill."""
     first = world.start("--max-offsets-per-trigger", "300", fault="kafka-transaction@2:pause:300")
     hits = world.wait_for_fault(first)
     assert [(h["stage"], h["batch"]) for h in hits] == [("kafka-transaction", 2)]
@@ -208,6 +204,29 @@ def test_killed_inside_the_kafka_transaction_then_restarted_delivers_exactly_onc
     assert min(lines) == 2 and "replay" not in lines[2], lines  # sent again: never committed
     assert world.committed_offsets() == len(values)
     assert_sinks_hold_exactly(world, values)
+    return uncommitted, committed
+
+
+def lose_the_last_commit(world: World) -> int:
+    """Delete Spark's commit log entry of the last batch (sinks written): it runs again."""
+    commits = world.checkpoint / "commits"
+    last = max(world.commit_log())
+    (commits / str(last)).unlink()
+    (commits / f".{last}.crc").unlink(missing_ok=True)
+    return last
+
+
+def test_killed_inside_the_kafka_transaction_then_restarted_delivers_exactly_once(
+    world: World,
+) -> None:
+    """A transaction cut by a crash is aborted: the kill lands inside batch 2's transaction.
+
+    The fault hook holds the driver after batch 2's messages and offsets went into
+    its transaction and were flushed, before the commit; the test checks they are
+    in the topics' logs but not committed, SIGKILLs every process, and restarts.
+    """
+    values = world.produce(1500, malformed=10, seed=8)
+    uncommitted, committed = kill_inside_batch_2s_transaction_then_restart(world, values)
     # the cut transaction's messages stay in the logs, aborted: read_committed never shows them
     hidden = count_messages(world, "read_uncommitted") - count_messages(world, "read_committed")
     assert hidden == uncommitted - committed
@@ -322,10 +341,7 @@ def test_a_batch_whose_commit_was_lost_is_replayed_without_duplicates(world: Wor
     values = world.produce(600, malformed=4, seed=10)
     first = world.start("--until-idle", "4", "--max-offsets-per-trigger", "200")
     world.wait(first)
-    commits = world.checkpoint / "commits"
-    last = max(world.commit_log())
-    (commits / str(last)).unlink()
-    (commits / f".{last}.crc").unlink(missing_ok=True)
+    last = lose_the_last_commit(world)
 
     port = free_port()
     second = world.start("--until-idle", "4", metrics_port=port)
@@ -362,22 +378,9 @@ def test_source_on_another_kafka_cluster_is_delivered_exactly_once_across_crashe
     values = world.produce(1500, malformed=10, seed=21)
     sink_cluster = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     assert world.source not in sink_cluster.list_topics(timeout=10).topics  # upstream only
-    first = world.start("--max-offsets-per-trigger", "300", fault="kafka-transaction@2:pause:300")
-    world.wait_for_fault(first)
-    assert count_messages(world, "read_uncommitted") > count_messages(world, "read_committed")
-    kill(first)
-    assert_stopped_in(world, 2, "kafka-transaction")
+    kill_inside_batch_2s_transaction_then_restart(world, values)
 
-    second = world.start("--until-idle", "6", "--max-offsets-per-trigger", "600")
-    world.wait(second)
-    lines = second.batch_lines()
-    assert min(lines) == 2 and "replay" not in lines[2], lines  # sent again: never committed
-    assert world.committed_offsets() == len(values)
-    assert_sinks_hold_exactly(world, values)
-
-    last = max(world.commit_log())  # Spark loses the last commit: the batch runs again
-    (world.checkpoint / "commits" / str(last)).unlink()
-    (world.checkpoint / "commits" / f".{last}.crc").unlink(missing_ok=True)
+    last = lose_the_last_commit(world)  # Spark loses the last commit: the batch runs again
     third = world.start("--until-idle", "4")
     world.wait(third)
     assert list(third.batch_lines()) == [last]
