@@ -226,6 +226,15 @@ def _filters() -> dict[str, Any]:
             "Filter name, e.g. early_sn_candidates.", maxLength=100, pattern=NAME_PATTERN
         ),
         "topic": _topic_name("Output topic; defaults to fink_<name>_<survey>."),
+        "layout": _string(
+            "How the topic's messages are laid out. fink: Avro single-object encoding "
+            "(marker, schema fingerprint, record), keyed by the object's id. fink-client: "
+            "what fink-client's AlertConsumer reads unchanged: the Avro schema as JSON in "
+            "every key, the record as bare Avro, nested as Fink distributes alerts; "
+            "the partition still follows the object's id. Such a topic cannot be compacted.",
+            enum=list(model.FILTER_LAYOUTS),
+            default="fink",
+        ),
         **item["properties"],
     }
     return {

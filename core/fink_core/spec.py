@@ -33,6 +33,9 @@ BLOOM_FILTERS = ("NONE", "ROW", "ROWCOL")
 # what happens to an alert's cutouts (image stamps): kept in their own family, or not read
 CUTOUT_MODES = ("store", "drop")
 CUTOUTS_FAMILY = "cutouts"
+# how a filter topic's messages are laid out (docs/pipeline.md, Filter topics): `fink`,
+# Avro single-object encoding; `fink-client`, what fink-client reads (schema in the key)
+FILTER_LAYOUTS = ("fink", "fink-client")
 
 DEFAULT_PARTITIONS = 1
 DEFAULT_REPLICATION_FACTOR = 1
@@ -76,6 +79,7 @@ class FilterSpec:
     name: str
     topic: str
     settings: TopicSettings
+    layout: str = "fink"
 
 
 @dataclass(frozen=True)
@@ -355,10 +359,25 @@ def _parse_filter(
 ) -> FilterSpec:
     where = f"spec.filters[{index}]"
     name = _required_str(doc, "name", f"{where}.name")
+    layout = doc.get("layout") or "fink"
+    if layout not in FILTER_LAYOUTS:
+        raise SpecError(
+            f"{where}.layout must be one of {', '.join(FILTER_LAYOUTS)}, not {layout!r}"
+        )
+    settings = _parse_topic_settings(doc, where, defaults)
+    if layout == "fink-client" and "compact" in settings.config.get("cleanup.policy", ""):
+        # every message of such a topic has the same key (the schema): compaction
+        # would keep only the last one
+        raise SpecError(
+            f"{where}: layout fink-client keys every message with the alert schema, so its "
+            "topic cannot be compacted; remove cleanup.policy=compact (here or in "
+            "spec.sinks.kafka.topicDefaults.config) or use layout fink"
+        )
     return FilterSpec(
         name=name,
         topic=doc.get("topic") or default_filter_topic(name, survey),
-        settings=_parse_topic_settings(doc, where, defaults),
+        settings=settings,
+        layout=layout,
     )
 
 

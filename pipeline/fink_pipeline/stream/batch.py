@@ -23,8 +23,9 @@ import pandas as pd
 import pyarrow as pa
 
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
-from fink_pipeline.stream import faults, rows
+from fink_pipeline.stream import faults, fink_client_layout, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
+from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
 from fink_pipeline.stream.sinks import (
@@ -70,10 +71,18 @@ class MicroBatchWriter:
         codec: EnrichedCodec,
         sinks: BatchSinks,
         metrics: PipelineMetrics,
+        layouts: Mapping[str, str] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.step = step
         self.codec = codec
+        # filter topic -> its layout (spec.filters[].layout); a topic not named: `fink`
+        self.layouts = dict(layouts or {})
+        self.client_codec = (
+            FinkClientCodec(step.plan.survey, step.alert_columns)
+            if fink_client_layout.LAYOUT in self.layouts.values()
+            else None
+        )
         self.sinks = sinks
         self.metrics = metrics
         self.last_rows_at = time.monotonic()
@@ -189,12 +198,27 @@ class MicroBatchWriter:
         object_ids = selected[OBJECT_ID[plan.survey]].tolist()
         alert_ids = selected[ALERT_ID[plan.survey]].tolist()
         stamps = selected["_timestamp_ms"].tolist()
+        client = fink_client_layout.LAYOUT
+        layout_of = {topic: self.layouts.get(topic, "fink") for _, topic in plan.filters}
+        # fink-client's key is the schema: the partition follows the object's id instead,
+        # asked once per batch (a topic's partitions may grow)
+        partitions = {
+            topic: self.sinks.kafka.partition_count(topic)
+            for topic, layout in layout_of.items()
+            if layout == client
+        }
+        if partitions and self.client_codec is None:  # a topic's layout known only now
+            self.client_codec = FinkClientCodec(self.step.plan.survey, self.step.alert_columns)
         messages = []
         for record, names, object_id, alert_id, stamp in zip(
             records, names_per_row, object_ids, alert_ids, stamps, strict=True
         ):
             record[FILTERS_FIELD] = names
-            value = self.codec.encode(_plain(record))
+            record = _plain(record)
+            layouts = {layout_of[t] for f, t in plan.filters if f.name in names}
+            # each alert is encoded once per layout its topics need
+            value = self.codec.encode(record) if "fink" in layouts else b""
+            client_value = self.client_codec.encode(record) if client in layouts else b""
             key = filter_message_key(object_id, alert_id)
             for science_filter, topic in plan.filters:
                 if science_filter.name in names:
@@ -202,7 +226,15 @@ class MicroBatchWriter:
                         ("fink-filter", science_filter.name.encode()),
                         (SOURCE_TIMESTAMP_HEADER, str(int(stamp)).encode()),
                     ]
-                    messages.append(OutgoingMessage(topic, value, key, headers))
+                    if layout_of[topic] == client:
+                        partition = object_partition(key, partitions[topic])
+                        messages.append(
+                            OutgoingMessage(
+                                topic, client_value, self.client_codec.key, headers, partition
+                            )
+                        )
+                    else:
+                        messages.append(OutgoingMessage(topic, value, key, headers))
         return messages
 
     def dead_letters(self, rejected: pd.DataFrame) -> list[OutgoingMessage]:

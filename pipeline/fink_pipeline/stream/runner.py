@@ -104,7 +104,8 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
         else None,
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,
     )
-    return MicroBatchWriter(spec.name, step, codec, sinks, metrics)
+    layouts = {f.topic: f.layout for f in spec.filters}  # topic -> spec.filters[].layout
+    return MicroBatchWriter(spec.name, step, codec, sinks, metrics, layouts)
 
 
 def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSummary:

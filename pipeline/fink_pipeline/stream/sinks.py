@@ -75,6 +75,8 @@ class OutgoingMessage:
     value: bytes
     key: bytes | None
     headers: list[tuple[str, bytes]]
+    # None: the producer's partitioner chooses from the key (fink-client's layout sets it)
+    partition: int | None = None
 
 
 class HBaseWriter:
@@ -340,8 +342,13 @@ class TransactionalKafka:
     def _produce(self, message: OutgoingMessage) -> None:
         while True:
             try:
+                extra = {} if message.partition is None else {"partition": message.partition}
                 self.producer.produce(
-                    message.topic, value=message.value, key=message.key, headers=message.headers
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=message.headers,
+                    **extra,
                 )
                 return
             except BufferError:  # local queue full: let it drain
@@ -356,6 +363,16 @@ class TransactionalKafka:
                 "pipeline aborts it",
                 error,
             )
+
+    def partition_count(self, topic: str) -> int:
+        """How many partitions the topic has now (a topic's partitions may grow)."""
+        found = self.producer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ConnectionError(
+                f"Kafka at {self.bootstrap}: cannot read the partitions "
+                f"of topic {topic}: {found.error if found is not None else 'no such topic'}"
+            )
+        return len(found.partitions)
 
     def bounds(
         self, partitions: Sequence[tuple[str, int]]
