@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 
 from fink_core import crd as pipeline_crd
+from fink_core import filter_crd
 from fink_core.connections import ENV_HBASE, ENV_HBASE_ADMIN, ENV_KAFKA, Defaults
 from fink_core.errors import SpecError
 from fink_operator import claims
@@ -102,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("-v", "--verbose", action="store_true")
 
-    commands.add_parser("crd", help="print the CRDs (BrokerPipeline, SinkClaim) as YAML")
+    commands.add_parser(
+        "crd", help="print the CRDs (BrokerPipeline, ScienceFilter, SinkClaim) as YAML"
+    )
     commands.add_parser(
         "reference", help="print the BrokerPipeline reference (Markdown, from the CRD's schema)"
     )
@@ -112,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def render_crds() -> str:
-    return pipeline_crd.render_yaml() + "---\n" + claims.render_yaml()
+    return "---\n".join(
+        [pipeline_crd.render_yaml(), filter_crd.render_yaml(), claims.render_yaml()]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,3 +68,8 @@ class OperatorContext:
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     # None: the caller writes the status a pass returns (unit tests read it from the result)
     write_status: StatusWriter | None = None
+    # namespace -> the ScienceFilter documents in it (their status included)
+    filter_documents: Callable[[str], list[Mapping[str, Any]]] = field(default=lambda _: [])
+    # the sink cluster -> its control-topic client (filter_channel.FilterChannel); None: no
+    # ScienceFilters are handed to pipelines (unit tests without Kafka)
+    filter_channel: Callable[[KafkaConnection], Any] | None = None

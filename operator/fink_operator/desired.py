@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fink_core.resources import Resources, resources_of
+from fink_core.resources import RETENTION_KEY, Resources, TopicState, resources_of
 from fink_core.science import Catalogue, plan_pipeline
-from fink_core.spec import Adoption, PipelineSpec, parse_pipeline
+from fink_core.spec import Adoption, PipelineSpec, TopicSettings, parse_pipeline
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,35 @@ def desired_state(resource: Mapping[str, Any], catalogue: Catalogue | None = Non
         resources=resources_of(spec),
         adopt=spec.adopt,
     )
+
+
+def with_science_filters(
+    desired: DesiredState, topics: Mapping[str, TopicSettings], control: str | None
+) -> DesiredState:
+    """The pipeline's own topics plus its ScienceFilters' topics and its control topic.
+
+    A topic the pipeline already declares keeps the pipeline's settings.
+    """
+    wanted = {t.name: t for t in desired.resources.topics}
+    extra = dict(topics)
+    if control is not None:
+        extra[control] = TopicSettings(
+            partitions=1,
+            replication_factor=desired.spec.kafka_sink.topic_defaults.replication_factor,
+            retention_ms=-1,
+            config={"cleanup.policy": "compact"},
+        )
+    for name, settings in sorted(extra.items()):
+        wanted.setdefault(
+            name,
+            TopicState(
+                name=name,
+                partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                config={**settings.config, RETENTION_KEY: str(settings.retention_ms)},
+            ),
+        )
+    if len(wanted) == len(desired.resources.topics):
+        return desired
+    resources = Resources(tuple(wanted.values()), desired.resources.table)
+    return DesiredState(desired.pipeline, desired.spec, resources, desired.adopt)

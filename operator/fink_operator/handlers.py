@@ -19,22 +19,27 @@ from typing import Any
 
 import kopf
 
-from fink_core import crd
+from fink_core import crd, science_filter
 from fink_core.connections import Address, KafkaConnection
 from fink_core.errors import Retryable
 from fink_core.hbase_admin import HBaseAdmin
 from fink_core.kafka_admin import KafkaAdmin
-from fink_operator import kube
+from fink_operator import filter_checks, kube
 from fink_operator.claims import KubernetesClaims
 from fink_operator.config import FINALIZER, GROUP, OperatorConfig, backoff
 from fink_operator.context import OperatorContext
 from fink_operator.drift import DriftSweep, PipelineIndex
 from fink_operator.events import KubernetesEvents
+from fink_operator.filter_channel import FilterChannel
+from fink_operator.filter_passes import filter_pass
 from fink_operator.job.kube import KubernetesJobs
 from fink_operator.job.render import PIPELINE_UID_LABEL
 from fink_operator.passes import delete_pass, forget, run_pass
 
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
+FILTER_RESOURCE = (crd.GROUP, crd.VERSION, science_filter.PLURAL)
+# how often a ScienceFilter's Live condition and counts are read back from its pipelines
+FILTER_STATUS_INTERVAL = 5.0
 
 
 @dataclass
@@ -43,6 +48,7 @@ class OperatorRuntime:
     index: PipelineIndex
     sweep: DriftSweep
     api: Any  # kubernetes.client.ApiClient: the one connection every adapter and kopf share
+    write_filter_status: Any = None  # kube.status_writer for ScienceFilters
     # kopf's stop flag: set to stop (the lease lost), and set again at cleanup, because kopf
     # waits for a threading.Event in an executor thread that asyncio joins before run() returns
     stop_flag: threading.Event = field(default_factory=threading.Event)
@@ -58,7 +64,16 @@ def make_runtime(config: OperatorConfig) -> OperatorRuntime:
     def hbase_admin(address: Address) -> HBaseAdmin:
         return HBaseAdmin(address, timeout=config.server_timeout)
 
+    channels: dict[tuple[str, tuple[tuple[str, str], ...]], FilterChannel] = {}
+
+    def filter_channel(connection: KafkaConnection) -> FilterChannel:
+        if connection.key not in channels:
+            channels[connection.key] = FilterChannel(connection, timeout=config.server_timeout)
+        return channels[connection.key]
+
     context = OperatorContext(
+        filter_documents=kube.science_filters(api),
+        filter_channel=filter_channel,
         config=config,
         write_status=kube.status_writer(api),
         claims=KubernetesClaims(api),
@@ -70,7 +85,13 @@ def make_runtime(config: OperatorConfig) -> OperatorRuntime:
         jobs=KubernetesJobs(api),
     )
     index = PipelineIndex()
-    return OperatorRuntime(context, index, DriftSweep(context, index), api)
+    return OperatorRuntime(
+        context,
+        index,
+        DriftSweep(context, index),
+        api,
+        write_filter_status=kube.status_writer(api, science_filter.PLURAL),
+    )
 
 
 @kopf.on.login()
@@ -192,3 +213,51 @@ def on_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
         forget(runtime.context, body)
     elif not body.metadata.get("deletionTimestamp"):
         runtime.index.saw(body)
+
+
+@kopf.on.resume(*FILTER_RESOURCE)
+@kopf.on.create(*FILTER_RESOURCE)
+@kopf.on.update(*FILTER_RESOURCE)
+@kopf.timer(*FILTER_RESOURCE, interval=FILTER_STATUS_INTERVAL, initial_delay=FILTER_STATUS_INTERVAL)
+def on_filter(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Validate the filter (when something it depends on changed), then report Live and counts.
+
+    When its validation or enablement changed, its pipelines are reconciled at once:
+    that creates its topic and hands it to them through their control topics.
+    """
+    runtime: OperatorRuntime = memo.runtime
+    if runtime.stop_flag.is_set():
+        raise kopf.TemporaryError("the operator is stopping", delay=1)
+    context = runtime.context
+    read_pipeline = kube.pipeline_reader(runtime.api)
+    result = filter_pass(context, body, read_pipeline, filter_checks.check, filter_checks.dry_run)
+    runtime.write_filter_status(body, result.status)
+    for event in result.events:
+        context.events.post(body, event)
+    for pipeline in result.pipelines_to_pass:
+        pipeline_result = run_pass(context, pipeline, "sciencefilter")
+        runtime.index.passed(pipeline, pipeline_result)
+    if result.pipelines_to_pass:
+        # the pipelines now have what they need: tell Live without waiting for the timer
+        again = filter_pass(
+            context,
+            {**body, "status": result.status},
+            read_pipeline,
+            filter_checks.check,
+            filter_checks.dry_run,
+        )
+        runtime.write_filter_status({**body, "status": result.status}, again.status)
+
+
+@kopf.on.event(*FILTER_RESOURCE)
+def on_filter_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted ScienceFilter: its pipelines stop running it (its topic and alerts stay)."""
+    if type != "DELETED":
+        return
+    runtime: OperatorRuntime = memo.runtime
+    read_pipeline = kube.pipeline_reader(runtime.api)
+    namespace = body.metadata.namespace or "default"
+    for name in (body.spec or {}).get("pipelines") or []:
+        pipeline = read_pipeline(namespace, name)
+        if pipeline is not None:
+            runtime.index.passed(pipeline, run_pass(runtime.context, pipeline, "sciencefilter"))

@@ -9,12 +9,13 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from fink_core import crd as pipeline_crd
+from fink_core import filter_crd
 from fink_operator import claims
 
 
 def crds() -> list[dict[str, Any]]:
-    """BrokerPipeline (the shared model's view) and SinkClaim (the operator's records)."""
-    return [pipeline_crd.crd(), claims.crd()]
+    """BrokerPipeline and ScienceFilter (the shared models' views), SinkClaim (the operator's records)."""
+    return [pipeline_crd.crd(), filter_crd.crd(), claims.crd()]
 
 
 def install_crd(kubeconfig: str | None = None, timeout: float = 60.0) -> list[str]:

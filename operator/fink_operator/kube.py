@@ -15,7 +15,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from fink_core import crd
+from fink_core import crd, science_filter
 from fink_core.connections import Reader
 from fink_core.references import kubernetes_readers
 
@@ -69,7 +69,8 @@ def changed_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dic
     return {k: v for k, v in new.items() if old.get(k) != v}
 
 
-def status_writer(api: client.ApiClient) -> Any:
+def status_writer(api: client.ApiClient, plural: str = crd.PLURAL) -> Any:
+    """Writes the status of one kind of this group (BrokerPipelines by default)."""
     custom = client.CustomObjectsApi(api)
 
     def write(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
@@ -82,7 +83,7 @@ def status_writer(api: client.ApiClient) -> Any:
                 crd.GROUP,
                 crd.VERSION,
                 metadata["namespace"],
-                crd.PLURAL,
+                plural,
                 metadata["name"],
                 {"status": patch},
             )
@@ -100,3 +101,39 @@ def status_writer(api: client.ApiClient) -> Any:
         return True
 
     return write
+
+
+def science_filters(api: client.ApiClient) -> Any:
+    """namespace -> its ScienceFilter documents (status included); [] if none or no CRD."""
+    custom = client.CustomObjectsApi(api)
+
+    def in_namespace(namespace: str) -> list[Mapping[str, Any]]:
+        try:
+            found = custom.list_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, namespace, science_filter.PLURAL
+            )
+        except ApiException as error:
+            if error.status == 404:  # the CRD is not installed: no filters
+                return []
+            raise
+        return list(found.get("items") or [])
+
+    return in_namespace
+
+
+def pipeline_reader(api: client.ApiClient) -> Any:
+    """(namespace, name) -> the BrokerPipeline document, or None when there is none."""
+    custom = client.CustomObjectsApi(api)
+
+    def read(namespace: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            found = custom.get_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    return read

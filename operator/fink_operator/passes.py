@@ -20,7 +20,8 @@ from typing import Any
 
 from fink_core.connections import Connections, resolve
 from fink_core.errors import MissingReference, NeedsUser, SpecError
-from fink_operator import metrics
+from fink_core.filter_control import LiveFilter, control_topic
+from fink_operator import metrics, science_filters
 from fink_operator.conditions import (
     TABLES_READY,
     TOPICS_READY,
@@ -32,7 +33,12 @@ from fink_operator.conditions import (
     transitions,
 )
 from fink_operator.context import OperatorContext
-from fink_operator.desired import DesiredState, desired_state, pipeline_ref
+from fink_operator.desired import (
+    DesiredState,
+    desired_state,
+    pipeline_ref,
+    with_science_filters,
+)
 from fink_operator.job.run import JobOutcome, delete_data_claim, job_part
 from fink_operator.reconcile import Cleanup, Event, Outcome, cleanup, reconcile, release_all
 
@@ -165,6 +171,15 @@ def _pass(context: OperatorContext, body: Mapping[str, Any]) -> PassResult:
     except NeedsUser as error:
         return _refused(body, previous, error.reason, str(error))
 
+    read_configmap = context.readers(namespace)[0]
+    attached = science_filters.for_pipeline(
+        desired.spec,
+        context.filter_documents(namespace),
+        lambda spec: science_filters.code_of(spec, read_configmap),
+    )
+    control = control_topic(desired.spec.name)
+    wants_control = attached.attached or control in previous["topics"]
+    desired = with_science_filters(desired, attached.topics, control if wants_control else None)
     topics = context.kafka_admin(connections.sink)
     tables = (
         context.hbase_admin(connections.hbase_admin)
@@ -177,8 +192,37 @@ def _pass(context: OperatorContext, body: Mapping[str, Any]) -> PassResult:
         if tables is not None:
             with contextlib.suppress(Exception):
                 tables.close()  # type: ignore[attr-defined]
+    if wants_control and outcome.topics.status is True and context.filter_channel is not None:
+        _publish_filters(context, connections, control, attached.live, outcome)
     job = job_part(context, body, desired, outcome) if context.job_config.enabled else None
     return _from_outcome(body, desired, connections, outcome, job)
+
+
+def _publish_filters(
+    context: OperatorContext,
+    connections: Connections,
+    topic: str,
+    live: Mapping[str, LiveFilter],
+    outcome: Outcome,
+) -> None:
+    """Hand the running pipeline its ScienceFilters: only what changed goes to the control topic.
+
+    A failure is reported as an event and tried again by the next pass; the pipeline
+    keeps running the filters it has.
+    """
+    assert context.filter_channel is not None
+    try:
+        written = context.filter_channel(connections.sink).publish(topic, live)
+    except Exception as error:
+        log.warning("could not publish the science filters to %s: %s", topic, error)
+        outcome.events.append(
+            Event("Warning", "FiltersNotPublished", f"control topic {topic}: {error}")
+        )
+        return
+    if written:
+        outcome.events.append(
+            Event("Normal", "FiltersPublished", f"science filters sent to {topic}: {written}")
+        )
 
 
 def _from_outcome(

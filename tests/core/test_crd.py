@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fink_core import crd
+from fink_core import crd, filter_crd
 from fink_core import spec as model
 from fink_operator import claims
 from fink_operator.cli import main, render_crds
@@ -26,6 +26,7 @@ ROOT = Path(__file__).parents[2]
 MANIFESTS = {
     ROOT / "manifests" / "crds" / f"{crd.CRD_NAME}.yaml": crd.render_yaml,
     ROOT / "manifests" / "crds" / f"{claims.CRD_NAME}.yaml": claims.render_yaml,
+    ROOT / "manifests" / "crds" / f"{filter_crd.CRD_NAME}.yaml": filter_crd.render_yaml,
 }
 
 
@@ -41,7 +42,7 @@ def test_cli_prints_both_crds(capsys: Any) -> None:
     printed = capsys.readouterr().out
     assert printed == render_crds()
     kinds = [d["spec"]["names"]["kind"] for d in yaml.safe_load_all(printed)]
-    assert kinds == ["BrokerPipeline", "SinkClaim"]
+    assert kinds == ["BrokerPipeline", "ScienceFilter", "SinkClaim"]
 
 
 def _spec_schema() -> dict[str, Any]:
@@ -107,7 +108,11 @@ def _nodes(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any
         yield from _nodes(node["additionalProperties"], f"{path}{{}}")
 
 
-@pytest.mark.parametrize("document", [crd.crd(), claims.crd()], ids=["BrokerPipeline", "SinkClaim"])
+@pytest.mark.parametrize(
+    "document",
+    [crd.crd(), filter_crd.crd(), claims.crd()],
+    ids=["BrokerPipeline", "ScienceFilter", "SinkClaim"],
+)
 def test_every_schema_node_has_a_description(document: dict[str, Any]) -> None:
     schema = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     missing = [path for path, node in _nodes(schema, "") if not node.get("description")]
