@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fink_core.filter_control import LiveFilter
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
 from fink_pipeline.stream import faults, fink_client_layout, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
+from fink_pipeline.stream.live_filters import FAILURE_TIMING, LiveFilters
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
 from fink_pipeline.stream.sinks import (
@@ -72,9 +74,14 @@ class MicroBatchWriter:
         sinks: BatchSinks,
         metrics: PipelineMetrics,
         layouts: Mapping[str, str] | None = None,
+        live: LiveFilters | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.step = step
+        # the ScienceFilters read from the control topic before each batch (None: none)
+        self.live = live
+        self.plan = step.plan  # the plan of the batch being written (with its ScienceFilters)
+        self.live_ran: list[LiveFilter] = []
         self.codec = codec
         # filter topic -> its layout (spec.filters[].layout); a topic not named: `fink`
         self.layouts = dict(layouts or {})
@@ -108,8 +115,8 @@ class MicroBatchWriter:
         started = time.monotonic()
         try:
             faults.reached("batch", batch_id)
-            step = replace(self.step, batch_id=batch_id)
-            output = raw.mapInPandas(step, schema=self.step.spark_schema()).toArrow()
+            step = self._batch_step(batch_id)
+            output = raw.mapInPandas(step, schema=step.spark_schema()).toArrow()
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
             report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)
@@ -135,6 +142,41 @@ class MicroBatchWriter:
             report.seconds,
         )
 
+    def _batch_step(self, batch_id: int) -> ScienceStep:
+        """The step of this batch: the pipeline's science plus the ScienceFilters live now."""
+        step = replace(self.step, batch_id=batch_id)
+        self.live_ran = []
+        if self.live is not None:
+            try:
+                self.live.refresh()
+            except Exception as error:  # the filters loaded before keep running
+                log.warning("could not read the control topic %s: %s", self.live.topic, error)
+            self.live_ran = self.live.running()
+            step = replace(step, plan=self.live.plan_with(self.step.plan))
+            self.layouts.update({f.topic: f.layout for f in self.live_ran})
+        self.plan = step.plan
+        return step
+
+    def _stopped_filters(self, timings: pd.Series) -> dict[str, str]:
+        """ScienceFilters a task stopped in this batch: name -> "kind: message"."""
+        stopped: dict[str, str] = {}
+        for text in timings.dropna():
+            for key, value in json.loads(text).items():
+                if key.startswith(FAILURE_TIMING):
+                    stopped.setdefault(key[len(FAILURE_TIMING) :], str(value))
+        return stopped
+
+    def _filter_reports(
+        self, passed: Mapping[str, int], failures: Mapping[str, str]
+    ) -> list[tuple[bytes, bytes]]:
+        if self.live is None or not self.live_ran:
+            return []
+        return self.live.reports(self.live_ran, passed, failures, int(time.time() * 1000))
+
+    def _control_topic(self) -> str:
+        assert self.live is not None
+        return self.live.topic
+
     def write(self, frame: pd.DataFrame, batch_id: int, started: float) -> BatchReport:
         m, p = self.metrics, self.pipeline
         if frame.empty:
@@ -144,6 +186,9 @@ class MicroBatchWriter:
         rejected = frame[frame["_reject"].notna()]
         good = frame[frame["_reject"].isna()].reset_index(drop=True)
         survey = self.step.plan.survey
+        failures = self._stopped_filters(frame["_timings"])
+        for name in failures:  # a filter stopped in some task publishes nothing of the batch
+            good[pass_column(name)] = False
 
         if self.step.hbase is not None:  # the tasks wrote the rows (ScienceStep)
             m.alerts_written.labels(p, "hbase").inc(len(good))
@@ -156,16 +201,22 @@ class MicroBatchWriter:
             self._stage("parquet", stage)
 
         ends = source_ends(frame)
-        passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.step.plan.filters}
+        passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.plan.filters}
         stage = time.monotonic()
         # where the previous batch's transaction left the source: this batch's start
         committed = self.sinks.kafka.committed(ends)
         replayed = delivered(committed, ends)
         if not replayed:
             messages = self.filter_messages(good) + self.dead_letters(rejected)
-            self.sinks.kafka.deliver(messages, ends, batch_id)
+            reports = self._filter_reports(passed, failures)
+            control = [OutgoingMessage(self._control_topic(), v, k, []) for k, v in reports]
+            self.sinks.kafka.deliver(messages + control, ends, batch_id)
+            if self.live is not None:
+                self.live.committed(reports)
             self._stage("kafka", stage)
             m.alerts_written.labels(p, "kafka").inc(len(messages) - len(rejected))
+            for name in failures:
+                m.filters_stopped.labels(p, name).inc()
             m.alerts_written.labels(p, "dead_letter").inc(len(rejected))
             m.alerts_read.labels(p).inc(len(frame))
             for name, count in passed.items():
@@ -183,7 +234,7 @@ class MicroBatchWriter:
         return BatchReport(batch_id, len(frame), len(rejected), passed, replayed, seconds)
 
     def filter_messages(self, good: pd.DataFrame) -> list[OutgoingMessage]:
-        plan = self.step.plan
+        plan = self.plan
         flags = {f.name: good[pass_column(f.name)].to_numpy(bool) for f, _ in plan.filters}
         any_pass = np.zeros(len(good), dtype=bool)
         for mask in flags.values():
@@ -262,7 +313,7 @@ class MicroBatchWriter:
             "_offset",
             "_timestamp_ms",
             *self.step.alert_columns,
-            *[pass_column(f.name) for f, _ in self.step.plan.filters],
+            *[pass_column(f.name) for f, _ in self.plan.filters],
         ]
         return pa.Table.from_pandas(good[columns], preserve_index=False)
 
@@ -272,6 +323,8 @@ class MicroBatchWriter:
     def _record_timings(self, timings: pd.Series) -> None:
         for text in timings.dropna():
             for module, seconds in json.loads(text).items():
+                if module.startswith(FAILURE_TIMING):
+                    continue  # not a time: a stopped ScienceFilter (_stopped_filters)
                 if module == HBASE_TIMING:  # task seconds, summed over the tasks
                     self.metrics.stage_seconds.labels(self.pipeline, "hbase").inc(seconds)
                 else:

@@ -47,6 +47,13 @@ class PipelineMetrics:
             ["pipeline", "filter"],
             registry=r,
         )
+        self.filters_stopped = Counter(
+            "fink_pipeline_science_filter_stopped",
+            "ScienceFilters stopped in a micro-batch (raised, timed out, out of memory, "
+            "forbidden call, bad answer); each then publishes nothing until its code changes",
+            ["pipeline", "filter"],
+            registry=r,
+        )
         self.module_seconds = Counter(
             "fink_pipeline_module_seconds",
             "Processing time spent in each science module (and in decoding), summed over tasks",

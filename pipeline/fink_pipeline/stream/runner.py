@@ -23,6 +23,7 @@ from fink_pipeline.stream import storage
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.kafka_options import spark_source_options
+from fink_pipeline.stream.live_filters import LiveFilters
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
@@ -105,7 +106,9 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
         dead_letter_topic=spec.kafka_sink.dead_letter_topic,
     )
     layouts = {f.topic: f.layout for f in spec.filters}  # topic -> spec.filters[].layout
-    return MicroBatchWriter(spec.name, step, codec, sinks, metrics, layouts)
+    # ScienceFilters handed over by the operator through the control topic (live_filters.py)
+    live = LiveFilters(spec.name, settings.connections.sink.client_config())
+    return MicroBatchWriter(spec.name, step, codec, sinks, metrics, layouts, live)
 
 
 def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSummary:

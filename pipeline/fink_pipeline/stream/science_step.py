@@ -24,6 +24,7 @@ from fink_pipeline.alerts.codec import decode_batch
 from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
 from fink_pipeline.stream import faults
+from fink_pipeline.stream.live_filters import FAILURE_TIMING, take_chunk_failures
 from fink_pipeline.stream.rows import cutout_cells, hbase_cells, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
 
@@ -127,6 +128,8 @@ class ScienceStep:
         enriched = enrich(alerts, self.plan, timings)
         for name, mask in select(enriched, self.plan).items():
             enriched[pass_column(name)] = mask.to_numpy(dtype=bool)
+        for name, failure in take_chunk_failures().items():  # ScienceFilters stopped here
+            timings[f"{FAILURE_TIMING}{name}"] = failure  # type: ignore[assignment]
         good_positions = good["_position"].to_numpy(np.int64)
         if self.hbase is not None and len(enriched):
             started = time.perf_counter()

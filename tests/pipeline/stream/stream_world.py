@@ -563,7 +563,9 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
+def assert_sinks_hold_exactly(
+    world: World, values: list[bytes], science_filters: Mapping[str, set[int]] | None = None
+) -> Expected:
     """Every sink holds every produced message exactly once, with the content science gives it.
 
     HBase: one row per alert under the documented key, every cell equal to what the
@@ -572,6 +574,8 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
     filter topic: exactly the (non-empty) set its filter selects, each record the
     enriched alert, with the documented key and headers. Dead letters: every
     malformed message once, with its reason and the position it came from.
+    `science_filters` (ScienceFilter name -> the alert ids it selects) are the
+    filters the pipeline ran from its control topic: alerts name them too.
     """
     want = expected(world, values)
     alerts = want.enriched
@@ -632,6 +636,7 @@ def assert_sinks_hold_exactly(world: World, values: list[bytes]) -> Expected:
             got.append(candidate)
             alert = alerts.loc[candidate]
             passed = [f for f in world.filters if alert[f"pass_{f}"]]
+            passed += [f for f, ids in sorted((science_filters or {}).items()) if candidate in ids]
             assert record[FILTERS_FIELD] == passed
             wanted = {c: plain(alert[c]) for c in record_columns}
             assert {c: record[c] for c in record_columns} == wanted, f"{name}: record {candidate}"

@@ -1,0 +1,229 @@
+"""ScienceFilters in a running pipeline: loaded at micro-batch boundaries, run sandboxed, reported.
+
+The driver reads the pipeline's control topic (fink_core.filter_control) before
+each micro-batch; the filters found there join the batch's plan, so a filter
+applied, changed, disabled or deleted takes effect at the next batch, with no
+new image and no restart. A batch runs with one set of filters from start to
+end: the built-in filters and every sink are untouched by the change, and
+exactly-once holds (a replayed batch was either never committed or is skipped).
+
+In the tasks, each filter runs in the Python worker's sandbox process
+(fink_core.filters.sandbox): a filter that raises, loops, eats memory or reaches
+for the network, files or programs is stopped there; the others carry on. The
+tasks tell the driver through the chunk's timings; the driver then publishes
+nothing of that filter for the batch, stops running it until its next
+generation, and reports it failed. Reports (generation, state, alerts passed,
+last pass) go to the control topic inside the batch's Kafka transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fink_core.filter_control import (
+    FAILED,
+    LIVE,
+    ControlState,
+    FilterReport,
+    LiveFilter,
+    control_topic,
+)
+from fink_pipeline.science.registry import Filter
+
+log = logging.getLogger(__name__)
+
+FAILURE_TIMING = "failed:"  # timings key prefix a task uses to report a stopped filter
+SECONDS_PER_CALL = 30.0
+MEMORY_BYTES = 2 * 1024**3
+_FAILURE_REASONS = {
+    "raised": "FilterRaised",
+    "timeout": "FilterTimedOut",
+    "memory": "FilterOutOfMemory",
+    "forbidden": "FilterForbidden",
+    "bad-result": "FilterBadResult",
+    "crashed": "FilterCrashed",
+}
+
+# per Python worker: the sandbox process and the failures of the current chunk
+_SANDBOX: Any = None
+_LOADED: dict[str, int] = {}
+CHUNK_FAILURES: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class SandboxedFilter:
+    """Picklable: what a task calls for one ScienceFilter (the Filter's function)."""
+
+    name: str
+    generation: int
+    code: str
+    entrypoint: str
+    reads: tuple[str, ...]
+
+    def __call__(self, frame: pd.DataFrame) -> pd.Series:
+        from fink_core.filters.sandbox import FilterFailure
+
+        try:
+            sandbox = _sandbox()
+            if _LOADED.get(self.name) != self.generation:
+                sandbox.load(self.name, self.code, self.entrypoint)
+                _LOADED[self.name] = self.generation
+            mask = sandbox.run(self.name, frame[list(self.reads)])
+        except FilterFailure as failure:
+            _LOADED.pop(self.name, None)
+            CHUNK_FAILURES[self.name] = f"{failure.kind}: {failure.message}"
+            return pd.Series(np.zeros(len(frame), dtype=bool), index=frame.index)
+        return pd.Series(np.asarray(mask, dtype=bool), index=frame.index)
+
+
+def _sandbox() -> Any:
+    global _SANDBOX
+    if _SANDBOX is None:
+        from fink_core.filters.sandbox import FilterSandbox, SandboxLimits
+
+        _SANDBOX = FilterSandbox(
+            SandboxLimits(seconds_per_call=SECONDS_PER_CALL, memory_bytes=MEMORY_BYTES)
+        )
+    return _SANDBOX
+
+
+def take_chunk_failures() -> dict[str, str]:
+    """The filters stopped while this chunk ran (name -> "kind: message"), then forgotten."""
+    failures = dict(CHUNK_FAILURES)
+    CHUNK_FAILURES.clear()
+    return failures
+
+
+def as_filter(live: LiveFilter, survey: str) -> Filter:
+    return Filter(
+        name=live.name,
+        description=f"ScienceFilter {live.name} (generation {live.generation})",
+        surveys=(survey,),
+        reads=live.reads,
+        function=SandboxedFilter(
+            live.name, live.generation, live.code, live.entrypoint, live.reads
+        ),
+    )
+
+
+class LiveFilters:
+    """The driver's reader of the control topic and keeper of the filters' reports."""
+
+    def __init__(self, pipeline: str, client_config: Mapping[str, str], timeout: float = 10.0):
+        self.topic = control_topic(pipeline)
+        self.client_config = dict(client_config)
+        self.timeout = timeout
+        self.state = ControlState()
+        self._consumer: Any = None
+        self._next_offset = 0
+        self._stopped: dict[str, int] = {}  # name -> generation that failed: not run again
+
+    def refresh(self) -> None:
+        """Read what the operator added since the last batch; nothing if there is no topic yet."""
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        if self._consumer is None:
+            consumer = Consumer(
+                {
+                    **self.client_config,
+                    "group.id": f"{self.topic}-reader",  # never committed: assign() only
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",
+                }
+            )
+            metadata = consumer.list_topics(self.topic, timeout=self.timeout)
+            found = metadata.topics.get(self.topic)
+            if found is None or found.error is not None:
+                consumer.close()
+                return
+            self._consumer = consumer
+        consumer = self._consumer
+        partition = TopicPartition(self.topic, 0, self._next_offset)
+        low, high = consumer.get_watermark_offsets(partition, timeout=self.timeout)
+        if self._next_offset >= high:
+            return
+        partition.offset = max(self._next_offset, low)
+        consumer.assign([partition])
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(max(0.1, deadline - time.monotonic()))
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._next_offset = message.offset()
+                    break
+                raise RuntimeError(f"control topic {self.topic}: {error}")
+            self.state.apply(message.key(), message.value())
+            self._next_offset = message.offset() + 1
+        consumer.unassign()
+
+    def running(self) -> list[LiveFilter]:
+        """The filters the next batch runs: published, and not stopped in this generation."""
+        return [
+            f
+            for name, f in sorted(self.state.filters.items())
+            if self._stopped.get(name) != f.generation
+        ]
+
+    def plan_with(self, plan: Any) -> Any:
+        """The pipeline's plan with the running ScienceFilters after its own filters."""
+        extra = tuple((as_filter(f, plan.survey), f.topic) for f in self.running())
+        return replace(plan, filters=(*plan.filters, *extra)) if extra else plan
+
+    def reports(
+        self,
+        ran: list[LiveFilter],
+        passed: Mapping[str, int],
+        failures: Mapping[str, str],
+        now_ms: int,
+    ) -> list[tuple[bytes, bytes]]:
+        """Control-topic records for this batch (only what changed); also stops failed filters."""
+        records = []
+        for live in ran:
+            old = self.state.reports.get(live.name)
+            count = (old.alerts_passed if old else 0) + int(passed.get(live.name, 0))
+            last = now_ms if passed.get(live.name) else (old.last_passed_ms if old else None)
+            if live.name in failures:
+                kind, _, message = failures[live.name].partition(": ")
+                report = FilterReport(
+                    live.name,
+                    live.generation,
+                    FAILED,
+                    count,
+                    last,
+                    reason=_FAILURE_REASONS.get(kind, "FilterFailed"),
+                    message=message,
+                )
+                self._stopped[live.name] = live.generation
+                log.warning(
+                    "ScienceFilter %s (generation %d) stopped: %s; it publishes nothing of "
+                    "this batch and runs again once its code changes",
+                    live.name,
+                    live.generation,
+                    failures[live.name],
+                )
+            else:
+                report = FilterReport(live.name, live.generation, LIVE, count, last)
+            if report != old:
+                records.append((report.key(), report.value()))
+        return records
+
+    def committed(self, records: list[tuple[bytes, bytes]]) -> None:
+        """The batch's transaction committed: its reports are now the topic's."""
+        for key, value in records:
+            self.state.apply(key, value)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
