@@ -40,8 +40,12 @@ from fink_pipeline.science.registry import Filter
 log = logging.getLogger(__name__)
 
 FAILURE_TIMING = "failed:"  # timings key prefix a task uses to report a stopped filter
+# the limits of one call of a filter on one chunk (Arrow batch) of alerts, in the sandbox;
+# the driver reads them from its environment and ships them with the filters to the tasks
+SECONDS_ENV = "FINK_SCIENCE_FILTER_SECONDS"
+MEMORY_ENV = "FINK_SCIENCE_FILTER_MEMORY_MIB"
 SECONDS_PER_CALL = 30.0
-MEMORY_BYTES = 2 * 1024**3
+MEMORY_MIB = 2048
 _FAILURE_REASONS = {
     "raised": "FilterRaised",
     "timeout": "FilterTimedOut",
@@ -66,12 +70,14 @@ class SandboxedFilter:
     code: str
     entrypoint: str
     reads: tuple[str, ...]
+    seconds_per_call: float = SECONDS_PER_CALL
+    memory_mib: int = MEMORY_MIB
 
     def __call__(self, frame: pd.DataFrame) -> pd.Series:
         from fink_core.filters.sandbox import FilterFailure
 
         try:
-            sandbox = _sandbox()
+            sandbox = _sandbox(self.seconds_per_call, self.memory_mib)
             if _LOADED.get(self.name) != self.generation:
                 sandbox.load(self.name, self.code, self.entrypoint)
                 _LOADED[self.name] = self.generation
@@ -83,15 +89,27 @@ class SandboxedFilter:
         return pd.Series(np.asarray(mask, dtype=bool), index=frame.index)
 
 
-def _sandbox() -> Any:
+def _sandbox(seconds_per_call: float, memory_mib: int) -> Any:
+    """The worker's sandbox; a new one when the limits changed (a restarted driver's)."""
     global _SANDBOX
-    if _SANDBOX is None:
-        from fink_core.filters.sandbox import FilterSandbox, SandboxLimits
+    from fink_core.filters.sandbox import FilterSandbox, SandboxLimits
 
-        _SANDBOX = FilterSandbox(
-            SandboxLimits(seconds_per_call=SECONDS_PER_CALL, memory_bytes=MEMORY_BYTES)
-        )
+    limits = SandboxLimits(seconds_per_call=seconds_per_call, memory_bytes=memory_mib * 1024**2)
+    if _SANDBOX is None or _SANDBOX.limits != limits:
+        if _SANDBOX is not None:
+            _SANDBOX.close()
+        _SANDBOX = FilterSandbox(limits)
+        _LOADED.clear()
     return _SANDBOX
+
+
+def limits_from_environment(environ: Mapping[str, str]) -> tuple[float, int]:
+    """(seconds per call, MiB) from the driver's environment, with the defaults."""
+    seconds = float(environ.get(SECONDS_ENV) or SECONDS_PER_CALL)
+    memory = int(environ.get(MEMORY_ENV) or MEMORY_MIB)
+    if seconds <= 0 or memory <= 0:
+        raise ValueError(f"{SECONDS_ENV} and {MEMORY_ENV} must be positive")
+    return seconds, memory
 
 
 def take_chunk_failures() -> dict[str, str]:
@@ -101,14 +119,14 @@ def take_chunk_failures() -> dict[str, str]:
     return failures
 
 
-def as_filter(live: LiveFilter, survey: str) -> Filter:
+def as_filter(live: LiveFilter, survey: str, limits: tuple[float, int]) -> Filter:
     return Filter(
         name=live.name,
         description=f"ScienceFilter {live.name} (generation {live.generation})",
         surveys=(survey,),
         reads=live.reads,
         function=SandboxedFilter(
-            live.name, live.generation, live.code, live.entrypoint, live.reads
+            live.name, live.generation, live.code, live.entrypoint, live.reads, *limits
         ),
     )
 
@@ -116,8 +134,15 @@ def as_filter(live: LiveFilter, survey: str) -> Filter:
 class LiveFilters:
     """The driver's reader of the control topic and keeper of the filters' reports."""
 
-    def __init__(self, pipeline: str, client_config: Mapping[str, str], timeout: float = 10.0):
+    def __init__(
+        self,
+        pipeline: str,
+        client_config: Mapping[str, str],
+        limits: tuple[float, int] = (SECONDS_PER_CALL, MEMORY_MIB),
+        timeout: float = 10.0,
+    ):
         self.topic = control_topic(pipeline)
+        self.limits = limits
         self.client_config = dict(client_config)
         self.timeout = timeout
         self.state = ControlState()
@@ -177,7 +202,7 @@ class LiveFilters:
 
     def plan_with(self, plan: Any) -> Any:
         """The pipeline's plan with the running ScienceFilters after its own filters."""
-        extra = tuple((as_filter(f, plan.survey), f.topic) for f in self.running())
+        extra = tuple((as_filter(f, plan.survey, self.limits), f.topic) for f in self.running())
         return replace(plan, filters=(*plan.filters, *extra)) if extra else plan
 
     def reports(

@@ -23,7 +23,7 @@ from fink_pipeline.stream import storage
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.kafka_options import spark_source_options
-from fink_pipeline.stream.live_filters import LiveFilters
+from fink_pipeline.stream.live_filters import LiveFilters, limits_from_environment
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
@@ -107,7 +107,11 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
     )
     layouts = {f.topic: f.layout for f in spec.filters}  # topic -> spec.filters[].layout
     # ScienceFilters handed over by the operator through the control topic (live_filters.py)
-    live = LiveFilters(spec.name, settings.connections.sink.client_config())
+    live = LiveFilters(
+        spec.name,
+        settings.connections.sink.client_config(),
+        limits_from_environment(os.environ),
+    )
     return MicroBatchWriter(spec.name, step, codec, sinks, metrics, layouts, live)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import fink_filters
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -18,6 +19,7 @@ from stream_world import World, assert_sinks_hold_exactly, enriched_codec, expec
 
 from fink_core.filter_control import FAILED, LIVE, LiveFilter, control_topic, read_state
 from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.stream.live_filters import MEMORY_ENV, SECONDS_ENV
 from fink_stack.endpoints import Endpoints
 
 pytestmark = pytest.mark.stack
@@ -49,6 +51,45 @@ def nosy(magpsf: pd.Series) -> pd.Series:
 """
 
 
+LOOPER = """import pandas as pd
+
+
+def looper(magpsf: pd.Series) -> pd.Series:
+    while True:
+        pass
+"""
+
+GLUTTON = """import numpy as np
+import pandas as pd
+
+
+def glutton(magpsf: pd.Series) -> pd.Series:
+    hoard = np.ones(10 * 1024**3, dtype=np.uint8)
+    return magpsf < hoard[0]
+"""
+
+READER = """import pandas as pd
+
+
+def reader(magpsf: pd.Series) -> pd.Series:
+    pd.read_csv("/etc/passwd")
+    return magpsf < 30
+"""
+
+SPAWNER = """import pandas as pd
+
+
+def spawner(magpsf: pd.Series) -> pd.Series:
+    pd.io.common.os.system("true")
+    return magpsf < 30
+"""
+
+# fink-filters' own file, as its authors wrote it (the pandas UDF and its test block)
+FINK_SSO = (
+    Path(fink_filters.__file__).parent / "ztf/livestream/filter_sso_fink_candidates/filter.py"
+).read_text()
+
+
 @pytest.fixture
 def world(stack: Endpoints, unique_name: str, tmp_path: Path) -> World:
     return World(stack=stack, name=unique_name, directory=tmp_path)
@@ -70,12 +111,14 @@ def hand_over(world: World, filters: list[LiveFilter]) -> None:
     assert producer.flush(30) == 0
 
 
-def live(world: World, name: str, code: str, reads: tuple[str, ...]) -> LiveFilter:
+def live(
+    world: World, name: str, code: str, reads: tuple[str, ...], entrypoint: str = ""
+) -> LiveFilter:
     return LiveFilter(
         name=name,
         generation=1,
         code=code,
-        entrypoint=name,
+        entrypoint=entrypoint or name,
         reads=reads,
         topic=f"{world.name}.science.{name}",
     )
@@ -86,14 +129,24 @@ def ids_in(world: World, topic: str) -> list[int]:
     return [int(decoder.decode(m.value())[ALERT_ID[world.survey]]) for m in world.read_topic(topic)]
 
 
-def test_science_filters_run_from_the_control_topic_and_a_failing_one_is_stopped_alone(
-    world: World,
+def test_science_filters_run_from_the_control_topic_and_failing_ones_are_stopped_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values = world.produce(400, malformed=6)
     bright = live(world, "bright", BRIGHT, ("magpsf", "rb"))
-    faint_hater = live(world, "faint_hater", FAINT_HATER, ("magpsf",))
-    nosy = live(world, "nosy", NOSY, ("magpsf",))
-    hand_over(world, [bright, faint_hater, nosy])
+    sso = live(world, "fink_sso", FINK_SSO, ("roid",), entrypoint="sso_fink_candidates")
+    failing = {
+        "faint_hater": (FAINT_HATER, "FilterRaised", "a faint alert"),
+        "nosy": (NOSY, "FilterForbidden", "network"),
+        "looper": (LOOPER, "FilterTimedOut", "3 s"),
+        "glutton": (GLUTTON, "FilterOutOfMemory", "memory"),
+        "reader": (READER, "FilterForbidden", "file"),
+        "spawner": (SPAWNER, "FilterForbidden", "program"),
+    }
+    stopped = [live(world, name, code, ("magpsf",)) for name, (code, _, _) in failing.items()]
+    hand_over(world, [bright, sso, *stopped])
+    monkeypatch.setenv(SECONDS_ENV, "3")
+    monkeypatch.setenv(MEMORY_ENV, "1024")
 
     world.wait(world.start("--until-idle", "6", "--max-offsets-per-trigger", "150"))
 
@@ -101,27 +154,32 @@ def test_science_filters_run_from_the_control_topic_and_a_failing_one_is_stopped
     selected = alerts[(alerts["magpsf"] < 18.5) & (alerts["rb"] > 0.5)].index
     assert 0 < len(selected) < len(alerts), "the filter should select some alerts, not all"
     assert (alerts["magpsf"] > 19.5).any(), "faint_hater must meet a faint alert"
-    # every sink holds what it would without ScienceFilters, alerts name `bright` too
-    assert_sinks_hold_exactly(world, values, {"bright": set(selected)})
+    sso_selected = alerts[alerts["roid"] == 2].index
+    assert len(sso_selected), "some alerts must be new SSO candidates"
+    # every sink holds what it would without ScienceFilters, alerts name them too
+    assert_sinks_hold_exactly(
+        world, values, {"bright": set(selected), "fink_sso": set(sso_selected)}
+    )
+    # fink-filters' own code, unchanged, selects what the built-in filter of the same rule does
+    assert set(ids_in(world, sso.topic)) == set(sso_selected)
 
     got = ids_in(world, bright.topic)
     assert not [c for c, n in Counter(got).items() if n > 1], "delivered twice"
     assert set(got) == set(selected)
     # the failing filters are stopped in their first batch: nothing of theirs is published
-    assert ids_in(world, faint_hater.topic) == []
-    assert ids_in(world, nosy.topic) == []
+    for science_filter in stopped:
+        assert ids_in(world, science_filter.topic) == [], science_filter.name
 
     state = read_state((m.key(), m.value()) for m in world.read_topic(control_topic(world.name)))
     reports = state.reports
     assert (reports["bright"].state, reports["bright"].generation) == (LIVE, 1)
     assert reports["bright"].alerts_passed == len(selected)
     assert reports["bright"].last_passed_ms is not None
-    assert reports["faint_hater"].state == FAILED
-    assert reports["faint_hater"].reason == "FilterRaised"
-    assert "a faint alert" in reports["faint_hater"].message
-    assert reports["nosy"].state == FAILED
-    assert reports["nosy"].reason == "FilterForbidden", reports["nosy"]
-    assert "network" in reports["nosy"].message
+    assert reports["fink_sso"].alerts_passed == len(sso_selected)
+    for name, (_, reason, words) in failing.items():
+        report = reports[name]
+        assert (report.state, report.reason) == (FAILED, reason), report
+        assert words in report.message, report
     # the archive keeps the ScienceFilter's flag beside the built-in ones
     archived = world.archive_frame().set_index(ALERT_ID[world.survey])
     flagged = archived.index[archived["pass_bright"].astype(bool)]
