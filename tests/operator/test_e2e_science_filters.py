@@ -9,17 +9,35 @@ running pipeline picks it up; deleting it takes it out again.
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Kafka, Pipelines, wait_for
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pipeline_documents import with_filters
 
 from fink_core.filter_control import ControlState, control_topic
+from fink_pipeline.alerts import generator
+from fink_pipeline.alerts.columns import ALERT_ID
+from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_stack.endpoints import Endpoints
+
+# the stream tests' world (a source topic, a pipeline document naming fresh sinks, readers)
+sys.path.insert(0, str(Path(__file__).parents[1] / "pipeline" / "stream"))
+from stream_world import (
+    World,
+    assert_sinks_hold_exactly,
+    enriched_codec,
+    kill,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -177,3 +195,115 @@ def test_a_science_filter_is_refused_with_its_line_then_validated_and_handed_to_
         "the filter's tombstone",
     )
     assert topic in kafka.topics()
+
+
+# --- a filter applied to a running pipeline ----------------------------------------------
+
+
+class SteadySource:
+    """Alerts into the source topic at a steady pace, in the background, until stopped."""
+
+    def __init__(self, world: World, per_second: int = 100) -> None:
+        self.world = world
+        self.per_second = per_second
+        self.values: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadySource:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+    def _run(self) -> None:
+        encoder = SurveyEncoder(self.world.survey)
+        producer = Producer({"bootstrap.servers": self.world.source_cluster, "linger.ms": 20})
+        seed = 1000
+        while not self.stop.is_set():
+            for alert in generator.generate_alerts(self.per_second // 2, self.world.survey, seed):
+                value = encoder.encode(alert)
+                producer.produce(self.world.source, value=value, partition=seed % 2)
+                self.values.append(value)
+            producer.flush(30)
+            seed += 1
+            self.stop.wait(0.5)
+
+
+def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_sink_stays_exact(
+    stack: Endpoints,
+    kube: client.ApiClient,
+    namespace: str,
+    pipelines: Pipelines,
+    running_operator,  # type: ignore[no-untyped-def]
+    kafka: Kafka,
+    unique_name: str,
+    tmp_path: Path,
+    leftovers: dict,
+) -> None:
+    world = World(stack=stack, name=unique_name, directory=tmp_path)
+    document = world.document()
+    document["metadata"]["namespace"] = namespace
+    filter_name = f"{unique_name}-bright"
+    topic = f"fink_{filter_name}_ztf"
+    leftovers["topics"] += [
+        world.source,
+        world.dead_letter_topic,
+        *(world.filter_topic(f) for f in world.filters),
+        control_topic(world.name),
+        topic,
+    ]
+    leftovers["tables"].append(world.table)
+    pipelines.create(document)
+    pipelines.wait_ready(name := world.name)
+    initial = world.produce(200)
+    filters = Filters(kube, namespace)
+
+    run = world.start()  # runs until stopped
+    try:
+        with SteadySource(world) as source:
+            wait_for(run.batch_lines, 180, "the pipeline's first batch")
+            applied = time.monotonic()
+            filters.create(science_filter(filter_name, namespace, name))
+            first = wait_for(
+                lambda: topic in kafka.topics() and world.read_topic(topic),
+                120,
+                "the filter's first alert",
+            )
+            to_first_alert = time.monotonic() - applied
+            live = filters.wait(filter_name, "Live", "Live", timeout=60)
+            print(f"\nScienceFilter apply -> first alert on its topic: {to_first_alert:.1f} s")
+            assert first and "running in pipeline" in live["message"]
+
+            # a new version: generation 2 goes live, the old code stops
+            filters.patch(filter_name, {"spec": {"code": {"inline": GOOD.replace("18.5", "19")}}})
+            filters.wait(filter_name, "Live", "Live", timeout=90)
+            # disabled: nothing more is published, the topic and its alerts stay
+            filters.patch(filter_name, {"spec": {"enabled": False}})
+            filters.wait(filter_name, "Live", "Disabled", timeout=60)
+        values = initial + source.values
+        wait_for(lambda: world.committed_offsets() == len(values), 180, "every alert processed")
+        run.process.send_signal(signal.SIGTERM)  # stops after the batch in flight
+        world.wait(run, timeout=120)
+    finally:
+        if run.process.poll() is None:
+            kill(run)
+    passed = filters.condition(filter_name, "Live")["_status"]["alertsPassed"]
+
+    # the archive tells, alert by alert, whether the filter ran and what it answered
+    archived = world.archive_frame().set_index(ALERT_ID[world.survey])
+    ran = archived[archived["pass_" + filter_name].notna()]
+    decoder = enriched_codec(world)
+    published = Counter(
+        int(decoder.decode(m.value())[ALERT_ID[world.survey]]) for m in world.read_topic(topic)
+    )
+    assert not [c for c, n in published.items() if n > 1], "delivered twice"
+    assert set(published) == set(ran.index[ran["pass_" + filter_name].astype(bool)])
+    assert passed == len(published)
+    # what each version selects: 18.5 first, then 19
+    mags = ran["magpsf"]
+    assert ((mags < 19) | ~ran["pass_" + filter_name].astype(bool)).all()
+    # every other sink holds every alert exactly once, as without the filter
+    assert_sinks_hold_exactly(world, values, {filter_name: set(published)})

@@ -32,6 +32,7 @@ import fastavro
 import happybase
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import yaml
@@ -416,7 +417,15 @@ class World:
         archive = self.local_archive()
         if not archive.exists():
             return pd.DataFrame({ALERT_ID[self.survey]: []})
-        return ds.dataset(archive, format="parquet", partitioning="hive").to_table().to_pandas()
+        # batches may differ in columns (a ScienceFilter's pass_ flag exists only in the
+        # batches it ran in): read them all with their union, missing values as nulls
+        files = sorted(archive.glob("night=*/*.parquet"))
+        if not files:
+            return pd.DataFrame({ALERT_ID[self.survey]: []})
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        schema = schema.append(pa.field("night", pa.string()))
+        dataset = ds.dataset(archive, schema=schema, format="parquet", partitioning="hive")
+        return dataset.to_table().to_pandas()
 
     def archive_batches(self) -> set[int]:
         files = self.local_archive().glob("night=*/*.batch-*.parquet")
