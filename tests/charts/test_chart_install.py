@@ -209,6 +209,9 @@ def can_i(stack: Endpoints, release: dict, verb: str, resource: str, namespace: 
     [
         ("watch", "brokerpipelines.fink.broker.dev", "pipelines", True),
         ("patch", "brokerpipelines.fink.broker.dev:status", "pipelines", True),
+        ("watch", "sciencefilters.fink.broker.dev", "pipelines", True),
+        ("patch", "sciencefilters.fink.broker.dev:status", "pipelines", True),
+        ("create", "sciencefilters.fink.broker.dev", "pipelines", False),
         ("create", "pods", "pipelines", True),
         ("get", "pods:log", "pipelines", True),
         ("create", "events", "pipelines", True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -211,17 +212,22 @@ print(json.dumps({'dists': {name(d): d.version for d in m.distributions()}, 'jar
 
 
 @pytest.mark.stack
-def test_the_operator_image_is_python_only(
+def test_the_operator_image_is_python_only_with_pandas_for_the_filter_sandbox(
     stack: Endpoints, kube: client.ApiClient, namespace: str
 ) -> None:
     code = """
 import importlib.metadata as m, importlib.util, shutil
 import fink_operator.cli
 print('operator', all(importlib.util.find_spec(p) for p in ('kopf', 'kubernetes', 'confluent_kafka', 'happybase', 'jinja2', 'prometheus_client', 'yaml')))
-print('absent', [p for p in ('pyspark', 'pandas', 'numpy') if importlib.util.find_spec(p)], shutil.which('java'))
+print('absent', [p for p in ('pyspark', 'fink_pipeline') if importlib.util.find_spec(p)], shutil.which('java'))
+from fink_operator import filter_checks
+code = 'import pandas as pd\\ndef bright(magpsf: pd.Series) -> pd.Series:\\n    return magpsf < 18\\n'
+print('dry run', filter_checks.dry_run(code, 'bright', 'ztf', {'magpsf': 'double'}))
 """
     assert stack.pods is not None
     run = run_pod(kube, namespace, "operator", stack.pods.operator_image, ["python", "-c", code])
     assert run.phase == "Succeeded", run.logs
     assert "operator True" in run.logs
     assert "absent [] None" in run.logs
+    # a ScienceFilter's dry run: the sandbox's pandas is in the image, Spark is not
+    assert re.search(r"dry run \d+ of 1000 passed", run.logs), run.logs

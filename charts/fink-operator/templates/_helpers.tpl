@@ -43,6 +43,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["fink.broker.dev"]
   resources: [brokerpipelines/status]
   verbs: [get, patch]
+# ScienceFilters: validated, handed to their pipelines, their Live status written; kopf
+# puts a finalizer on them (their status timer) and annotates what it handled
+- apiGroups: ["fink.broker.dev"]
+  resources: [sciencefilters]
+  verbs: [get, list, watch, patch]
+- apiGroups: ["fink.broker.dev"]
+  resources: [sciencefilters/status]
+  verbs: [get, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -436,6 +436,7 @@ def main() -> int:
     sys.dont_write_bytecode = True  # writing .pyc files would be refused
     # everything this module uses later, imported while files may still be read
     import ast  # noqa: F401
+    import importlib.util
     import inspect  # noqa: F401
     import json
     import linecache  # noqa: F401
@@ -448,12 +449,17 @@ def main() -> int:
     import pandas  # noqa: F401
 
     import fink_core.filters.source  # noqa: F401
+    from fink_core.filters import spark_shim
 
     try:  # the UDF decorator of fink-filters' files
         import pyspark.sql.functions
         import pyspark.sql.types  # noqa: F401
-    except ImportError:
-        pass
+
+        spark_missing = False
+    except ImportError:  # the operator's image: fink-filters' files load all the same
+        spark_missing = True
+    tester_missing = importlib.util.find_spec("fink_filters") is None
+    spark_shim.install(pyspark=spark_missing, fink_filters_tester=tester_missing)
     # "PandasUDFType will be deprecated": the scientist cannot act on it here
     warnings.filterwarnings("ignore", category=UserWarning, module="pyspark")
     guard = _Guard(_install_roots())
