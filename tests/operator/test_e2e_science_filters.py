@@ -51,6 +51,25 @@ def bright(magpsf: pd.Series, rb: pd.Series) -> pd.Series:
     return (magpsf < 18.5) & (rb > 0.5)
 '''
 
+# passes the dry run (made-up ids), raises on line 6 on real alerts
+RAISES = """import pandas as pd
+
+
+def broken(objectId: pd.Series, magpsf: pd.Series) -> pd.Series:
+    if objectId.str.startswith("ZTF").any():
+        raise ValueError("a real alert")
+    return magpsf < 30
+"""
+
+# fails the dry run already: a division by a zero-sized count on line 5
+FAILS_DRY_RUN = """import pandas as pd
+
+
+def bright(magpsf: pd.Series) -> pd.Series:
+    scale = 1 // len(magpsf[magpsf > 1000])
+    return magpsf * scale < 18
+"""
+
 # line 5 reads a column no alert has (the parameter), which the operator points at
 WRONG_COLUMN = """import pandas as pd
 
@@ -167,6 +186,12 @@ def test_a_science_filter_is_refused_with_its_line_then_validated_and_handed_to_
     assert "magnitude" in wrong["message"]
     assert topic not in kafka.topics()
 
+    # it parses, but raises on the sample alerts: refused by the dry run, with the line
+    filters.patch(filter_name, {"spec": {"code": {"inline": FAILS_DRY_RUN}}})
+    dry = filters.wait(filter_name, "Validated", "DryRunFailed")
+    assert "ZeroDivisionError" in dry["message"] and "line 5" in dry["message"], dry
+    assert topic not in kafka.topics()
+
     # fixed: validated (the dry run ran in the sandbox), its topic and the control topic exist
     filters.patch(filter_name, {"spec": {"code": {"inline": GOOD}}})
     valid = filters.wait(filter_name, "Validated", "Validated")
@@ -248,7 +273,9 @@ def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_s
     document["metadata"]["namespace"] = namespace
     filter_name = f"{unique_name}-bright"
     topic = f"fink_{filter_name}_ztf"
+    broken_name = f"{unique_name}-broken"
     leftovers["topics"] += [
+        f"fink_{broken_name}_ztf",
         world.source,
         world.dead_letter_topic,
         *(world.filter_topic(f) for f in world.filters),
@@ -276,6 +303,15 @@ def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_s
             live = filters.wait(filter_name, "Live", "Live", timeout=60)
             print(f"\nScienceFilter apply -> first alert on its topic: {to_first_alert:.1f} s")
             assert first and "running in pipeline" in live["message"]
+
+            # a filter that raises: stopped alone, said in its status and an event
+            filters.create(science_filter(broken_name, namespace, name, code={"inline": RAISES}))
+            failed = filters.wait(broken_name, "Live", "FilterRaised", timeout=120)
+            assert "a real alert" in failed["message"] and "line 6" in failed["message"]
+            assert any(
+                e.reason == "FilterRaised" and e.type == "Warning"
+                for e in pipelines.events(broken_name)
+            )
 
             # a new version: generation 2 goes live, the old code stops
             filters.patch(filter_name, {"spec": {"code": {"inline": GOOD.replace("18.5", "19")}}})
@@ -306,4 +342,8 @@ def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_s
     mags = ran["magpsf"]
     assert ((mags < 19) | ~ran["pass_" + filter_name].astype(bool)).all()
     # every other sink holds every alert exactly once, as without the filter
-    assert_sinks_hold_exactly(world, values, {filter_name: set(published)})
+    broken = {
+        int(decoder.decode(m.value())[ALERT_ID[world.survey]])
+        for m in world.read_topic(f"fink_{broken_name}_ztf")
+    }
+    assert_sinks_hold_exactly(world, values, {filter_name: set(published), broken_name: broken})
