@@ -145,11 +145,16 @@ def {function}({first}: pd.Series, {second}: pd.Series) -> pd.Series:
 '''
 
 
+# the filter's function as the test file names it: never collected by pytest as a test
+# itself, even when the filter's name starts with "test"
+UNDER_TEST = "filter_under_test"
+
+
 def _test_code(name: str, example: Example) -> str:
     function = function_name(name)
     first, second = example.columns
     if name.isidentifier():
-        load = f"from {name} import {function}"
+        load = f"from {name} import {function} as {UNDER_TEST}"
     else:  # a file name with '-' cannot be imported by name: load it from its path
         load = f"""import importlib.util
 from pathlib import Path
@@ -157,7 +162,7 @@ from pathlib import Path
 _spec = importlib.util.spec_from_file_location("{function}", Path(__file__).with_name("{name}.py"))
 _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
-{function} = _module.{function}"""
+{UNDER_TEST} = _module.{function}"""
     firsts = ", ".join(repr(r[0]) for r in example.rows)
     seconds = ", ".join(repr(r[1]) for r in example.rows)
     expected = ", ".join(repr(e) for e in example.expected)
@@ -176,14 +181,14 @@ def test_{function}_keeps_what_it_should() -> None:
     {first} = pd.Series([{firsts}])
     {second} = pd.Series([{seconds}])
 
-    kept = {function}({first}, {second})
+    kept = {UNDER_TEST}({first}, {second})
 
     # one answer per alert, in order
     assert kept.tolist() == [{expected}]
 
 
 def test_{function}_drops_alerts_with_missing_values() -> None:
-    kept = {function}(pd.Series([None], dtype="float64"), pd.Series([None], dtype="float64"))
+    kept = {UNDER_TEST}(pd.Series([None], dtype="float64"), pd.Series([None], dtype="float64"))
 
     assert kept.tolist() == [False]
 '''

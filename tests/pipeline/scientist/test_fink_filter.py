@@ -129,3 +129,21 @@ def test_an_lsst_filter_from_the_template_runs_on_lsst_alerts(tmp_path: Path) ->
     assert tried.returncode == 0, tried.stderr
     assert "reads psfFlux, reliability" in tried.stdout
     assert "of 300 passed" in tried.stdout
+
+
+@pytest.mark.parametrize("name", ["test-cuts", "testcuts"])
+def test_a_filter_named_test_something_is_not_collected_as_a_test_itself(
+    tmp_path: Path, name: str
+) -> None:
+    """Its function is `test_cuts`: the generated test must not hand it to pytest."""
+    made = fink_filter("init", name, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    own = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"test_{name}.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert "2 passed" in own.stdout
