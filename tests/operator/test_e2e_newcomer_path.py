@@ -4,7 +4,7 @@
 `fink-filter apply` (until Live), `fink-filter tail`, and fink-client's own
 consumer reading the filter's topic: against the real API server, operator,
 Kafka, HBase and a running Spark pipeline fed a steady stream. The whole path
-must take under 10 minutes (it takes about one); every other sink keeps every
+must take under 10 minutes (it takes about 20 s); every other sink keeps every
 alert exactly once.
 """
 
