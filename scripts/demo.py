@@ -10,11 +10,14 @@ command a user would type, then what happened:
    `kubectl apply` the example pipeline; the operator creates its Kafka topics
    and HBase table, then starts its Spark job as pods on the real node (a driver
    and an executor), and reports Ready once the job streams;
+   2b. a scientist's filter: `fink-filter init`, `test`, `apply` to the running job
+   (scripts/demo_science.py);
 3. stream synthetic ZTF alerts (a few malformed ones among them) into the
    source topic;
 4. watch the job consume them, through the driver's metrics;
 5. show what reached each sink: filter topics, dead letters, HBase, the
    Parquet archive, and the operator's metrics;
+   5b. the scientist's filter: live, its alerts (`kubectl get sf`, `fink-filter tail`);
 6. a summary table.
 
 The job keeps streaming after the demo (the stack keeps running). Running the
@@ -30,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -40,9 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import demo_science
 import happybase
 import pyarrow.parquet as pq
 import yaml
+from demo_shell import BIN, DemoError, _short, kubectl, run, show, step
 
 from fink_core.spec import PipelineSpec, parse_pipeline
 from fink_pipeline.science import plan_science
@@ -55,7 +59,6 @@ from fink_stack.layout import Layout
 from fink_stack.stack import tool_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 EXAMPLE = ROOT / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
 NAMESPACE = "fink-demo"
 PIPELINE = "ztf-demo"
@@ -63,10 +66,6 @@ SOURCE_PARTITIONS = 2
 OPERATOR_METRICS_PORT = 18080
 READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "300"))
 DRAIN_TIMEOUT_S = int(os.environ.get("FINK_DEMO_DRAIN_TIMEOUT", "300"))
-
-
-class DemoError(Exception):
-    """A step failed; the message says which and why."""
 
 
 @dataclass
@@ -92,45 +91,6 @@ class Demo:
 
 
 # --- printing and running ---------------------------------------------------------------
-
-
-def step(title: str) -> None:
-    print(f"\n=== {title}", flush=True)
-
-
-def show(argv: list[str], suffix: str = "") -> None:
-    print("$ " + " ".join(_quote(_short(a)) for a in argv) + suffix, flush=True)
-
-
-def _quote(word: str) -> str:
-    return "~/" + shlex.quote(word[2:]) if word.startswith("~/") else shlex.quote(word)
-
-
-def _short(word: str) -> str:
-    """Paths as a user would type them: the venv's tools by name, $HOME as ~."""
-    if word.startswith(str(BIN) + "/"):
-        return word[len(str(BIN)) + 1 :]
-    home = str(Path.home())
-    return "~" + word[len(home) :] if word.startswith(home + "/") else word
-
-
-def run(argv: list[str], *, capture: bool = False, quiet: bool = False) -> str:
-    """Run a command, echoing it; on failure raise DemoError with its output."""
-    if not quiet:
-        show(argv)
-    result = subprocess.run(argv, text=True, capture_output=True)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip()
-        raise DemoError(f"`{' '.join(argv)}` exited with {result.returncode}:\n{output}")
-    if not capture and not quiet:
-        output = (result.stdout + result.stderr).rstrip()
-        if output:
-            print(output, flush=True)
-    return result.stdout
-
-
-def kubectl(*args: str, capture: bool = False, quiet: bool = False) -> str:
-    return run(["kubectl", *args], capture=capture, quiet=quiet)
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -586,6 +546,11 @@ def print_summary(demo: Demo, spec: PipelineSpec, seconds: float) -> None:
     for name, (topic, total) in s["filters"].items():
         passed = metric_sum(m, "fink_pipeline_filter_passed_total", filter=name)
         rows.append((f"filter {name}", f"{passed:.0f}", f"{total} in {topic}"))
+    science = s.get("science") or {}
+    if science:
+        passed = metric_sum(m, "fink_pipeline_filter_passed_total", filter=demo_science.FILTER)
+        total = f"{science.get('alertsPassed', 0)} in {science.get('topic')}"
+        rows.append((f"science filter {demo_science.FILTER}", f"{passed:.0f}", total))
     rows += [
         (
             "dead letters",
@@ -652,6 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         start_operator(demo)
         current = "2"
         _, spec = apply_pipeline(demo)
+        current = "2b"
+        demo_science.publish(demo.state, NAMESPACE, PIPELINE)
         current = "3"
         before = driver_metrics(demo)
         produce(demo, spec)
@@ -659,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = watch_job(demo, before)
         current = "5"
         show_sinks(demo, spec, metrics)
+        current = "5b"
+        demo.summary["science"] = demo_science.show(NAMESPACE)
         print_summary(demo, spec, time.monotonic() - started)
         return 0
     except (Exception, KeyboardInterrupt) as error:

@@ -61,4 +61,9 @@ def test_the_demo_runs_end_to_end_and_its_summary_adds_up(stack: Endpoints) -> N
     for name in ("early_sn_candidates", "new_sso_candidates"):
         this_run, total = summary_row(output, f"filter {name}")
         assert int(this_run) >= 0 and re.match(r"\d+ in fink_", total), total
+    # the scientist's filter, published to the running job without a restart
+    this_run, total = summary_row(output, "science filter bright-demo")
+    assert int(this_run) > 0, output[-3000:]
+    assert re.match(r"\d+ in fink_bright-demo_ztf", total), total
+    assert "=== 5b." in output and "bright-demo" in output
     assert "demo failed" not in output

@@ -9,6 +9,7 @@ from what the pipeline reported without re-reading the whole topic.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 from confluent_kafka import (
@@ -40,9 +41,7 @@ class FilterChannel:
         with self._lock:
             state, offset = self._states.get(topic, (ControlState(), OFFSET_BEGINNING))
             consumer = self._consumer_client()
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, 0), timeout=self.timeout
-            )
+            low, high = self._watermarks(consumer, topic)
             start = low if offset == OFFSET_BEGINNING else max(offset, low)
             position = start
             if start < high:
@@ -67,6 +66,21 @@ class FilterChannel:
                 consumer.unassign()
             self._states[topic] = (state, max(position, start))
             return state
+
+    def _watermarks(self, consumer: Consumer, topic: str) -> tuple[int, int]:
+        """The partition's bounds; a topic created a moment ago may not be known yet."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                consumer.list_topics(topic, timeout=self.timeout)  # refreshes the metadata
+                return consumer.get_watermark_offsets(
+                    TopicPartition(topic, 0), timeout=self.timeout
+                )
+            except KafkaException as error:
+                code = error.args[0].code() if error.args else None
+                if code != KafkaError._UNKNOWN_PARTITION or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def publish(self, topic: str, wanted: Mapping[str, LiveFilter]) -> int:
         """Write what differs between the topic and `wanted`; the number of records written."""

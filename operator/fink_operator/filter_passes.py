@@ -120,7 +120,8 @@ def filter_pass(
         for doc in pipelines.values()
         if doc is not None
         and (
-            current.get("validationKey") != status.get("validationKey")
+            live.reason == "Publishing"  # not handed over yet: try again (heals a failed try)
+            or current.get("validationKey") != status.get("validationKey")
             or any(c.type == VALIDATED for c in changed)
             or _enabled(current) != _enabled({"enabled": spec.enabled if spec else True})
         )
@@ -165,10 +166,11 @@ def _live(
     if spec is None or validated.status is not True:
         return Condition(LIVE, False, "NotValidated", "fix what Validated says first"), None, None
     reports: dict[str, FilterReport | None] = {}
+    published: dict[str, int | None] = {}  # pipeline -> generation in its control topic
     for name, document in pipelines.items():
         if document is None:
             continue
-        reports[name] = _report(context, document, spec.name)
+        published[name], reports[name] = _report(context, document, spec.name)
     known = [r for r in reports.values() if r is not None]
     passed = sum(r.alerts_passed for r in known) if known else None
     stamps = [r.last_passed_ms for r in known if r.last_passed_ms is not None]
@@ -196,6 +198,19 @@ def _live(
             passed,
             last,
         )
+    unpublished = [n for n, g in published.items() if g != generation]
+    if unpublished:
+        return (
+            Condition(
+                LIVE,
+                False,
+                "Publishing",
+                f"handing generation {generation} to pipeline(s) "
+                f"{', '.join(sorted(unpublished))} (its topic, then their control topic)",
+            ),
+            passed,
+            last,
+        )
     waiting = [n for n, r in reports.items() if r is None or r.generation != generation]
     if waiting:
         return (
@@ -219,9 +234,10 @@ def _live(
 
 def _report(
     context: OperatorContext, pipeline: Mapping[str, Any], name: str
-) -> FilterReport | None:
+) -> tuple[int | None, FilterReport | None]:
+    """The generation of the filter the pipeline's control topic holds, and its report."""
     if context.filter_channel is None:
-        return None
+        return None, None
     try:
         spec = parse_pipeline(pipeline)
         read_configmap, read_secret = context.readers(spec.namespace)
@@ -229,5 +245,6 @@ def _report(
         state = context.filter_channel(connections.sink).read(control_topic(spec.name))
     except Exception as error:  # no control topic yet, Kafka down: not live (yet)
         log.debug("no report on %s from pipeline %s: %s", name, pipeline.get("metadata"), error)
-        return None
-    return state.reports.get(name)
+        return None, None
+    handed = state.filters.get(name)
+    return (handed.generation if handed else None), state.reports.get(name)

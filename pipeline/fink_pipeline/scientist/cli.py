@@ -58,7 +58,8 @@ creates the ScienceFilter (or replaces its spec) with FILE.py inline and the
 rest from FILE.yaml when it exists, then waits for the operator: Validated
 (static checks and a dry run), then Live (every pipeline runs this version).
 A pipeline that is not running loads the filter when it starts: until then
-Live stays False (Loading); --wait-validated-only stops at Validated.
+Live stays False (Loading); --wait-validated-only stops once Validated and
+handed to the pipelines.
 Uses KUBECONFIG (or ~/.kube/config, or the pod's service account).
 """
 

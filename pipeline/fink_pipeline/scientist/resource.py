@@ -27,7 +27,9 @@ from fink_pipeline.scientist.template import check_name
 GROUP, VERSION = crd.GROUP, crd.VERSION
 VALIDATED, LIVE = "Validated", "Live"
 # Live=False reasons that mean "not yet", not "failed"
-WAITING_REASONS = ("Loading", "NotValidated")
+# Live's reasons while things go as they should: the operator hands the filter over
+# (Publishing), then the pipelines load it at their next micro-batch (Loading)
+WAITING_REASONS = ("Publishing", "Loading", "NotValidated")
 POLL_SECONDS = 0.5
 
 
@@ -285,7 +287,9 @@ def wait(
                 f"validated: reads {', '.join(status.get('reads') or [])}; dry run "
                 f"{status.get('dryRun', '')}; publishes to {status.get('topic', '?')}"
             )
-            if validated_only:
+            # validated, and handed to its pipelines: what a running job loads next batch
+            handed = live is not None and live["reason"] not in ("Publishing", "NotValidated")
+            if validated_only and handed:
                 return Outcome(validated, live, status)
         if live is not None and validated is not None:
             if live["status"] == "True":
