@@ -88,6 +88,12 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
             # 3. the operator's checks and the sandbox on realistic alerts
             tried = fink_filter(stack, "test", f"{name}.py", cwd=home)
             assert tried.returncode == 0 and "passed" in tried.stdout, tried.stdout + tried.stderr
+            # ... and on the survey's own alerts, read from the pipeline's source topic
+            on_stream = fink_filter(
+                stack, "test", f"{name}.py", "--topic", world.source, "--alerts", "150", cwd=home
+            )
+            assert on_stream.returncode == 0, on_stream.stdout + on_stream.stderr
+            assert "of 150 passed" in on_stream.stdout and world.source in on_stream.stdout
             # 4. published, in the layout fink-client reads, followed until Live
             applied = fink_filter(
                 stack,

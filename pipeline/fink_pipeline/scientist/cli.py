@@ -41,6 +41,7 @@ TEST_EPILOG = """examples:
   fink-filter test bright-sn.py --alerts 5000 --seed 3
   fink-filter test bright-sn.py --pipeline-file my-pipeline.yaml   # that pipeline's columns only
   fink-filter test bright-sn.py --parquet ~/archive/night=20240401/
+  fink-filter test bright-sn.py --topic ztf-alerts --alerts 500   # a survey's topic
 
 runs the checks the operator runs (imports, names, columns: the line and
 column of the first problem), then the filter in the pipelines' sandbox on
@@ -125,9 +126,17 @@ def test(args: argparse.Namespace) -> int:
     entrypoint = source.entrypoint(args.entrypoint)
     reads = trying.check(source.path, source.code, entrypoint, trying.columns_of(plan))
     print(f"{source.path}: checks passed: `{entrypoint}` reads {', '.join(reads)} ({described})")
+    if args.parquet and args.topic:
+        raise trying.BadInput("give --parquet or --topic, not both")
     if args.parquet:
         alerts = trying.parquet_alerts(args.parquet, plan, reads)
         origin = f"{len(alerts)} alerts of {args.parquet}"
+    elif args.topic:
+        from fink_core.connections import Defaults
+
+        bootstrap = args.bootstrap or Defaults.from_environment().kafka_bootstrap
+        alerts = trying.topic_alerts(args.topic, bootstrap, plan, args.alerts)
+        origin = f"{len(alerts)} alerts of topic {args.topic} at {bootstrap}"
     else:
         alerts = trying.synthetic_alerts(plan, args.alerts, args.seed)
         modules = ", ".join(m.name for m, _ in plan.modules) or "no module"
@@ -255,6 +264,14 @@ def _parser() -> argparse.ArgumentParser:
         "--alerts", type=int, default=1000, metavar="N", help="synthetic alerts (default 1000)"
     )
     samples.add_argument("--parquet", metavar="PATH", help="rows of a Parquet file or directory")
+    trial.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        help="the first --alerts alerts of a survey's alert topic (what a pipeline reads)",
+    )
+    trial.add_argument(
+        "--bootstrap", metavar="HOST:PORT", help="Kafka of --topic (default: $FINK_KAFKA_BOOTSTRAP)"
+    )
     trial.add_argument("--seed", type=int, default=0, help="of the synthetic alerts (default 0)")
 
     publish = sub(

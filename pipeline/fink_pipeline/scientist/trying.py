@@ -102,6 +102,33 @@ def synthetic_alerts(plan: SciencePlan, count: int, seed: int = 0) -> pd.DataFra
     return enrich(frame.reset_index(drop=True), plan)
 
 
+def topic_alerts(
+    topic: str, bootstrap: str, plan: SciencePlan, count: int, registry: str | None = None
+) -> pd.DataFrame:
+    """The first COUNT alerts of a survey's topic (what a pipeline reads), decoded and enriched.
+
+    Messages that are not alerts of the survey are left out, as the pipeline sends them
+    to its dead letters; none at all is a BadInput naming the topic.
+    """
+    from fink_pipeline.alerts.codec import decode_batch
+    from fink_pipeline.stream.observe import read_topic
+
+    try:
+        messages = read_topic(bootstrap, topic)
+    except LookupError as error:
+        raise BadInput(str(error)) from None
+    values = [m.value() for m in messages[:count] if m.value() is not None]
+    decoded = decode_batch(values, plan.survey, registry)
+    if decoded.frame.empty:
+        reasons = sorted({r.reason.split(":", 1)[0] for r in decoded.rejects})
+        raise BadInput(
+            f"no {plan.survey} alert in the first {len(values)} message(s) of {topic} at "
+            f"{bootstrap} ({', '.join(reasons) or 'empty topic'}): name a survey's alert topic"
+        )
+    frame = decoded.frame.drop(columns=["_position"]).reset_index(drop=True)
+    return enrich(frame, plan)
+
+
 def parquet_alerts(path: str, plan: SciencePlan, reads: tuple[str, ...]) -> pd.DataFrame:
     """Rows of a Parquet file or directory (a pipeline's archive); enriched when they lack modules' columns."""
     try:
