@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from pipeline_documents import with_filters
+from fakes import fake_context
+from pipeline_documents import MODULES, minimal, with_filters
 
 from fink_core.filter_control import (
     FILTER_PREFIX,
@@ -24,6 +25,7 @@ from fink_core.filter_control import (
 from fink_core.science import shipped_catalogue
 from fink_core.spec import parse_pipeline
 from fink_operator.desired import desired_state, with_science_filters
+from fink_operator.filter_passes import filter_pass
 from fink_operator.science_filters import (
     FilterRefused,
     code_hash,
@@ -179,3 +181,45 @@ def test_the_control_topic_holds_the_latest_record_per_key_and_tombstones_remove
     assert changes({"bright": two}, {}) == [(f"{FILTER_PREFIX}bright".encode(), None)]
     state.apply(f"{FILTER_PREFIX}bright".encode(), None)
     assert state.filters == {}
+
+
+# --- a filter pass: validation only when what it depends on changed ------------------------
+
+
+class CountingDryRun:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> str:
+        self.calls += 1
+        return dry(*args)
+
+
+def test_validation_runs_again_only_when_the_generation_code_or_columns_change() -> None:
+    context = fake_context(configmaps={"codes": {"filter.py": CODE}})
+    pipelines = {("ns", "p1"): with_filters("p1", 1)}
+    counted = CountingDryRun()
+
+    def again(body: dict) -> dict:
+        result = filter_pass(
+            context, body, lambda ns, name: pipelines.get((ns, name)), checked, counted
+        )
+        return {**body, "status": result.status}
+
+    body = again(document(code={"configMapRef": {"name": "codes"}}))
+    assert counted.calls == 1
+    validated = next(c for c in body["status"]["conditions"] if c["type"] == "Validated")
+    assert validated["status"] == "True"
+    body = again(body)  # nothing changed: the status's key says so, no dry run
+    assert counted.calls == 1
+    context.readers = lambda namespace: ({"codes": {"filter.py": CODE + "\n"}}.get, {}.get)
+    body = again(body)  # the ConfigMap's code changed under the same generation
+    assert counted.calls == 2
+    pipelines[("ns", "p1")] = with_filters("p1", 2)  # same columns: no new dry run
+    body = again(body)
+    assert counted.calls == 2
+    pipelines[("ns", "p1")] = minimal("p1", modules=[*MODULES, {"name": "snia_score"}])
+    body = again(body)  # the pipeline's columns changed: checked again
+    assert counted.calls == 3
+    body = again({**body, "metadata": {**body["metadata"], "generation": 4}})
+    assert counted.calls == 4
