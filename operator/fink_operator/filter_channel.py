@@ -111,6 +111,7 @@ class FilterChannel:
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "isolation.level": "read_committed",
+                    "fetch.wait.max.ms": 10,  # the partition's end is told after this wait
                 }
             )
         return self._consumer

@@ -44,6 +44,7 @@ FAILURE_TIMING = "failed:"  # timings key prefix a task uses to report a stopped
 # the driver reads them from its environment and ships them with the filters to the tasks
 SECONDS_ENV = "FINK_SCIENCE_FILTER_SECONDS"
 MEMORY_ENV = "FINK_SCIENCE_FILTER_MEMORY_MIB"
+TOPIC_CHECK_SECONDS = 2.0  # how often a pipeline without a control topic looks for one
 SECONDS_PER_CALL = 30.0
 MEMORY_MIB = 2048
 _FAILURE_REASONS = {
@@ -147,6 +148,8 @@ class LiveFilters:
         self.timeout = timeout
         self.state = ControlState()
         self._consumer: Any = None
+        self._topic_exists = False
+        self._checked_at = -TOPIC_CHECK_SECONDS
         self._next_offset = 0
         self._stopped: dict[str, int] = {}  # name -> generation that failed: not run again
 
@@ -155,21 +158,29 @@ class LiveFilters:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
         if self._consumer is None:
-            consumer = Consumer(
+            self._consumer = Consumer(
                 {
                     **self.client_config,
                     "group.id": f"{self.topic}-reader",  # never committed: assign() only
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "isolation.level": "read_committed",
+                    # the end of the partition is told after the fetch wait: librdkafka's
+                    # default (500 ms) would hold every batch that finds a new filter
+                    "fetch.wait.max.ms": 10,
                 }
             )
-            metadata = consumer.list_topics(self.topic, timeout=self.timeout)
+        if not self._topic_exists:
+            # until the operator creates it (a pipeline with no ScienceFilter yet), ask the
+            # broker at most every TOPIC_CHECK_SECONDS, with the one client kept open
+            if time.monotonic() - self._checked_at < TOPIC_CHECK_SECONDS:
+                return
+            self._checked_at = time.monotonic()
+            metadata = self._consumer.list_topics(self.topic, timeout=self.timeout)
             found = metadata.topics.get(self.topic)
             if found is None or found.error is not None:
-                consumer.close()
                 return
-            self._consumer = consumer
+            self._topic_exists = True
         consumer = self._consumer
         partition = TopicPartition(self.topic, 0, self._next_offset)
         low, high = consumer.get_watermark_offsets(partition, timeout=self.timeout)
