@@ -14,7 +14,6 @@ new one passes, rather than running unchecked code.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from fink_core.errors import SpecError
 from fink_core.filter_control import LiveFilter
+from fink_core.filters.source import public_functions
 from fink_core.science import Catalogue, plan_pipeline
 from fink_core.science_filter import ScienceFilterSpec, parse_science_filter
 from fink_core.spec import PipelineSpec, TopicSettings, parse_pipeline
@@ -66,15 +66,9 @@ def pipeline_columns(pipeline: PipelineSpec, catalogue: Catalogue) -> dict[str, 
 
 def default_entrypoint(code: str) -> str:
     """The code's only public module-level function; FilterRefused when there is not exactly one."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
+    names = public_functions(code)
+    if names is None:
         return "filter"  # the source check reports the syntax error with its position
-    names = [
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
-    ]
     if len(names) == 1:
         return names[0]
     found = ", ".join(names) if names else "none"

@@ -116,6 +116,23 @@ class CheckedSource:
     docstring: str  # first line of the entrypoint's docstring, or ""
 
 
+def public_functions(code: str) -> list[str] | None:
+    """The code's public top-level functions, in order; None when it does not parse.
+
+    A filter with no entrypoint named is its only one: the operator and `fink-filter`
+    choose it the same way (check_source reports a syntax error with its place).
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    ]
+
+
 def is_main_guard(node: ast.stmt) -> bool:
     """``if __name__ == "__main__":`` at the top level: the file's own tests, never run here.
 

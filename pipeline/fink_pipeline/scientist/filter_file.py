@@ -7,13 +7,13 @@ the code itself says (its only public function).
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fink_core.filters.source import public_functions
 from fink_core.science_filter import MAX_CODE_BYTES
 from fink_pipeline.scientist.problems import BadInput, FilterFailed
 
@@ -75,15 +75,9 @@ def read(path: str | Path) -> FilterFile:
 
 def only_public_function(code: str, path: Path) -> str:
     """The code's only public top-level function, as the operator chooses it without an entrypoint."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
+    names = public_functions(code)
+    if names is None:
         return "filter"  # the static checks report the syntax error with its place
-    names = [
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
-    ]
     if len(names) == 1:
         return names[0]
     found = ", ".join(names) if names else "none"
