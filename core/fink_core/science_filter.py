@@ -79,18 +79,7 @@ class ScienceFilterSpec:
 
 def parse_science_filter(document: Mapping[str, Any]) -> ScienceFilterSpec:
     """Read a ScienceFilter resource (as a dict); SpecError naming the field at fault."""
-    if not isinstance(document, Mapping):
-        raise SpecError("a ScienceFilter document must be a mapping")
-    if document.get("kind", KIND) != KIND:
-        raise SpecError(f"expected kind {KIND}, got {document.get('kind')!r}")
-    metadata = document.get("metadata") or {}
-    name = metadata.get("name")
-    if not name:
-        raise SpecError("metadata.name is required")
-    namespace = metadata.get("namespace") or "default"
-    spec = document.get("spec")
-    if not isinstance(spec, Mapping):
-        raise SpecError("spec is required")
+    name, namespace, spec = pipeline_model.resource_parts(document, KIND)
     pipelines = spec.get("pipelines")
     if (
         not isinstance(pipelines, list)

@@ -212,24 +212,29 @@ def default_dead_letter_topic(pipeline_name: str) -> str:
     return f"{pipeline_name}{DEAD_LETTER_SUFFIX}"
 
 
+def resource_parts(document: Any, kind: str) -> tuple[str, str, Mapping[str, Any]]:
+    """(name, namespace, spec) of a resource document of this kind; SpecError if it has none."""
+    if not isinstance(document, Mapping):
+        raise SpecError(f"a {kind} document must be a mapping")
+    if document.get("kind", kind) != kind:
+        raise SpecError(f"expected kind {kind}, got {document.get('kind')!r}")
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name")
+    if not name:
+        raise SpecError("metadata.name is required")
+    spec = document.get("spec")
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec is required")
+    return name, metadata.get("namespace") or "default", spec
+
+
 def parse_pipeline(document: Mapping[str, Any]) -> PipelineSpec:
     """Read a BrokerPipeline resource (as a dict) into a PipelineSpec.
 
     Raises SpecError naming the field at fault, for documents that bypassed the
     API server's validation (local files) or that the schema cannot fully check.
     """
-    if not isinstance(document, Mapping):
-        raise SpecError("a BrokerPipeline document must be a mapping")
-    if document.get("kind", KIND) != KIND:
-        raise SpecError(f"expected kind {KIND}, got {document.get('kind')!r}")
-    metadata = document.get("metadata") or {}
-    name = metadata.get("name")
-    if not name:
-        raise SpecError("metadata.name is required")
-    namespace = metadata.get("namespace") or "default"
-    spec = document.get("spec")
-    if not isinstance(spec, Mapping):
-        raise SpecError("spec is required")
+    name, namespace, spec = resource_parts(document, KIND)
 
     survey = _choice(spec, "survey", SURVEYS, "spec.survey")
     source = _parse_source(_required_map(spec, "source", "spec.source"))
