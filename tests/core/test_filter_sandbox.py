@@ -223,7 +223,8 @@ def test_an_endless_load_is_stopped_too(sandbox: FilterSandbox) -> None:
     "body",
     [
         "big = np.ones(10 * 2**30 // 8)",  # 10 GiB at once
-        "big = [rb.to_numpy().copy() for _ in range(10**7)]",  # a little at a time
+        # a little at a time (about 1 MiB a step: the limit, not the 2 s, stops it on a busy machine)
+        "big = [rb.to_numpy().repeat(10**4) for _ in range(10**5)]",
     ],
 )
 def test_a_filter_that_eats_memory_is_stopped(sandbox: FilterSandbox, body: str) -> None:
