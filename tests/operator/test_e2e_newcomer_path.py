@@ -10,7 +10,6 @@ alert exactly once.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -21,14 +20,13 @@ from cluster import Kafka, Pipelines, wait_for
 from fink_client.consumer import AlertConsumer
 from kubernetes import client
 from test_e2e_fink_filter import fink_filter
-from test_e2e_science_filters import SteadySource
+from test_e2e_science_filters import SteadySource, deployed_world, stop_once_drained
 
-from fink_core.filter_control import control_topic
 from fink_pipeline.alerts.columns import ALERT_ID
 from fink_stack.endpoints import Endpoints
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "pipeline" / "stream"))
-from stream_world import World, assert_sinks_hold_exactly, kill
+from stream_world import assert_sinks_hold_exactly, kill
 
 pytestmark = pytest.mark.stack
 
@@ -46,23 +44,12 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
     tmp_path: Path,
     leftovers: dict,
 ) -> None:
-    world = World(stack=stack, name=unique_name, directory=tmp_path / "pipeline")
-    world.directory.mkdir()
-    document = world.document()
-    document["metadata"]["namespace"] = namespace
     name = f"{unique_name}-sn"
     topic = f"fink_{name}_ztf"
-    leftovers["topics"] += [
-        world.source,
-        world.dead_letter_topic,
-        *(world.filter_topic(f) for f in world.filters),
-        control_topic(world.name),
-        topic,
-    ]
-    leftovers["tables"].append(world.table)
-    pipelines.create(document)
-    pipelines.wait_ready(world.name)
-    initial = world.produce(200)
+    (tmp_path / "pipeline").mkdir()
+    world, initial = deployed_world(
+        stack, namespace, pipelines, unique_name, tmp_path / "pipeline", leftovers, (topic,)
+    )
     home = tmp_path / "scientist"
     home.mkdir()
 
@@ -150,9 +137,7 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
             assert alert["objectId"].startswith("ZTF")
 
         values = initial + source.values
-        wait_for(lambda: world.committed_offsets() == len(values), 180, "every alert processed")
-        run.process.send_signal(signal.SIGTERM)
-        world.wait(run, timeout=120)
+        stop_once_drained(world, run, values)
     finally:
         if run.process.poll() is None:
             kill(run)

@@ -33,6 +33,7 @@ from fink_stack.endpoints import Endpoints
 # the stream tests' world (a source topic, a pipeline document naming fresh sinks, readers)
 sys.path.insert(0, str(Path(__file__).parents[1] / "pipeline" / "stream"))
 from stream_world import (
+    Run,
     World,
     assert_sinks_hold_exactly,
     enriched_codec,
@@ -257,6 +258,40 @@ class SteadySource:
             self.stop.wait(0.5)
 
 
+def deployed_world(
+    stack: Endpoints,
+    namespace: str,
+    pipelines: Pipelines,
+    name: str,
+    directory: Path,
+    leftovers: dict,
+    filter_topics: tuple[str, ...],
+) -> tuple[World, list[bytes]]:
+    """A stream world's pipeline created in `namespace` and Ready, 200 alerts in its source;
+    its topics (and the ScienceFilters' ones), control topic and table removed afterwards."""
+    world = World(stack=stack, name=name, directory=directory)
+    document = world.document()
+    document["metadata"]["namespace"] = namespace
+    leftovers["topics"] += [
+        world.source,
+        world.dead_letter_topic,
+        *(world.filter_topic(f) for f in world.filters),
+        control_topic(world.name),
+        *filter_topics,
+    ]
+    leftovers["tables"].append(world.table)
+    pipelines.create(document)
+    pipelines.wait_ready(world.name)
+    return world, world.produce(200)
+
+
+def stop_once_drained(world: World, run: Run, values: list[bytes]) -> None:
+    """Wait until the pipeline committed every produced message, then stop it gracefully."""
+    wait_for(lambda: world.committed_offsets() == len(values), 180, "every alert processed")
+    run.process.send_signal(signal.SIGTERM)  # stops after the batch in flight
+    world.wait(run, timeout=120)
+
+
 def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_sink_stays_exact(
     stack: Endpoints,
     kube: client.ApiClient,
@@ -268,24 +303,19 @@ def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_s
     tmp_path: Path,
     leftovers: dict,
 ) -> None:
-    world = World(stack=stack, name=unique_name, directory=tmp_path)
-    document = world.document()
-    document["metadata"]["namespace"] = namespace
     filter_name = f"{unique_name}-bright"
     topic = f"fink_{filter_name}_ztf"
     broken_name = f"{unique_name}-broken"
-    leftovers["topics"] += [
-        f"fink_{broken_name}_ztf",
-        world.source,
-        world.dead_letter_topic,
-        *(world.filter_topic(f) for f in world.filters),
-        control_topic(world.name),
-        topic,
-    ]
-    leftovers["tables"].append(world.table)
-    pipelines.create(document)
-    pipelines.wait_ready(name := world.name)
-    initial = world.produce(200)
+    world, initial = deployed_world(
+        stack,
+        namespace,
+        pipelines,
+        unique_name,
+        tmp_path,
+        leftovers,
+        (topic, f"fink_{broken_name}_ztf"),
+    )
+    name = world.name
     filters = Filters(kube, namespace)
 
     run = world.start()  # runs until stopped
@@ -320,9 +350,7 @@ def test_a_filter_applied_to_a_running_pipeline_goes_live_in_seconds_and_every_s
             filters.patch(filter_name, {"spec": {"enabled": False}})
             filters.wait(filter_name, "Live", "Disabled", timeout=60)
         values = initial + source.values
-        wait_for(lambda: world.committed_offsets() == len(values), 180, "every alert processed")
-        run.process.send_signal(signal.SIGTERM)  # stops after the batch in flight
-        world.wait(run, timeout=120)
+        stop_once_drained(world, run, values)
     finally:
         if run.process.poll() is None:
             kill(run)
