@@ -38,6 +38,13 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {described}; last: {last!r}")
 
 
+def condition_of(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return dict(item)
+    return {}
+
+
 class Pipelines:
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.custom = client.CustomObjectsApi(api)
@@ -66,11 +73,7 @@ class Pipelines:
         self.custom.delete_namespaced_custom_object(*self._args(), name)
 
     def condition(self, name: str, kind: str = "Ready") -> dict[str, Any]:
-        body = self.get(name) or {}
-        for item in (body.get("status") or {}).get("conditions") or []:
-            if item["type"] == kind:
-                return item
-        return {}
+        return condition_of(self.get(name) or {}, kind)
 
     def wait_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
         """Wait until Ready is True for the current generation; returns the resource."""
@@ -83,7 +86,8 @@ class Pipelines:
             generation = body["metadata"]["generation"]
             if status.get("observedGeneration") != generation:
                 return None
-            ok = self.condition(name).get("status") == "True"
+            # judged on the same read as the body returned: a second read could be newer
+            ok = condition_of(body, "Ready").get("status") == "True"
             return body if ok else None
 
         return wait_for(

@@ -221,7 +221,11 @@ def test_delete_with_delete_removes_topics_and_table(
 
     pipelines.delete(name)
     wait_for(lambda: pipelines.get(name) is None, 60, "the resource to go")
-    assert not set(owned) & set(kafka.topics())
+    # KRaft answers DeleteTopics once its controller committed the deletion; the
+    # broker's metadata, which list_topics reads, follows a moment later (seen under load)
+    wait_for(
+        lambda: not set(owned) & set(kafka.topics()), 30, "the deleted topics to leave metadata"
+    )
     assert hbase.families(table) is None
 
 

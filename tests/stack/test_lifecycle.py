@@ -75,6 +75,10 @@ def test_spawned_service_is_stopped_by_its_pidfile(tmp_path: Path) -> None:
         pidfile=pidfile,
         marker=f"test@{tmp_path}",
     )
+    # until the child's exec has set up its environment, /proc shows no marker yet
+    deadline = time.monotonic() + 10
+    while process.read(pidfile) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert process.read(pidfile) == running
     assert process.stop(pidfile, grace_seconds=5) is True
     assert not process.is_ours(running)
