@@ -86,6 +86,44 @@ def test_cells_are_text_and_nulls_are_not_stored() -> None:
     }
 
 
+def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
+    """The tasks' fast path must store exactly what the value-by-value rule says."""
+    frame = pd.DataFrame(
+        {
+            "f64": [18.25, math.nan, 1e-7, -0.0, math.inf, 2.0],
+            "f32": np.array([0.1, 2.5, math.nan, 3.0, -1.0, 1e20], dtype=np.float32),
+            "i64": np.array([1, -2, 3, 2**62, 0, 7], dtype=np.int64),
+            "u8": np.array([0, 1, 2, 3, 255, 9], dtype=np.uint8),
+            "flag": [True, False, True, False, True, False],
+            "nullable_int": pd.array([1, None, 3, None, 5, 6], dtype="Int64"),
+            "nullable_flag": pd.array([True, None, False, None, True, False], dtype="boolean"),
+            "text": ["a", None, "é", "", "x", "y"],
+            "history": [
+                [19.0, 18.5],
+                [19.0, math.nan],
+                np.array([1.0, np.nan]),
+                [1, None, True],
+                [1e300, -2.5e-8, 3],
+                [],
+            ],
+            "mixed": [1, 2.5, None, "s", np.float64(3.25), [math.inf]],
+        }
+    )
+    for column in frame.columns:
+        expected = [rows.cell_text(value) for value in frame[column].tolist()]
+        assert rows.column_texts(frame[column]) == expected, column
+    # arrays take a fast path of their own inside cell_text: JSON as json.dumps writes it
+    assert rows.column_texts(frame["history"]) == [
+        b"[19.0, 18.5]",
+        b"[19.0, null]",
+        b"[1.0, null]",
+        b"[1, null, true]",
+        b"[1e+300, -2.5e-08, 3]",
+        b"[]",
+    ]
+    assert rows.column_texts(frame["mixed"])[-1] == b"[Infinity]"
+
+
 @pytest.mark.parametrize(
     ("jd", "night"),
     [
