@@ -49,6 +49,7 @@ import happybase
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from cpu_share import CpuShare
 
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
@@ -115,11 +116,16 @@ class PipelineProcess:
         )
         self.samples: dict[str, float] = {}
         self.first_scrape: tuple[float, float] | None = None  # (unix time, alerts read)
+        self.cpu = CpuShare(self.process.pid)
+        self.query_started = time.monotonic()
+        self.ended: float | None = None
 
     def watch(self, name: str, until: Any = None) -> None:
         """Scrape metrics every 0.25 s until the process exits (or `until()` is true)."""
         key = f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}'
         while self.process.poll() is None:
+            self.cpu.sample()
+            self.ended = time.monotonic()
             try:
                 self.samples = scrape_metrics(METRICS_PORT)
             except OSError:
@@ -128,6 +134,8 @@ class PipelineProcess:
             read = self.samples.get(key, 0.0)
             if self.first_scrape is None:  # served once the query runs: about its start
                 self.first_scrape = (time.time(), read)
+                self.cpu.mark("query started")
+                self.query_started = time.monotonic()
             if until is not None and until(self.samples):
                 return
             time.sleep(0.25)
@@ -252,7 +260,16 @@ def drain(
         "--max-offsets-per-trigger",
         str(args.batch),
     )
-    runner.watch(name)
+    first: dict[str, float] = {}  # the metrics once the first batch is done (warm-up)
+    count_key = f'fink_pipeline_batch_duration_seconds_count{{pipeline="{name}"}}'
+
+    def after_first_batch(samples: dict[str, float]) -> bool:
+        if not first and samples.get(count_key, 0.0) >= 1:
+            first.update(samples)
+            runner.cpu.mark("first batch done")
+        return False
+
+    runner.watch(name, until=after_first_batch)
     s = runner.samples
     read = s.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0.0)
     busy = s.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0.0)
@@ -272,6 +289,14 @@ def drain(
         "modules": by_label(s, "fink_pipeline_module_seconds_total", "module"),
         "stages": by_label(s, "fink_pipeline_stage_seconds_total", "stage"),
         "written": by_label(s, "fink_pipeline_alerts_written_total", "sink"),
+        "start-up cpu": sum(runner.cpu.seconds().values())
+        - sum(runner.cpu.since("query started").values()),
+        "cpu": runner.cpu.since("query started"),
+        "steady cpu": runner.cpu.since("first batch done"),
+        "steady read": read - first.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0),
+        "steady busy": busy
+        - first.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0),
+        "run": (runner.ended or time.monotonic()) - runner.query_started,
     }
 
 
@@ -292,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
     args = parser.parse_args(argv)
 
-    endpoints = api.ensure_up(quiet=True)
+    # only what the pipeline uses: the rest of the stack would take CPU from it
+    endpoints = api.ensure_up(("kafka", "hbase", "spark"), quiet=True)
     os.environ.update(endpoints.environment())
     bootstrap = endpoints.kafka_bootstrap
     name = f"bench-{int(time.time())}"
@@ -382,6 +408,37 @@ def main(argv: list[str] | None = None) -> int:
                 f"{1e6 * d['stages'].get(stage, 0.0) / d['read']:>22.1f}" for d in drained.values()
             )
         )
+    print(
+        "CPU by process after the first batch (its warm-up excluded; the idle seconds\n"
+        "before the run stops included), core-µs per alert read then:"
+    )
+    parts = sorted({part for d in drained.values() for part in d["steady cpu"]})
+    for part in sorted(parts, key=lambda pt: -drained[kind]["steady cpu"].get(pt, 0.0)):
+        print(
+            f"  {part:<30}"
+            + "".join(
+                f"{1e6 * d['steady cpu'].get(part, 0.0) / d['steady read']:>16.1f}"
+                for d in drained.values()
+            )
+        )
+    rows = [
+        ("all of them", lambda d: f"{1e6 * sum(d['steady cpu'].values()) / d['steady read']:.1f}"),
+        ("throughput then, alerts/s", lambda d: f"{d['steady read'] / d['steady busy']:,.0f}"),
+        (
+            f"bound if all {os.cpu_count()} cores served",
+            lambda d: (
+                f"{(os.cpu_count() or 1) * d['steady read'] / sum(d['steady cpu'].values()):,.0f}"
+            ),
+        ),
+        (
+            "from the query's start, all",
+            lambda d: f"{1e6 * sum(d['cpu'].values()) / d['read']:.1f}",
+        ),
+        ("  cores busy then", lambda d: f"{sum(d['cpu'].values()) / d['run']:.2f}"),
+        ("start-up before it, CPU s", lambda d: f"{d['start-up cpu']:.1f}"),
+    ]
+    for label, cell in rows:
+        print(f"  {label:<30}" + "".join(f"{cell(d):>16}" for d in drained.values()))
     read, busy = drained[kind]["read"], drained[kind]["busy"]
     modules = drained[kind]["modules"]
     throughput = read / busy

@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     calls = 50 if args.quick else 200
 
     load_before = os.getloadavg()
-    endpoints = api.ensure_up(quiet=True)
+    endpoints = api.ensure_up(("kafka", "hbase", "spark"), quiet=True)
     os.environ.update(endpoints.environment())
     bootstrap = endpoints.kafka_bootstrap
     prefix = f"bench-sf-{int(time.time())}"
