@@ -116,7 +116,8 @@ class MicroBatchWriter:
         try:
             faults.reached("batch", batch_id)
             step = self._batch_step(batch_id)
-            output = raw.mapInPandas(step, schema=step.spark_schema()).toArrow()
+            chunks = raw.mapInPandas(step, schema=step.spark_schema()).toArrow()
+            output = step.rows_of(chunks)
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
             report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)

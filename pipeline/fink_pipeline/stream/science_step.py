@@ -1,12 +1,17 @@
 """What every Spark task runs on its slice of a micro-batch: decode, enrich, select.
 
 This is the function given to mapInPandas. It receives the raw Kafka records
-(value, topic, partition, offset, timestamp) and yields one row per message:
+(value, topic, partition, offset, timestamp) and makes one row per message:
 a good alert with its science columns and one pass_<filter> flag per filter,
 or a rejected message with the reason and its original bytes (the dead-letter
 topic gets them). Given an HBase target, it also writes the good alerts' rows.
 Per-module seconds ride along in `_timings` on the first row of each chunk,
 since the tasks' Python workers cannot reach the driver's metrics.
+
+The rows leave the task as one Arrow IPC stream per chunk, a single binary
+value (`_chunk`), which only the driver opens. Handing Spark ~60 typed columns
+instead made its JVM turn every row from Arrow into its own format and back to
+Arrow for the driver, for nothing: no Spark operator reads them in between.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fink_pipeline.alerts.codec import decode_batch
 from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
@@ -37,9 +43,28 @@ META_COLUMNS = {
     "_raw": "binary",
     "_timings": "string",
 }
+CHUNK_COLUMN = "_chunk"  # the one column a task yields: a chunk's rows as Arrow IPC
 DECODE_TIMING = "decode"
 HBASE_TIMING = "sink:hbase"  # not a module: reported as a stage of the batch
 _NULLABLE_DTYPE = {"bigint": "Int64", "int": "Int32", "boolean": "boolean"}
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "boolean": pa.bool_(),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+}
+
+
+def arrow_type(spark_type: str) -> pa.DataType:
+    """The Arrow type Spark would give a column of this Spark SQL type."""
+    if spark_type.startswith("array<") and spark_type.endswith(">"):
+        return pa.list_(arrow_type(spark_type[len("array<") : -1]))
+    try:
+        return _ARROW_TYPES[spark_type]
+    except KeyError:
+        raise ValueError(f"no Arrow type for the Spark type {spark_type!r}") from None
 
 
 def pass_column(filter_name: str) -> str:
@@ -103,12 +128,23 @@ class ScienceStep:
         flags = {pass_column(f.name): "boolean" for f, _ in self.plan.filters}
         return {**META_COLUMNS, **self.alert_columns, **flags}
 
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([(n, arrow_type(k)) for n, k in self.output_columns.items()])
+
     def spark_schema(self) -> str:
-        return ", ".join(f"`{name}` {kind}" for name, kind in self.output_columns.items())
+        """What the tasks yield to Spark: one binary per chunk (see the module's doc)."""
+        return f"`{CHUNK_COLUMN}` binary"
 
     def __call__(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        schema = self.arrow_schema()
         for chunk in chunks:
-            yield self.process(chunk)
+            yield pd.DataFrame({CHUNK_COLUMN: [to_ipc(self.process(chunk), schema)]})
+
+    def rows_of(self, chunks: pa.Table) -> pa.Table:
+        """The driver's side: the rows of every chunk the tasks yielded, as one table."""
+        schema = self.arrow_schema()
+        tables = [from_ipc(value) for value in chunks.column(CHUNK_COLUMN).to_pylist()]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
 
     def process(self, raw: pd.DataFrame) -> pd.DataFrame:
         """One chunk of raw Kafka records -> one output row per record."""
@@ -170,6 +206,31 @@ class ScienceStep:
             if column not in out:
                 out[column] = None
         return out[list(self.output_columns)]
+
+
+def to_ipc(frame: pd.DataFrame, schema: pa.Schema) -> bytes:
+    """A chunk's rows as an Arrow IPC stream, converted as pyspark converts them.
+
+    Like pyspark's own pandas -> Arrow step: nulls and NaN both become nulls,
+    and casts are unchecked (spark.sql.execution.pandas.convertToArrowArraySafely
+    is off by default), so the driver sees what Spark's columns would have held.
+    """
+    arrays = [_arrow_array(frame[field.name], field.type) for field in schema]
+    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_array(column: pd.Series, kind: pa.DataType) -> pa.Array:
+    if hasattr(column.array, "__arrow_array__"):  # pandas' nullable dtypes know their nulls
+        return pa.array(column.array, type=kind)
+    return pa.Array.from_pandas(column, mask=column.isnull().to_numpy(), type=kind, safe=False)
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
 
 
 def _nullable(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:

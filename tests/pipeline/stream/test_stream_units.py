@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -211,6 +212,26 @@ def test_a_chunk_gives_one_row_per_message_good_or_rejected() -> None:
     timings = json.loads(out["_timings"].dropna().iloc[0])
     assert set(timings) == {"decode", "quality_cuts", "lightcurve_features", "solar_system"}
     assert (out["_timestamp_ms"] == 1795608000000).all()
+
+    # what the task hands Spark: the same rows, as one Arrow IPC value the driver opens
+    (chunk,) = list(step(iter([raw])))
+    assert list(chunk.columns) == [science_step.CHUNK_COLUMN] and len(chunk) == 1
+    collected = step.rows_of(pa.table({science_step.CHUNK_COLUMN: [chunk.iat[0, 0]] * 2}))
+    assert collected.schema == step.arrow_schema() and collected.num_rows == 2 * len(values)
+    back = collected.to_pandas(integer_object_nulls=True).iloc[: len(values)]
+
+    def plain(column: pd.Series) -> list[Any]:
+        return [None if v is None or v is pd.NA else v for v in column.tolist()]
+
+    assert back["_offset"].tolist() == out["_offset"].tolist()
+    assert back["_reject"].tolist() == out["_reject"].tolist()
+    assert plain(back["pass_new_sso_candidates"]) == plain(out["pass_new_sso_candidates"])
+    assert plain(back["candid"]) == plain(out["candid"])  # nullable Int64: nulls kept
+    magnitudes = back["magpsf"].to_numpy(np.float64)
+    assert np.array_equal(magnitudes, out["magpsf"].to_numpy(np.float64), equal_nan=True)
+    assert step.rows_of(
+        pa.table({science_step.CHUNK_COLUMN: pa.array([], pa.binary())})
+    ).schema == (step.arrow_schema())
 
 
 class CapturingWriter:
