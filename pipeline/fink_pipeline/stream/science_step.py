@@ -53,6 +53,7 @@ _ARROW_TYPES = {
     "boolean": pa.bool_(),
     "int": pa.int32(),
     "bigint": pa.int64(),
+    "long": pa.int64(),
     "double": pa.float64(),
 }
 

@@ -234,6 +234,18 @@ def test_a_chunk_gives_one_row_per_message_good_or_rejected() -> None:
     ).schema == (step.arrow_schema())
 
 
+def test_every_type_a_module_or_an_alert_column_may_have_crosses_to_the_driver() -> None:
+    from fink_core.science.catalogue import SPARK_TYPES
+    from fink_pipeline.alerts.columns import columns_for
+
+    kinds = {*SPARK_TYPES, *columns_for("ztf").values(), *columns_for("lsst").values()}
+    for kind in kinds:
+        assert science_step.arrow_type(kind) is not None
+    assert science_step.arrow_type("array<double>") == pa.list_(pa.float64())
+    with pytest.raises(ValueError, match="map<string,int>"):
+        science_step.arrow_type("map<string,int>")
+
+
 class CapturingWriter:
     """Stands for HBaseWriter: keeps the rows a task would put."""
 
