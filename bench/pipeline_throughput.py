@@ -17,6 +17,10 @@
    MB/s = source bytes read / the same busy time.
    Per-module cost comes from fink_pipeline_module_seconds (CPU-side seconds summed
    over Spark tasks), per-stage cost from fink_pipeline_stage_seconds.
+   CPU per process (cpu_share.py: the pipeline's driver, Spark's JVM, its Python
+   workers, each stack server, the rest of the machine) from the kernel's counters,
+   after the first batch (its warm-up: Python workers importing, the JVM compiling)
+   with the throughput of those batches, and from the query's start.
 2. Latency: with the pipeline running on a 1 s trigger, --bursts bursts of --burst
    alerts every --every seconds (Rubin sends ~10,000 every 40 s); a consumer on the
    filter topics (read_committed) measures produce -> visible-in-filter-topic time.
