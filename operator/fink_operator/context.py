@@ -66,6 +66,8 @@ class OperatorContext:
     # the status each pipeline's last pass wrote: the operator is the only writer, and a
     # body from a watch event or a handler may be older than its own last write
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # uids of pipelines being deleted or deleted: never passed again (passes.PipelineGone)
+    gone: set[str] = field(default_factory=set)
     # None: the caller writes the status a pass returns (unit tests read it from the result)
     write_status: StatusWriter | None = None
     # namespace -> the ScienceFilter documents in it (their status included)

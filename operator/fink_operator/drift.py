@@ -30,7 +30,7 @@ from fink_core.resources import FamilyState, TopicState
 from fink_operator import metrics
 from fink_operator.context import OperatorContext
 from fink_operator.desired import DesiredState
-from fink_operator.passes import PassResult, mark_unreachable, run_pass
+from fink_operator.passes import PassResult, PipelineGone, mark_unreachable, run_pass
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,9 @@ class DriftSweep:
             return  # the operator is stopping: the next one passes it
         try:
             result = run_pass(self.context, body, "drift")
+        except PipelineGone:
+            self.index.forget(body["metadata"]["uid"])
+            return
         except Exception:
             log.exception("drift pass of %s failed", body["metadata"].get("name"))
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from fink_operator.filter_channel import FilterChannel
 from fink_operator.filter_passes import filter_pass
 from fink_operator.job.kube import KubernetesJobs
 from fink_operator.job.render import PIPELINE_UID_LABEL
-from fink_operator.passes import delete_pass, forget, run_pass
+from fink_operator.passes import PassResult, PipelineGone, delete_pass, forget, retire, run_pass
 
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
 FILTER_RESOURCE = (crd.GROUP, crd.VERSION, science_filter.PLURAL)
@@ -149,8 +150,9 @@ def on_change(
         # stopping: asyncio runs every handler call still queued before the process may
         # exit; not done here means done by the next operator, as soon as it starts
         raise kopf.TemporaryError("the operator is stopping", delay=1)
-    result = run_pass(runtime.context, body, str(reason))
-    runtime.index.passed(body, result)  # run_pass wrote the status, under the pipeline's lock
+    result = _pass_pipeline(runtime, body, str(reason))
+    if result is None:
+        return
     if result.requeue is not None:
         runtime.sweep.soon(body.metadata.uid or "", result.requeue)
     if result.retry:
@@ -158,6 +160,20 @@ def on_change(
         raise kopf.TemporaryError(
             result.retry_message, delay=backoff(retry, runtime.context.config.max_backoff)
         )
+
+
+def _pass_pipeline(
+    runtime: OperatorRuntime, body: Mapping[str, Any], trigger: str
+) -> PassResult | None:
+    """run_pass and keep the drift sweep's index current; None for a pipeline being deleted."""
+    try:
+        result = run_pass(runtime.context, body, trigger)
+    except PipelineGone as gone:
+        logging.getLogger(__name__).info("%s", gone)
+        runtime.index.forget(body["metadata"].get("uid") or "")
+        return None
+    runtime.index.passed(body, result)  # run_pass wrote the status, under the pipeline's lock
+    return result
 
 
 def _deletes_data(spec: kopf.Spec, **_: Any) -> bool:
@@ -208,10 +224,16 @@ def on_driver_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
 def on_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Keep the drift sweep's index current; release a deleted Retain pipeline's claims."""
     runtime: OperatorRuntime = memo.runtime
+    uid = body.metadata.uid or ""
     if type == "DELETED":
-        runtime.index.forget(body.metadata.uid or "")
+        runtime.index.forget(uid)
         forget(runtime.context, body)
-    elif not body.metadata.get("deletionTimestamp"):
+    elif body.metadata.get("deletionTimestamp"):
+        # being deleted: the sweep's copy of it must not run a pass that recreates
+        # what on_delete removes (or, for Retain, claims the names again)
+        runtime.index.forget(uid)
+        retire(runtime.context, uid)
+    else:
         runtime.index.saw(body)
 
 
@@ -235,8 +257,7 @@ def on_filter(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     for event in result.events:
         context.events.post(body, event)
     for pipeline in result.pipelines_to_pass:
-        pipeline_result = run_pass(context, pipeline, "sciencefilter")
-        runtime.index.passed(pipeline, pipeline_result)
+        _pass_pipeline(runtime, pipeline, "sciencefilter")
     if result.pipelines_to_pass:
         # the pipelines now have what they need: tell Live without waiting for the timer
         again = filter_pass(
@@ -260,4 +281,4 @@ def on_filter_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     for name in (body.spec or {}).get("pipelines") or []:
         pipeline = read_pipeline(namespace, name)
         if pipeline is not None:
-            runtime.index.passed(pipeline, run_pass(runtime.context, pipeline, "sciencefilter"))
+            _pass_pipeline(runtime, pipeline, "sciencefilter")

@@ -45,6 +45,16 @@ from fink_operator.reconcile import Cleanup, Event, Outcome, cleanup, reconcile,
 log = logging.getLogger(__name__)
 
 
+class PipelineGone(Exception):
+    """The pipeline is being deleted, or is gone: no pass may run for it any more.
+
+    A pass holds a body read earlier (the drift sweep's index, a queued request).
+    Run after the deletion removed the topics, table and claims, it would create
+    them again for a pipeline that no longer exists: orphans no one owns, claims
+    that keep the names from every other pipeline.
+    """
+
+
 @dataclass
 class PassResult:
     status: dict[str, Any]
@@ -103,6 +113,8 @@ def run_pass(context: OperatorContext, body: Mapping[str, Any], trigger: str) ->
     started = time.monotonic()
     ref = pipeline_ref(body)
     with context.locks.hold(ref.uid):
+        if ref.uid in context.gone:
+            raise PipelineGone(f"{ref} is being deleted: not reconciled again")
         latest = context.statuses.get(ref.uid)
         if latest is not None:
             body = {**body, "status": latest}
@@ -287,6 +299,7 @@ def delete_pass(context: OperatorContext, body: Mapping[str, Any]) -> Cleanup:
     except NeedsUser:
         connections = resolve(desired.spec, context.config.defaults, lambda _: None, lambda _: None)
     with context.locks.hold(ref.uid):
+        context.gone.add(ref.uid)  # from here on no pass recreates what this deletes
         topics = context.kafka_admin(connections.sink)
         tables = context.hbase_admin(connections.hbase_admin)
         try:
@@ -310,9 +323,17 @@ def delete_pass(context: OperatorContext, body: Mapping[str, Any]) -> Cleanup:
     return done
 
 
+def retire(context: OperatorContext, uid: str) -> None:
+    """No pass runs for this pipeline from now on (it is being deleted); one running
+    now finishes first, as the pipeline's lock is taken."""
+    with context.locks.hold(uid):
+        context.gone.add(uid)
+
+
 def forget(context: OperatorContext, body: Mapping[str, Any]) -> None:
     """The pipeline is gone: release what a Retain pipeline owned, drop its lock and gauges."""
     ref = pipeline_ref(body)
+    retire(context, ref.uid)
     spec = body.get("spec") or {}
     if spec.get("deletionPolicy", "Retain") != "Delete":
         try:

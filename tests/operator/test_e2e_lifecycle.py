@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from cluster import HBase, Kafka, Pipelines, wait_for
 from conftest import OperatorProcess
@@ -221,11 +223,14 @@ def test_delete_with_delete_removes_topics_and_table(
 
     pipelines.delete(name)
     wait_for(lambda: pipelines.get(name) is None, 60, "the resource to go")
-    # KRaft answers DeleteTopics once its controller committed the deletion; the
-    # broker's metadata, which list_topics reads, follows a moment later (seen under load)
     wait_for(
         lambda: not set(owned) & set(kafka.topics()), 30, "the deleted topics to leave metadata"
     )
+    assert hbase.families(table) is None
+    # and they stay gone: a drift pass (every 2 s here) holding a body read before the
+    # deletion once created them again (passes.PipelineGone)
+    time.sleep(5)
+    assert not set(owned) & set(kafka.topics())
     assert hbase.families(table) is None
 
 

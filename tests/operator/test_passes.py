@@ -10,13 +10,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from fakes import FakeClaims, FakeEvents, FakeHBase, FakeKafka, fake_context
 from pipeline_documents import minimal
 
 from fink_core.resources import TopicState
 from fink_operator.drift import DriftSweep, PipelineIndex
 from fink_operator.kube import changed_status
-from fink_operator.passes import run_pass
+from fink_operator.passes import PipelineGone, delete_pass, run_pass
 
 SCIENCE = {
     "modules": [
@@ -173,6 +174,27 @@ def test_the_drift_sweep_asks_each_server_once_and_passes_only_the_drifted() -> 
     assert "p7-deadletter" in kafka.topics
     assert kafka.topics["p3-deadletter"].config["retention.ms"] == "604800000"
     assert set(written) <= {"p3", "p7"}  # status is rewritten only where it changed
+    sweep.stop()
+
+
+def test_a_deleted_pipelines_old_body_recreates_nothing() -> None:
+    """The sweep's index holds a body read before the deletion (CI saw the topics come back)."""
+    kafka, hbase = FakeKafka(), FakeHBase()
+    context = fake_context(kafka, hbase)
+    index = PipelineIndex()
+    sweep = DriftSweep(context, index)
+    body = science_pipeline(deletionPolicy="Delete")
+    index.saw(body)
+    index.passed(body, run_pass(context, body, "create"))
+    assert "t_p1" in hbase.tables and len(kafka.topics) == 2 and context.claims.claims
+
+    delete_pass(context, body)
+    assert not kafka.topics and "t_p1" not in hbase.tables
+    with pytest.raises(PipelineGone, match="being deleted"):
+        run_pass(context, body, "drift")
+    report = sweep.sweep()  # the stale body is still indexed: its pass must stop short
+    assert report.passes == 1 and len(index) == 0
+    assert not kafka.topics and "t_p1" not in hbase.tables and not context.claims.claims
     sweep.stop()
 
 
