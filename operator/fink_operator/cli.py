@@ -191,6 +191,9 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
     except Exception as error:
         print(f"fink-operator: cannot reach Kubernetes: {_short(error)}", file=sys.stderr)
         return EXIT_ERROR
+    # Set before the endpoint opens: a replica waiting for the lease must never be
+    # scraped as a leader, not even for the moment between serving and standing by.
+    metrics.LEADER.set(0 if args.leader_election else 1)
     if args.metrics_port:
         try:
             metrics.serve(args.metrics_port, args.metrics_address)
@@ -218,7 +221,6 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
                 waited.append(holder)
                 print(f"fink-operator: standing by; lease held by {holder}", flush=True)
 
-        metrics.LEADER.set(0)
         try:
             lease.acquire(waiting)
         except KeyboardInterrupt:
@@ -226,6 +228,7 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
         metrics.LEADER.set(1)
 
         def on_lost() -> None:
+            metrics.LEADER.set(0)
             lost.set()
             stop_flag.set()
 
@@ -246,8 +249,8 @@ def _run(args: argparse.Namespace, config: OperatorConfig) -> int:
         return EXIT_ERROR
     finally:
         if lease is not None:
+            metrics.LEADER.set(0)  # before a successor can hold the lease
             lease.release()
-            metrics.LEADER.set(0)
     if lost.is_set():
         print("fink-operator: lost the leader lease; stopping", file=sys.stderr)
         return EXIT_ERROR

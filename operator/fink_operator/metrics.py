@@ -48,7 +48,6 @@ PIPELINES = Gauge("fink_operator_pipelines", "BrokerPipeline resources known to 
 LEADER = Gauge(
     "fink_operator_leader", "1 while this replica holds the leader lease (or runs without one)"
 )
-LEADER.set(1)
 EVENTS = Counter(
     "fink_operator_events_total", "Kubernetes events posted, by type and reason", ["type", "reason"]
 )

@@ -1,0 +1,40 @@
+"""The leader gauge says what a replica is from the first scrape on.
+
+A standby scraped as a leader, even for the moment between opening its metrics
+endpoint and standing by, looks like two active operators during a rolling
+upgrade (the chart's upgrade test counts leaders by scraping every pod).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from fink_operator import cli, handlers, metrics
+
+
+def _gauge_when_served(monkeypatch: pytest.MonkeyPatch, before: float, *flags: str) -> float:
+    """The gauge's value as the endpoint opens, after an earlier run left it at `before`."""
+    seen: list[float] = []
+
+    def serve(port: int, address: str) -> None:
+        seen.append(metrics.LEADER._value.get())
+        raise OSError(98, "stop here")  # the run ends before any lease or kopf
+
+    monkeypatch.setattr(handlers, "make_runtime", lambda config: SimpleNamespace())
+    monkeypatch.setattr(metrics, "serve", serve)
+    metrics.LEADER.set(before)
+    assert cli.main(["run", "--metrics-port", "18080", *flags]) == cli.EXIT_USAGE
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_a_replica_waiting_for_the_lease_is_never_scraped_as_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _gauge_when_served(monkeypatch, 1, "--leader-election") == 0
+
+
+def test_a_replica_without_leader_election_is_the_leader(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _gauge_when_served(monkeypatch, 0) == 1
