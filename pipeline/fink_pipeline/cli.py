@@ -156,6 +156,7 @@ def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         trigger_interval=args.trigger_interval,
         until_idle_seconds=args.until_idle,
+        warm_up=not args.no_warm_up,
     )
     try:
         created = ensure_ready(settings, create_missing=args.create_missing)
@@ -293,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     runner.add_argument(
         "--trigger-interval", help="e.g. '5 seconds' (default: spec.spark.triggerInterval)"
+    )
+    runner.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="start the query without first starting the Python workers on synthetic alerts "
+        "(the first micro-batch then pays their start-up)",
     )
     runner.add_argument(
         "--until-idle",

@@ -28,6 +28,7 @@ from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
 from fink_pipeline.stream.sinks import ParquetArchive, TransactionalKafka
+from fink_pipeline.stream.warm_up import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     metrics = metrics or PipelineMetrics(settings.spec.name)
     writer = build_writer(settings, metrics)
     spark = spark_session(settings)
+    if settings.warm_up:  # the first alerts read should not wait for the workers' start
+        warm_up(spark, writer.step)
     source = settings.spec.source
     reader = (
         spark.readStream.format("kafka")

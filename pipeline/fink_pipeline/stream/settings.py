@@ -39,6 +39,7 @@ class RunSettings:
     trigger_interval: str
     until_idle_seconds: float | None
     metrics_address: str = "127.0.0.1"
+    warm_up: bool = True  # start the Python workers before the query (warm_up.py)
 
     @property
     def source_bootstrap(self) -> str:
@@ -85,6 +86,7 @@ def settings_for(
     max_offsets_per_trigger: int | None = None,
     trigger_interval: str | None = None,
     until_idle_seconds: float | None = None,
+    warm_up: bool = True,
 ) -> RunSettings:
     """Resolve a run; raises the core's NeedsUser/MissingReference errors for what is wrong."""
     connections = resolve(
@@ -105,6 +107,7 @@ def settings_for(
         or DEFAULT_MAX_OFFSETS_PER_TRIGGER,
         trigger_interval=trigger_interval or spec.spark.trigger_interval,
         until_idle_seconds=until_idle_seconds,
+        warm_up=warm_up,
     )
 
 

@@ -1,0 +1,99 @@
+"""The warm-up before the query: every slot's worker runs the science step, nothing is written.
+
+runner.run calls it between starting Spark and starting the query; the start-up
+it moves out of the first micro-batch is measured by bench/pipeline_throughput.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import happybase
+import pandas as pd
+import pytest
+
+from fink_pipeline.science import plan_for
+from fink_pipeline.stream import science_step
+from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
+from fink_pipeline.stream.warm_up import ALERTS_PER_SLOT, dry_step, warm_up, warm_up_rows
+from fink_stack.endpoints import Endpoints
+
+MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
+FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
+
+
+def step_writing_to(host: str, port: int, table: str) -> ScienceStep:
+    plan = plan_for("ztf", MODULES, FILTERS)
+    families = tuple((f, tuple(c)) for f, c in hbase_families(plan, ["i", "d"]).items())
+    return ScienceStep(plan, HBaseTarget(host, port, table, families), batch_id=7)
+
+
+class RefusingWriter:
+    def put(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the warm-up wrote to HBase")
+
+
+@pytest.mark.parametrize("survey", ["ztf", "lsst"])
+def test_warm_up_alerts_are_good_alerts_of_the_survey(survey: str) -> None:
+    """Rejected alerts would warm the decoder only, not the modules."""
+    plan = plan_for(survey, [], [])
+    rows = warm_up_rows(survey, 8)
+    raw = pd.DataFrame(rows, columns=["value", "topic", "partition", "offset", "timestamp"])
+    out = dry_step(ScienceStep(plan)).process(raw)
+    assert len(out) == 8
+    assert out["_reject"].isna().all(), out["_reject"].tolist()
+
+
+def test_the_dry_step_runs_the_modules_and_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    step = step_writing_to("h", 1, "t")
+    monkeypatch.setitem(science_step._HBASE_WRITERS, ("h", 1, "t"), RefusingWriter())
+    raw = pd.DataFrame(
+        warm_up_rows("ztf", 16), columns=["value", "topic", "partition", "offset", "timestamp"]
+    )
+    dry = dry_step(step)
+    assert (dry.hbase, dry.batch_id, dry.schema_registry) == (None, None, None)
+    out = dry.process(raw)
+    assert out["_reject"].isna().all()
+    assert set(step.plan.added_columns()) <= set(out.columns)
+    # the modules answered (the cross-match finds few of 16 alerts in its catalogue)
+    assert out[["quality_ok", "n_detections", "snia_score"]].notna().all().all()
+
+
+@pytest.fixture
+def table(stack: Endpoints, unique_name: str) -> Iterator[str]:
+    name = unique_name.replace("-", "_")
+    connection = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    connection.create_table(name, {"i": {}, "d": {}})
+    try:
+        yield name
+    finally:
+        connection.delete_table(name, disable=True)
+        connection.close()
+
+
+@pytest.mark.stack
+def test_in_spark_every_slot_runs_the_step_and_hbase_stays_empty(
+    spark: Any, stack: Endpoints, table: str
+) -> None:
+    step = step_writing_to(stack.hbase_thrift_host, stack.hbase_thrift_port, table)
+    done = warm_up(spark, step)
+    assert done is not None
+    assert done.slots == spark.sparkContext.defaultParallelism
+    assert (done.alerts, done.rejected) == (ALERTS_PER_SLOT * done.slots, 0)
+    connection = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    try:
+        assert list(connection.table(table).scan(limit=1)) == []
+    finally:
+        connection.close()
+
+
+@pytest.mark.stack
+def test_a_failing_warm_up_is_logged_and_does_not_stop_the_pipeline(
+    spark: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a survey the generator does not know makes the warm-up itself fail
+    broken = ScienceStep(replace(plan_for("ztf", [], []), survey="unknown"))
+    assert warm_up(spark, broken) is None
+    assert "warming the Python workers up failed" in caplog.text
