@@ -25,7 +25,11 @@ from fink_pipeline.science import plan_for
 from fink_pipeline.stream import faults, rows, science_step
 from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, StopRequested, source_ends
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
-from fink_pipeline.stream.kafka_options import java_client_settings, spark_source_options
+from fink_pipeline.stream.kafka_options import (
+    SOURCE_FETCH_OPTIONS,
+    java_client_settings,
+    spark_source_options,
+)
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
@@ -491,6 +495,7 @@ def test_sasl_and_pem_credentials_become_the_java_clients_settings() -> None:
     )
     assert spark_source_options(connection) == {
         "kafka.bootstrap.servers": "k:9093",
+        **SOURCE_FETCH_OPTIONS,
         "kafka.security.protocol": "SASL_SSL",
         "kafka.sasl.mechanism": "SCRAM-SHA-512",
         "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule "
@@ -507,7 +512,12 @@ def test_sasl_and_pem_credentials_become_the_java_clients_settings() -> None:
         "sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
         'username="u" password="p";'
     }
-    assert spark_source_options(KafkaConnection("h:1")) == {"kafka.bootstrap.servers": "h:1"}
+    assert spark_source_options(KafkaConnection("h:1")) == {
+        "kafka.bootstrap.servers": "h:1",
+        "kafka.max.partition.fetch.bytes": str(8 << 20),
+        "kafka.fetch.max.bytes": str(32 << 20),
+        "kafka.receive.buffer.bytes": str(2 << 20),
+    }
 
 
 # --- Kafka right after a broker restart --------------------------------------------------
