@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,16 @@ def produce(
         # be overdue and go out at once
         alerts = itertools.chain([next(alerts)], alerts)
     group = burst if burst > 0 else 1
+
+    def encoded() -> tuple[bytes, bytes | None]:
+        alert, _ = next(alerts)
+        return encoder.encode(alert), _object_key(alert, survey)
+
+    # a burst is made before it is due, so that it goes out at once, as Rubin's do;
+    # the pace counts from the moment the first one is ready
+    ready: deque[tuple[bytes, bytes | None]] = deque()
+    if burst and rate > 0:
+        ready.extend(encoded() for _ in range(min(group, count)))
     started = last_report = time.monotonic()
     sent_alerts = sent_bad = 0
     for slot in range(total):
@@ -171,6 +182,8 @@ def produce(
             sent_bad += 1
             continue
         if rate > 0 and sent_alerts % group == 0:  # pace at the start of each group
+            if burst and not ready:
+                ready.extend(encoded() for _ in range(min(group, count - sent_alerts)))
             due = started + (sent_alerts // group) * group / rate
             pause = due - time.monotonic()
             if pause > 0:
@@ -178,8 +191,7 @@ def produce(
                 pause = due - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-        alert, _ = next(alerts)
-        send(encoder.encode(alert), _object_key(alert, survey))
+        send(*(ready.popleft() if ready else encoded()))
         sent_alerts += 1
         now = time.monotonic()
         if now - last_report >= PROGRESS_EVERY_S:
