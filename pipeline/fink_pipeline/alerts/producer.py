@@ -172,10 +172,14 @@ def produce(
     # a burst is made before it is due, so that it goes out at once, as Rubin's do;
     # the pace counts from the moment the first one is ready
     ready: deque[tuple[bytes, bytes | None]] = deque()
-    if burst and rate > 0:
-        ready.extend(encoded() for _ in range(min(group, count)))
-    started = last_report = time.monotonic()
     sent_alerts = sent_bad = 0
+
+    def make_burst() -> None:
+        ready.extend(encoded() for _ in range(min(group, count - sent_alerts)))
+
+    if burst and rate > 0:
+        make_burst()
+    started = last_report = time.monotonic()
     for slot in range(total):
         if slot in bad_slots:
             send(next(bad_iter)[0], None)
@@ -183,7 +187,7 @@ def produce(
             continue
         if rate > 0 and sent_alerts % group == 0:  # pace at the start of each group
             if burst and not ready:
-                ready.extend(encoded() for _ in range(min(group, count - sent_alerts)))
+                make_burst()
             due = started + (sent_alerts // group) * group / rate
             pause = due - time.monotonic()
             if pause > 0:
