@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fink_operator import cli, handlers, metrics
 
@@ -19,7 +20,9 @@ def _gauge_when_served(monkeypatch: pytest.MonkeyPatch, before: float, *flags: s
     seen: list[float] = []
 
     def serve(port: int, address: str) -> None:
-        seen.append(metrics.LEADER._value.get())
+        value = REGISTRY.get_sample_value("fink_operator_leader")
+        assert value is not None, "the gauge is not registered"
+        seen.append(value)
         raise OSError(98, "stop here")  # the run ends before any lease or kopf
 
     monkeypatch.setattr(handlers, "make_runtime", lambda config: SimpleNamespace())
