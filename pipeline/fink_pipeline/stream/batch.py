@@ -27,7 +27,7 @@ from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
 from fink_pipeline.stream import faults, fink_client_layout, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
-from fink_pipeline.stream.live_filters import FAILURE_TIMING, LiveFilters
+from fink_pipeline.stream.live_filters import FAILURE_TIMING, LiveFilters, stopped_in
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
 from fink_pipeline.stream.sinks import (
@@ -145,27 +145,26 @@ class MicroBatchWriter:
 
     def _batch_step(self, batch_id: int) -> ScienceStep:
         """The step of this batch: the pipeline's science plus the ScienceFilters live now."""
-        step = replace(self.step, batch_id=batch_id)
-        self.live_ran = []
-        if self.live is not None:
-            try:
-                self.live.refresh()
-            except Exception as error:  # the filters loaded before keep running
-                log.warning("could not read the control topic %s: %s", self.live.topic, error)
-            self.live_ran = self.live.running()
-            step = replace(step, plan=self.live.plan_with(self.step.plan))
-            self.layouts.update({f.topic: f.layout for f in self.live_ran})
+        step = replace(self.current_step(), batch_id=batch_id)
         self.plan = step.plan
         return step
 
-    def _stopped_filters(self, timings: pd.Series) -> dict[str, str]:
-        """ScienceFilters a task stopped in this batch: name -> "kind: message"."""
-        stopped: dict[str, str] = {}
-        for text in timings.dropna():
-            for key, value in json.loads(text).items():
-                if key.startswith(FAILURE_TIMING):
-                    stopped.setdefault(key[len(FAILURE_TIMING) :], str(value))
-        return stopped
+    def current_step(self) -> ScienceStep:
+        """The pipeline's step with the ScienceFilters live now, read from the control topic.
+
+        Also what the warm-up runs before the query, so that the Python workers have
+        started their sandbox processes and loaded the filters before the first batch.
+        """
+        self.live_ran = []
+        if self.live is None:
+            return self.step
+        try:
+            self.live.refresh()
+        except Exception as error:  # the filters loaded before keep running
+            log.warning("could not read the control topic %s: %s", self.live.topic, error)
+        self.live_ran = self.live.running()
+        self.layouts.update({f.topic: f.layout for f in self.live_ran})
+        return replace(self.step, plan=self.live.plan_with(self.step.plan))
 
     def _filter_reports(
         self, passed: Mapping[str, int], failures: Mapping[str, str]
@@ -187,7 +186,7 @@ class MicroBatchWriter:
         rejected = frame[frame["_reject"].notna()]
         good = frame[frame["_reject"].isna()].reset_index(drop=True)
         survey = self.step.plan.survey
-        failures = self._stopped_filters(frame["_timings"])
+        failures = stopped_in(frame["_timings"].dropna())
         for name in failures:  # a filter stopped in some task publishes nothing of the batch
             good[pass_column(name)] = False
 
@@ -325,7 +324,7 @@ class MicroBatchWriter:
         for text in timings.dropna():
             for module, seconds in json.loads(text).items():
                 if module.startswith(FAILURE_TIMING):
-                    continue  # not a time: a stopped ScienceFilter (_stopped_filters)
+                    continue  # not a time: a stopped ScienceFilter (live_filters.stopped_in)
                 if module == HBASE_TIMING:  # task seconds, summed over the tasks
                     self.metrics.stage_seconds.labels(self.pipeline, "hbase").inc(seconds)
                 else:

@@ -18,9 +18,10 @@ last pass) go to the control topic inside the batch's Kafka transaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -118,6 +119,18 @@ def take_chunk_failures() -> dict[str, str]:
     failures = dict(CHUNK_FAILURES)
     CHUNK_FAILURES.clear()
     return failures
+
+
+def stopped_in(timings: Iterable[str | None]) -> dict[str, str]:
+    """ScienceFilters the tasks stopped, from their chunks' `_timings`: name -> "kind: message"."""
+    stopped: dict[str, str] = {}
+    for text in timings:
+        if text is None:
+            continue
+        for key, value in json.loads(text).items():
+            if key.startswith(FAILURE_TIMING):
+                stopped.setdefault(key[len(FAILURE_TIMING) :], str(value))
+    return stopped
 
 
 def as_filter(live: LiveFilter, survey: str, limits: tuple[float, int]) -> Filter:

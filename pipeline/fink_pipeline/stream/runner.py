@@ -122,7 +122,7 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     writer = build_writer(settings, metrics)
     spark = spark_session(settings)
     if settings.warm_up:  # the first alerts read should not wait for the workers' start
-        warm_up(spark, writer.step)
+        warm_up(spark, writer.current_step())  # ScienceFilters too: their sandboxes start
     source = settings.spec.source
     reader = (
         spark.readStream.format("kafka")

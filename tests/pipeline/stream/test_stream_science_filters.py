@@ -148,7 +148,12 @@ def test_science_filters_run_from_the_control_topic_and_failing_ones_are_stopped
     monkeypatch.setenv(SECONDS_ENV, "3")
     monkeypatch.setenv(MEMORY_ENV, "1024")
 
-    world.wait(world.start("--until-idle", "6", "--max-offsets-per-trigger", "150"))
+    run = world.start("--until-idle", "6", "--max-offsets-per-trigger", "150")
+    world.wait(run)
+    # the warm-up ran the filters live at the start: the workers' sandboxes started then
+    warmed = next(line for line in run.log().splitlines() if "warmed up on" in line)
+    assert "'bright': " in warmed and "'looper': 0" in warmed, warmed
+    assert "ScienceFilter looper failed on the warm-up's synthetic alerts" in run.log()
 
     alerts = expected(world, values).enriched
     selected = alerts[(alerts["magpsf"] < 18.5) & (alerts["rb"] > 0.5)].index

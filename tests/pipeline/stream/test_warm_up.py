@@ -14,14 +14,19 @@ import happybase
 import pandas as pd
 import pytest
 
+from fink_core.filter_control import LiveFilter
+from fink_pipeline.alerts import codec
 from fink_pipeline.science import plan_for
 from fink_pipeline.stream import science_step
+from fink_pipeline.stream.live_filters import as_filter
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.warm_up import ALERTS_PER_SLOT, dry_step, warm_up, warm_up_rows
 from fink_stack.endpoints import Endpoints
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
 FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
+BRIGHT = "def bright(magpsf):\n    return magpsf < 18.5\n"
+RAISER = "def raiser(magpsf):\n    raise ValueError('not on these alerts')\n"
 
 
 def step_writing_to(host: str, port: int, table: str) -> ScienceStep:
@@ -97,3 +102,26 @@ def test_a_failing_warm_up_is_logged_and_does_not_stop_the_pipeline(
     broken = ScienceStep(replace(plan_for("ztf", [], []), survey="unknown"))
     assert warm_up(spark, broken) is None
     assert "warming the Python workers up failed" in caplog.text
+
+
+@pytest.mark.stack
+def test_live_science_filters_start_in_the_workers_sandboxes_before_the_query(
+    spark: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warm-up runs the step the first batch would: with the ScienceFilters live at the
+    start, each in its worker's sandbox; a filter failing there is logged, nothing more."""
+    bright = LiveFilter("bright", 1, BRIGHT, "bright", ("magpsf",), "t-bright")
+    raiser = LiveFilter("raiser", 1, RAISER, "raiser", ("magpsf",), "t-raiser")
+    plan = plan_for("ztf", ["quality_cuts"], [])
+    sandboxed = tuple((as_filter(f, "ztf", (30.0, 1024)), f.topic) for f in (bright, raiser))
+    done = warm_up(spark, ScienceStep(replace(plan, filters=sandboxed)))
+
+    assert done is not None
+    values = [row[0] for row in warm_up_rows("ztf", done.alerts)]  # the same synthetic alerts
+    magnitudes = codec.decode_batch(values, "ztf").frame["magpsf"]
+    expected = int((magnitudes < 18.5).sum())
+    assert 0 < expected < done.alerts, "some warm-up alerts should be bright, not all"
+    assert done.passed == {"bright": expected, "raiser": 0}
+    assert list(done.stopped) == ["raiser"]
+    assert "not on these alerts" in done.stopped["raiser"]
+    assert "ScienceFilter raiser failed on the warm-up's synthetic alerts" in caplog.text
