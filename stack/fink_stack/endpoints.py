@@ -130,6 +130,9 @@ class PodEndpoints:
     containerd_address: str  # for ctr / crictl on the host
     schema_registry: str = ""  # http://10.88.0.1:8081/apis/ccompat/v7 (through the pod gateway)
     kafka_sasl_bootstrap: str = ""  # 10.88.0.1:9097: SASL_SSL, same user and CA as on the host
+    # hdfs://10.88.0.1:8020 through the pod gateway; a pod's HDFS client also needs
+    # dfs.client.use.datanode.hostname=true (the DataNode is advertised by name)
+    hdfs: str = ""
 
     def environment(self) -> dict[str, str]:
         return {
@@ -140,6 +143,7 @@ class PodEndpoints:
             "FINK_POD_DNS": self.dns,
             "FINK_POD_SCHEMA_REGISTRY": self.schema_registry,
             "FINK_POD_KAFKA_SASL_BOOTSTRAP": self.kafka_sasl_bootstrap,
+            "FINK_POD_HDFS": self.hdfs,
             "FINK_NODE_NAME": self.node_name,
             "FINK_PIPELINE_IMAGE": self.pipeline_image,
             "FINK_OPERATOR_IMAGE": self.operator_image,
@@ -167,6 +171,7 @@ class PodEndpoints:
             containerd_address=get("CONTAINERD_ADDRESS", ""),
             schema_registry=get("FINK_POD_SCHEMA_REGISTRY", ""),
             kafka_sasl_bootstrap=get("FINK_POD_KAFKA_SASL_BOOTSTRAP", ""),
+            hdfs=get("FINK_POD_HDFS", ""),
         )
 
 

@@ -71,6 +71,9 @@ class PodNetwork:
     dns_service_ip: str = "10.0.0.10"  # the kube-dns Service
     cluster_domain: str = "cluster.local"
     node_name: str = "fink-node"
+    # the name the stack's HDFS DataNode advertises: CoreDNS answers `host` for it in
+    # pods; on the host HDFS clients use the DataNode's address (127.0.0.1) instead
+    host_name: str = "fink-stack-host"
 
 
 POD_NETWORK = PodNetwork()

@@ -6,7 +6,8 @@ runs pods through containerd and runc; pods sit on the `fink0` bridge (CNI
 bridge plugin, no masquerade) behind the pod-traffic guard (netguard), reach
 Services through kube-proxy (iptables mode) and resolve names through CoreDNS,
 a host process bound to the bridge's host address. The pod gateway relays the
-apiserver and HBase's Thrift servers from that address to loopback.
+apiserver, HBase's Thrift servers, the schema registry and HDFS from that
+address to loopback.
 
 Everything these programs let us place is under the stack's state directory
 (containerd's root and state, runc's root, the kubelet's root and pod logs,
@@ -394,7 +395,7 @@ def _kube_proxy_cleanup(layout: Layout) -> None:
 
 def _corefile(layout: Layout) -> str:
     domain = NET.cluster_domain
-    return f"""# written by fink-stack: cluster names only; every other name is NXDOMAIN
+    return f"""# written by fink-stack: cluster names and the stack's host; every other name is NXDOMAIN
 {domain}:{PORTS.dns} in-addr.arpa:{PORTS.dns} ip6.arpa:{PORTS.dns} {{
     bind {NET.host}
     errors
@@ -409,6 +410,12 @@ def _corefile(layout: Layout) -> str:
 .:{PORTS.dns} {{
     bind {NET.host}
     errors
+    template IN A {NET.host_name} {{
+        answer "{{{{ .Name }}}} 60 IN A {NET.host}"
+    }}
+    template IN AAAA {NET.host_name} {{
+        rcode NOERROR
+    }}
     template ANY ANY {{
         rcode NXDOMAIN
     }}
@@ -497,7 +504,14 @@ def _coredns_ready(layout: Layout) -> bool:
 
 # ---------------------------------------------------------------- pod gateway
 
-RELAYED_PORTS = (PORTS.apiserver, PORTS.hbase_thrift, PORTS.hbase_thrift2, PORTS.schema_registry)
+RELAYED_PORTS = (
+    PORTS.apiserver,
+    PORTS.hbase_thrift,
+    PORTS.hbase_thrift2,
+    PORTS.schema_registry,
+    PORTS.hdfs_namenode,  # HDFS: the NameNode's RPC and the DataNode's block transfer
+    PORTS.hdfs_datanode,
+)
 
 
 def _gateway_argv(layout: Layout) -> list[str]:

@@ -1,9 +1,10 @@
 """A TCP relay from the pod network's host address to servers that listen on loopback only.
 
-kube-apiserver and HBase's Thrift servers each bind one address. They stay on
-127.0.0.1 for the host's clients, and this relay (the node's `pod-gateway`
-service) listens on the bridge's host address for the pods: the `kubernetes`
-Service's endpoint (bridge address, port 6443) and the Thrift ports. It copies
+kube-apiserver, HBase's Thrift servers, the schema registry and HDFS's NameNode
+and DataNode each bind one address. They stay on 127.0.0.1 for the host's
+clients, and this relay (the node's `pod-gateway` service) listens on the
+bridge's host address for the pods: the `kubernetes` Service's endpoint
+(bridge address, port 6443), the Thrift ports, the registry's and HDFS's. It copies
 bytes both ways and nothing else (TLS passes through end to end), so pods talk
 to the very same servers. Kafka needs no relay: it has a listener of its own on
 the bridge address, advertised as such.

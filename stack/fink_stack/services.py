@@ -745,6 +745,10 @@ def _prepare_hdfs(layout: Layout) -> None:
         "dfs.permissions.enabled": "false",  # one user, a development store
         "dfs.namenode.safemode.extension": "0",  # writable as soon as the blocks are reported
         "dfs.datanode.du.reserved": "0",
+        # pods reach the DataNode through the pod gateway at this name (CoreDNS answers
+        # the bridge address), with dfs.client.use.datanode.hostname=true; clients on
+        # the host use the address it connected from, 127.0.0.1, as by default
+        "dfs.datanode.hostname": POD_NETWORK.host_name,
     }
     for name, properties in (("core-site.xml", core), ("hdfs-site.xml", hdfs)):
         (conf / name).write_text(

@@ -403,6 +403,7 @@ def pod_endpoints(layout: Layout) -> PodEndpoints:
         hbase_admin=f"{net.host}:{PORTS.hbase_thrift2}",
         schema_registry=schema_registry_url(net.host),
         kafka_sasl_bootstrap=f"{net.host}:{PORTS.kafka_pods_sasl}",
+        hdfs=hdfs_url(net.host),
         dns=net.dns_service_ip,
         node_name=net.node_name,
         pipeline_image=images.PIPELINE.short_reference,

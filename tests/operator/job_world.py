@@ -8,6 +8,7 @@ that were produced, so "exactly once" is checked alert by alert.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from fink_pipeline.science import enrich, plan_science, select
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import read_committed
 from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.storage import HadoopFiles
 from fink_stack.endpoints import Endpoints
 
 MODULES = [{"name": "quality_cuts"}, {"name": "lightcurve_features"}, {"name": "solar_system"}]
@@ -45,6 +47,9 @@ class JobWorld:
     # a filter added to a running job sees only what arrives after: alerts before its roll
     # are behind the job's checkpoint (filter -> how many alerts were produced before it)
     added_after: dict[str, int] = field(default_factory=dict)
+    # checkpoint and archive at <hdfs>/tests/<namespace>/<name>/ (the pods' HDFS URL)
+    # instead of on the pipeline's volume
+    hdfs: str = ""
 
     def add_filter(self, name: str) -> None:
         self.filters.append(name)
@@ -62,6 +67,11 @@ class JobWorld:
     def archive(self) -> Path:
         return self.volume / self.namespace / self.name / "archive"
 
+    def hdfs_location(self, relative: str, from_host: bool = False) -> str:
+        """<hdfs>/tests/<namespace>/<name>/<relative>, as pods reach it or from the host."""
+        base = self.stack.hdfs if from_host else self.hdfs
+        return f"{base}/tests/{self.namespace}/{self.name}/{relative}"
+
     def filter_topic(self, name: str) -> str:
         return f"{self.name}.{name}"
 
@@ -73,6 +83,15 @@ class JobWorld:
         return [self.source, self.dead_letter_topic, *map(self.filter_topic, self.filters)]
 
     def document(self, **spark: Any) -> dict[str, Any]:
+        archive = ARCHIVE
+        if self.hdfs:
+            archive = self.hdfs_location("archive")
+            spark = {
+                "checkpointLocation": self.hdfs_location("checkpoint"),
+                # the stack's DataNode is advertised by a name CoreDNS gives pods
+                "sparkConf": {"spark.hadoop.dfs.client.use.datanode.hostname": "true"},
+                **spark,
+            }
         return {
             "apiVersion": "fink.broker.dev/v1alpha1",
             "kind": "BrokerPipeline",
@@ -82,7 +101,7 @@ class JobWorld:
                 "source": {"kafka": {"topic": self.source, "startingOffsets": "earliest"}},
                 "modules": MODULES,
                 "filters": [{"name": f, "topic": self.filter_topic(f)} for f in self.filters],
-                "sinks": {"hbase": {"table": self.table}, "archive": {"path": ARCHIVE}},
+                "sinks": {"hbase": {"table": self.table}, "archive": {"path": archive}},
                 "spark": {
                     "triggerInterval": "2 seconds",
                     "driver": {"cores": 1, "coreRequest": "250m", "memory": "768m"},
@@ -163,10 +182,21 @@ class JobWorld:
             connection.close()
 
     def archived(self) -> int:
-        if not self.archive.exists():
+        archive = self.archive
+        if self.hdfs:  # a copy read from the host through the pipeline's own Hadoop client
+            archive = self.volume / f"archive-copy-{uuid.uuid4().hex[:8]}"
+            with HadoopFiles.launched() as files:
+                if files.exists(self.hdfs_location("archive", from_host=True)):
+                    files.download(self.hdfs_location("archive", from_host=True), archive)
+        if not archive.exists():
             return 0
-        dataset = ds.dataset(self.archive, format="parquet", partitioning="hive")
+        dataset = ds.dataset(archive, format="parquet", partitioning="hive")
         return dataset.count_rows()
+
+    def on_hdfs(self, relative: str) -> bool:
+        """Whether hdfs_location(relative) exists, asked from the host."""
+        with HadoopFiles.launched() as files:
+            return files.exists(self.hdfs_location(relative, from_host=True))
 
     def holds_everything(self, filters: list[str] | None = None) -> bool:
         """Every sink holds exactly what was produced (False while the job is catching up)."""

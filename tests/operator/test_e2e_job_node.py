@@ -4,7 +4,8 @@ The operator runs on the host with the addresses pods use (the pod network's hos
 address), renders and starts the driver pod from the project's image; Spark in it
 starts an executor pod; alerts produced to the source topic reach every sink,
 exactly once, through a driver deleted mid-stream, a spec change that rolls the
-job, a suspension and a resumption, and an operator killed during a roll.
+job, a suspension and a resumption, and an operator killed during a roll; and
+with the checkpoint and archive on the stack's HDFS, through a deleted driver.
 """
 
 from __future__ import annotations
@@ -129,6 +130,56 @@ def test_a_pipeline_streams_on_the_node_exactly_once_through_restarts_rolls_and_
     drained(world)
     job = (pipelines.get(world.name) or {})["status"]["job"]
     assert job["submissions"] == 4  # first, after the deletion, the roll, the resumption
+
+
+@pytest.fixture
+def hdfs_world(
+    node: Endpoints, namespace: str, unique_name: str, volume: Path, leftovers: dict
+) -> JobWorld:
+    assert node.hdfs and node.pods and node.pods.hdfs, "HDFS (component hdfs) is not up"
+    name = f"hdfs-{unique_name[-6:]}"
+    world = JobWorld(
+        node, name, namespace, volume, filters=["early_sn_candidates"], hdfs=node.pods.hdfs
+    )
+    leftovers["topics"] += world.topics()
+    leftovers["tables"].append(world.table)
+    world.create_source()
+    return world
+
+
+def test_checkpoint_and_archive_on_hdfs_carry_a_job_through_a_deleted_driver(
+    kube: client.ApiClient,
+    namespace: str,
+    pipelines: Pipelines,
+    start_operator: OperatorFactory,
+    node: Endpoints,
+    hdfs_world: JobWorld,
+    volume: Path,
+) -> None:
+    """As Fink runs: the driver and executor pods keep the checkpoint and the Parquet
+    archive on HDFS (the stack's, through the pod gateway); a driver deleted mid-stream
+    resumes from the checkpoint there, and every sink holds every alert once."""
+    world = hdfs_world
+    start_operator(*operator_flags(node, volume))
+    world.produce(200, malformed=3)
+    pipelines.create(world.document())
+    pipelines.wait_ready(world.name, timeout=STREAM_TIMEOUT)
+    drained(world)
+    assert world.on_hdfs("checkpoint/offsets/0") and world.on_hdfs("checkpoint/commits/0")
+    on_volume = [p for p in (volume / namespace / world.name).rglob("*") if p.is_file()]
+    assert on_volume == [], "nothing of the pipeline on its volume"
+
+    (driver,) = pods(kube, namespace, "driver")
+    world.produce(200, malformed=1)
+    client.CoreV1Api(kube).delete_namespaced_pod(
+        driver.metadata.name, namespace, grace_period_seconds=0
+    )
+    wait_for(
+        lambda: (pipelines.get(world.name) or {})["status"]["job"].get("restarts") == 1,
+        60,
+        "the restart to be recorded",
+    )
+    drained(world)  # the new driver went on from the checkpoint on HDFS: nothing twice
 
 
 @pytest.mark.parametrize(

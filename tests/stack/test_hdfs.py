@@ -19,7 +19,7 @@ import pytest
 
 from fink_stack import versions
 from fink_stack.endpoints import Endpoints
-from fink_stack.layout import HOST, PORTS
+from fink_stack.layout import HOST, POD_NETWORK, PORTS
 
 pytestmark = pytest.mark.stack
 
@@ -33,7 +33,9 @@ def _webhdfs(method: str, path: str, op: str, body: bytes | None = None, **param
     if response.status == 307:  # CREATE and OPEN: the bytes go to (come from) a DataNode
         location = urllib.parse.urlsplit(response.getheader("Location"))
         response.read()
-        connection = http.client.HTTPConnection(location.hostname, location.port, timeout=30)
+        # the DataNode is named for the pods (POD_NETWORK.host_name); from here it is HOST
+        assert location.hostname == POD_NETWORK.host_name, location
+        connection = http.client.HTTPConnection(HOST, location.port, timeout=30)
         connection.request(method, f"{location.path}?{location.query}", body=body)
         response = connection.getresponse()
     return response.status, response.read()
