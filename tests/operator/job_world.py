@@ -185,9 +185,10 @@ class JobWorld:
         archive = self.archive
         if self.hdfs:  # a copy read from the host through the pipeline's own Hadoop client
             archive = self.volume / f"archive-copy-{uuid.uuid4().hex[:8]}"
+            location = self.hdfs_location("archive", from_host=True)
             with HadoopFiles.launched() as files:
-                if files.exists(self.hdfs_location("archive", from_host=True)):
-                    files.download(self.hdfs_location("archive", from_host=True), archive)
+                if files.exists(location):
+                    files.download(location, archive)
         if not archive.exists():
             return 0
         dataset = ds.dataset(archive, format="parquet", partitioning="hive")

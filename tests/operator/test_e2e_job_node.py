@@ -69,6 +69,20 @@ def drained(world: JobWorld, filters: list[str] | None = None) -> None:
     )
 
 
+def delete_driver_and_wait_for_its_restart(
+    kube: client.ApiClient, namespace: str, pipelines: Pipelines, world: JobWorld, driver: Any
+) -> None:
+    """The driver pod deleted with no grace, as a node loss would; the operator records it."""
+    client.CoreV1Api(kube).delete_namespaced_pod(
+        driver.metadata.name, namespace, grace_period_seconds=0
+    )
+    wait_for(
+        lambda: (pipelines.get(world.name) or {})["status"]["job"].get("restarts") == 1,
+        60,
+        "the restart to be recorded",
+    )
+
+
 def test_a_pipeline_streams_on_the_node_exactly_once_through_restarts_rolls_and_suspension(
     kube: client.ApiClient,
     namespace: str,
@@ -92,14 +106,7 @@ def test_a_pipeline_streams_on_the_node_exactly_once_through_restarts_rolls_and_
 
     # the driver deleted with no grace, mid-stream: a new one, still exactly once
     world.produce(300, malformed=2)
-    client.CoreV1Api(kube).delete_namespaced_pod(
-        driver.metadata.name, namespace, grace_period_seconds=0
-    )
-    wait_for(
-        lambda: (pipelines.get(world.name) or {})["status"]["job"].get("restarts") == 1,
-        60,
-        "the restart to be recorded",
-    )
+    delete_driver_and_wait_for_its_restart(kube, namespace, pipelines, world, driver)
     drained(world)
     # seen gone, or seen killed first: either way a failure, restarted after backoff
     failure = (pipelines.get(world.name) or {})["status"]["job"]["lastFailure"]
@@ -171,14 +178,7 @@ def test_checkpoint_and_archive_on_hdfs_carry_a_job_through_a_deleted_driver(
 
     (driver,) = pods(kube, namespace, "driver")
     world.produce(200, malformed=1)
-    client.CoreV1Api(kube).delete_namespaced_pod(
-        driver.metadata.name, namespace, grace_period_seconds=0
-    )
-    wait_for(
-        lambda: (pipelines.get(world.name) or {})["status"]["job"].get("restarts") == 1,
-        60,
-        "the restart to be recorded",
-    )
+    delete_driver_and_wait_for_its_restart(kube, namespace, pipelines, world, driver)
     drained(world)  # the new driver went on from the checkpoint on HDFS: nothing twice
 
 
