@@ -654,7 +654,8 @@ def _prepare_hbase(layout: Layout) -> None:
     (conf / "log4j2.properties").write_text(_LOG4J2)
 
 
-def _hbase_java(layout: Layout, heap: str) -> list[str]:
+def hbase_java(layout: Layout, heap: str) -> list[str]:
+    """java with HBase's classpath and configuration (its servers, and clients such as benches)."""
     conf = layout.config / "hbase"
     return [
         "java",
@@ -668,12 +669,12 @@ def _hbase_java(layout: Layout, heap: str) -> list[str]:
 
 
 def _hbase_master_argv(layout: Layout) -> list[str]:
-    return [*_hbase_java(layout, "1g"), "org.apache.hadoop.hbase.master.HMaster", "start"]
+    return [*hbase_java(layout, "1g"), "org.apache.hadoop.hbase.master.HMaster", "start"]
 
 
 def _hbase_thrift_argv(layout: Layout) -> list[str]:
     return [
-        *_hbase_java(layout, "384m"),
+        *hbase_java(layout, "384m"),
         "org.apache.hadoop.hbase.thrift.ThriftServer",
         "-b",
         HOST,
@@ -686,7 +687,7 @@ def _hbase_thrift_argv(layout: Layout) -> list[str]:
 def _hbase_thrift2_argv(layout: Layout) -> list[str]:
     """The Thrift2 gateway (same jar): the table-admin calls the operator needs."""
     return [
-        *_hbase_java(layout, "256m"),
+        *hbase_java(layout, "256m"),
         "org.apache.hadoop.hbase.thrift2.ThriftServer",
         "-b",
         HOST,

@@ -1,0 +1,294 @@
+"""HBase writes per core: the pipeline's Thrift path against the HBase Java client.
+
+    .venv/bin/python bench/hbase_writes.py [--rows 20000] [--rounds 2]
+
+Issue 10 asks for HBase writes of at least 5,000 rows/s per core, "e.g. batched
+mutations through Thrift2, or the HBase Java client on the executors' JVM".
+This writes the same rows both ways into fresh tables of the local stack's
+HBase and counts every CPU second they cost, client and servers alike:
+
+  thrift      what the pipeline's tasks do: happybase through the Thrift
+              gateway, 1,000-row chunks (sinks.HBaseWriter)
+  java        the HBase Java client (BufferedMutator, 8 MiB write buffer)
+              straight to the region server, in its own JVM
+
+The rows are the pipeline's: generated light ZTF alerts, decoded, enriched by
+the five modules and the three filters of bench/pipeline_throughput.py, cut
+into cells by the pipeline's own code (stream.rows: ~40 cells per row). Building
+the cells is timed apart (the Java client would not need it: the columns would
+be in the executors' JVM already). CPU comes from the kernel's counters
+(cpu_share.py) of the client and of the HBase servers; rows/s per core =
+rows / (client + servers' CPU seconds). Best of --rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import happybase
+from cpu_share import CpuShare
+from pipeline_throughput import FILTERS, document
+
+from fink_core.spec import parse_pipeline
+from fink_pipeline.alerts import codec, generator
+from fink_pipeline.science import enrich, plan_science, select
+from fink_pipeline.stream.rows import hbase_cells, row_keys
+from fink_pipeline.stream.science_step import hbase_families, pass_column
+from fink_pipeline.stream.sinks import HBaseWriter
+from fink_stack import api, services
+from fink_stack.layout import Layout
+
+FAMILIES = ("i", "d")
+CHUNK = 1_000  # rows per put() call, as a task writes a chunk
+
+# Reads the rows the bench wrote (key, then family:qualifier -> value cells, each
+# length-prefixed) and puts them through a BufferedMutator into each table named,
+# in one JVM (a long-lived executor's is warm); prints, per table, its own CPU
+# seconds and wall seconds for the writes alone (the JVM's start-up excluded).
+JAVA_SOURCE = r"""
+import java.io.*;
+import java.lang.management.ManagementFactory;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.hbase.HBaseConfiguration;
+import org.apache.hadoop.hbase.TableName;
+import org.apache.hadoop.hbase.client.*;
+
+public class HBaseWrites {
+  static byte[] read(DataInputStream in) throws IOException {
+    byte[] b = new byte[in.readInt()]; in.readFully(b); return b;
+  }
+  public static void main(String[] args) throws Exception {
+    Configuration conf = HBaseConfiguration.create();
+    conf.set("hbase.zookeeper.quorum", "127.0.0.1");
+    com.sun.management.OperatingSystemMXBean os =
+        (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+    try (Connection connection = ConnectionFactory.createConnection(conf);
+         DataInputStream in = new DataInputStream(new BufferedInputStream(
+             new FileInputStream(args[0]), 1 << 20))) {
+      int rows = in.readInt();
+      Put[] puts = new Put[rows];
+      for (int r = 0; r < rows; r++) {
+        Put put = new Put(read(in));
+        int cells = in.readInt();
+        for (int c = 0; c < cells; c++) {
+          byte[] family = read(in), qualifier = read(in), value = read(in);
+          put.addColumn(family, qualifier, value);
+        }
+        puts[r] = put;
+      }
+      BufferedReader go = new BufferedReader(new InputStreamReader(System.in));
+      for (int t = 1; t < args.length; t++) {  // the first tables warm the JIT up
+        TableName table = TableName.valueOf(args[t]);
+        connection.getRegionLocator(table).getAllRegionLocations();
+        System.out.println("ready");
+        System.out.flush();
+        go.readLine();  // the bench reads the servers' CPU counters first
+        long cpu = os.getProcessCpuTime(), wall = System.nanoTime();
+        try (BufferedMutator mutator = connection.getBufferedMutator(
+            new BufferedMutatorParams(table).writeBufferSize(8L << 20))) {
+          for (Put put : puts) mutator.mutate(put);
+          mutator.flush();
+        }
+        System.out.println((os.getProcessCpuTime() - cpu) / 1e9 + " "
+            + (System.nanoTime() - wall) / 1e9);
+        System.out.flush();
+      }
+    }
+  }
+}
+"""
+
+
+def pipeline_rows(count: int) -> tuple[list[bytes], list[dict[bytes, bytes]], float]:
+    """The rows a pipeline's tasks would write for `count` light ZTF alerts, and the
+    seconds building their cells took."""
+    spec = parse_pipeline(document("bench-hbase", Path(tempfile.gettempdir())))
+    plan = plan_science(spec)
+    alerts = generator.generate_alerts(count, "ztf", seed=1)
+    frame = codec.decode_batch([codec.encode(a, "ztf") for a in alerts], "ztf").frame
+    enriched = enrich(frame.drop(columns=["_position"]), plan, {})
+    for name, mask in select(enriched, plan).items():
+        enriched[pass_column(name)] = mask.to_numpy(dtype=bool)
+    assert all(pass_column(f) in enriched for f in FILTERS)
+    families = hbase_families(plan, list(FAMILIES))
+    started = time.process_time()
+    keys = row_keys(enriched, "ztf")
+    cells = hbase_cells(enriched, families)
+    return keys, cells, time.process_time() - started
+
+
+def write_rows_file(path: Path, keys: list[bytes], cells: list[dict[bytes, bytes]]) -> None:
+    def field(data: bytes) -> bytes:
+        return struct.pack(">i", len(data)) + data
+
+    with path.open("wb") as out:
+        out.write(struct.pack(">i", len(keys)))
+        for key, row in zip(keys, cells, strict=True):
+            out.write(field(key) + struct.pack(">i", len(row)))
+            for column, value in row.items():
+                family, qualifier = column.split(b":", 1)
+                out.write(field(family) + field(qualifier) + field(value))
+
+
+def java_client(layout: Layout) -> list[str]:
+    """The java command that runs HBaseWrites, compiled once per source into the cache."""
+    java = services.hbase_java(layout, "1g")
+    classpath = java[java.index("-cp") + 1]
+    digest = hashlib.sha256(JAVA_SOURCE.encode()).hexdigest()[:12]
+    classes = layout.cache / "bench" / f"hbase-writes-{digest}"
+    if not (classes / "HBaseWrites.class").exists():
+        classes.mkdir(parents=True, exist_ok=True)
+        (classes / "HBaseWrites.java").write_text(JAVA_SOURCE)
+        subprocess.run(
+            ["javac", "-cp", classpath, "-d", str(classes), str(classes / "HBaseWrites.java")],
+            check=True,
+        )
+    java[java.index("-cp") + 1] = f"{classes}:{classpath}"
+    return [*java, "HBaseWrites"]
+
+
+def fresh_table(connection: happybase.Connection, name: str) -> str:
+    connection.create_table(name, {f: {"max_versions": 1} for f in FAMILIES})
+    return name
+
+
+def thrift_round(
+    endpoints: Any, table: str, keys: list[bytes], cells: list[dict[bytes, bytes]]
+) -> dict[str, float]:
+    writer = HBaseWriter(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port, table)
+    writer.put(keys[:1], cells[:1])  # connected before the clock starts
+    share = CpuShare(os.getpid())
+    share.mark("start")
+    client, started = time.process_time(), time.perf_counter()
+    for at in range(0, len(keys), CHUNK):
+        writer.put(keys[at : at + CHUNK], cells[at : at + CHUNK])
+    client, wall = time.process_time() - client, time.perf_counter() - started
+    writer.close()
+    share.sample()
+    servers = share.since("start")
+    return {
+        "client": client,
+        "hbase": servers.get("hbase-master", 0.0),
+        "thrift": servers.get("hbase-thrift", 0.0),
+        "wall": wall,
+    }
+
+
+def java_round(command: list[str], rows_file: Path, tables: list[str]) -> dict[str, float]:
+    """One JVM writes the rows into each table; the last one is measured (the ones
+    before warm it up, as a long-lived executor's JVM is)."""
+    java = subprocess.Popen(
+        [*command, str(rows_file), *tables],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert java.stdin is not None and java.stdout is not None
+    share = CpuShare(os.getpid())
+    figures: dict[str, float] = {}
+
+    def answer() -> str:
+        """The client's next line, past the log lines HBase's logging prints to stdout."""
+        line = java.stdout.readline()  # type: ignore[union-attr]
+        while line.startswith("["):
+            line = java.stdout.readline()  # type: ignore[union-attr]
+        return line.strip()
+
+    for _ in tables:
+        if answer() != "ready":
+            java.kill()
+            raise SystemExit(f"the Java client failed:\n{java.communicate()[1][-3000:]}")
+        share.mark("start")
+        java.stdin.write("go\n")
+        java.stdin.flush()
+        client, wall = (float(x) for x in answer().split())
+        share.sample()
+        servers = share.since("start")
+        figures = {
+            "client": client,
+            "hbase": servers.get("hbase-master", 0.0),
+            "thrift": servers.get("hbase-thrift", 0.0),
+            "wall": wall,
+        }
+    java.stdin.close()
+    if java.wait(60) != 0:
+        raise SystemExit(f"the Java client failed:\n{java.stderr.read()[-3000:]}")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    endpoints = api.ensure_up(("hbase",), quiet=True)
+    layout = Layout.default()
+    print(f"building {args.rows} rows as the pipeline's tasks do ...", flush=True)
+    keys, cells, building = pipeline_rows(args.rows)
+    per_row = sum(map(len, cells)) / len(cells)
+    print(f"  {per_row:.0f} cells per row; building them {building / len(keys) * 1e6:.0f} µs/row")
+    command = java_client(layout)
+    work = Path(tempfile.mkdtemp(prefix="bench-hbase-"))
+    rows_file = work / "rows.bin"
+    write_rows_file(rows_file, keys, cells)
+
+    connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
+    stamp = int(time.time())
+    tables: list[str] = []
+    results: dict[str, dict[str, float]] = {}
+
+    def table(name: str) -> str:
+        tables.append(fresh_table(connection, f"bench-hbase-{stamp}-{name}"))
+        return tables[-1]
+
+    def best(runs: list[dict[str, float]]) -> dict[str, float]:
+        return min(runs, key=lambda f: f["client"] + f["hbase"] + f["thrift"])
+
+    try:
+        thrift_round(endpoints, table("thrift-warm"), keys, cells)  # the caches, the regions
+        results["thrift"] = best(
+            [thrift_round(endpoints, table(f"thrift-{r}"), keys, cells) for r in range(args.rounds)]
+        )
+        results["java"] = best(
+            [
+                java_round(command, rows_file, [table(f"java-{r}-warm"), table(f"java-{r}")])
+                for r in range(args.rounds)
+            ]
+        )
+    finally:
+        for name in tables:
+            connection.delete_table(name, disable=True)
+        connection.close()
+
+    rows = len(keys)
+    print("\n== HBase writes, core-µs per row (client + servers' CPU)")
+    print(f"{'':8s} {'client':>8s} {'hbase':>8s} {'thrift':>8s} {'all':>8s} "
+          f"{'rows/s/core':>12s} {'rows/s wall':>12s}")  # fmt: skip
+    for kind, f in results.items():
+        total = f["client"] + f["hbase"] + f["thrift"]
+        print(
+            f"{kind:8s} {f['client'] / rows * 1e6:8.0f} {f['hbase'] / rows * 1e6:8.0f} "
+            f"{f['thrift'] / rows * 1e6:8.0f} {total / rows * 1e6:8.0f} "
+            f"{rows / total:12,.0f} {rows / f['wall']:12,.0f}"
+        )
+    thrift_all = sum(results["thrift"][k] for k in ("client", "hbase", "thrift"))
+    java_all = sum(results["java"][k] for k in ("client", "hbase", "thrift"))
+    print(f"java / thrift, rows per core: {thrift_all / java_all:.2f}x (goal: 5,000 rows/s/core)")
+    print(
+        f"(the thrift client's CPU excludes building the cells: {building / rows * 1e6:.0f} µs/row)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
