@@ -23,6 +23,7 @@ import yaml
 from fink_core.errors import NeedsUser, Retryable, ServerUnreachable, SpecError
 from fink_core.spec import CUTOUTS_FAMILY, PipelineSpec, parse_pipeline
 from fink_pipeline.science import SciencePlan, plan_science
+from fink_pipeline.stream.settings import DEFAULT_KEEP_WARM_AFTER
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) -> int:
         trigger_interval=args.trigger_interval,
         until_idle_seconds=args.until_idle,
         warm_up=not args.no_warm_up,
+        keep_warm_after=args.keep_warm_after,
     )
     try:
         created = ensure_ready(settings, create_missing=args.create_missing)
@@ -300,6 +302,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the query without first starting the Python workers on synthetic alerts "
         "(the first micro-batch then pays their start-up)",
+    )
+    runner.add_argument(
+        "--keep-warm-after",
+        type=float,
+        default=DEFAULT_KEEP_WARM_AFTER,
+        metavar="SECONDS",
+        help="with no micro-batch for SECONDS, run the science step on synthetic alerts so "
+        "that Spark, which stops Python workers idle for a minute, keeps them started "
+        f"(default {DEFAULT_KEEP_WARM_AFTER:g}; 0: never)",
     )
     runner.add_argument(
         "--until-idle",

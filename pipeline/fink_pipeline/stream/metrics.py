@@ -54,6 +54,13 @@ class PipelineMetrics:
             ["pipeline", "filter"],
             registry=r,
         )
+        self.workers_kept_warm = Counter(
+            "fink_pipeline_workers_kept_warm",
+            "Runs of the science step on synthetic alerts that kept a quiet stream's Python "
+            "workers started past Spark's idle minute",
+            ["pipeline"],
+            registry=r,
+        )
         self.module_seconds = Counter(
             "fink_pipeline_module_seconds",
             "Processing time spent in each science module (and in decoding), summed over tasks",

@@ -28,7 +28,7 @@ from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.settings import RunSettings
 from fink_pipeline.stream.sinks import ParquetArchive, TransactionalKafka
-from fink_pipeline.stream.warm_up import warm_up
+from fink_pipeline.stream.warm_up import KeepWarm, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,8 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
     stop = threading.Event()
     _stop_on_signals(stop)
     started = time.monotonic()
+    # a quiet stream keeps its warmed-up workers past Spark's idle minute (warm_up.py)
+    keeper = KeepWarm(spark, settings.keep_warm_after) if settings.keep_warm_after > 0 else None
     try:
         while query.isActive and not stop.is_set():
             if query.exception() is not None:
@@ -170,6 +172,12 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
                     settings.until_idle_seconds,
                 )
                 break
+            if (
+                keeper is not None
+                and not query.status["isTriggerActive"]
+                and keeper.tick(writer.current_step, writer.last_rows_at)
+            ):
+                metrics.workers_kept_warm.labels(settings.spec.name).inc()
             stop.wait(1.0)
     finally:
         if query.isActive and query.exception() is None:

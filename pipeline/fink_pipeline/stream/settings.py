@@ -24,6 +24,9 @@ ENV_SPARK_JARS = "FINK_SPARK_JARS"
 # night's backlog read at once would not fit the 1 GB driver and executor defaults; 5,000
 # is ~330 MB of source values spread over the tasks, a few seconds of work on 2 cores
 DEFAULT_MAX_OFFSETS_PER_TRIGGER = 5_000
+# seconds without a micro-batch before the Python workers are exercised (warm_up.KeepWarm):
+# Spark stops every worker idle for a minute, a fixed time
+DEFAULT_KEEP_WARM_AFTER = 40.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class RunSettings:
     until_idle_seconds: float | None
     metrics_address: str = "127.0.0.1"
     warm_up: bool = True  # start the Python workers before the query (warm_up.py)
+    keep_warm_after: float = DEFAULT_KEEP_WARM_AFTER  # 0: let Spark stop idle workers
 
     @property
     def source_bootstrap(self) -> str:
@@ -87,6 +91,7 @@ def settings_for(
     trigger_interval: str | None = None,
     until_idle_seconds: float | None = None,
     warm_up: bool = True,
+    keep_warm_after: float = DEFAULT_KEEP_WARM_AFTER,
 ) -> RunSettings:
     """Resolve a run; raises the core's NeedsUser/MissingReference errors for what is wrong."""
     connections = resolve(
@@ -108,6 +113,7 @@ def settings_for(
         trigger_interval=trigger_interval or spec.spark.trigger_interval,
         until_idle_seconds=until_idle_seconds,
         warm_up=warm_up,
+        keep_warm_after=keep_warm_after,
     )
 
 

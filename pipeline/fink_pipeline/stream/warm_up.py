@@ -15,13 +15,20 @@ paid before. A filter applied later still pays that in its first batch.
 Nothing is written: the step runs without its HBase target and its output is
 dropped. Spark keeps idle workers for a minute and reuses them, so the query's
 first tasks find them warm.
+
+That minute is fixed (PythonWorkerFactory stops every idle worker once none has
+been used for a minute), so a stream quiet for longer would pay the start-up
+again on its next alerts. KeepWarm runs the same dry step whenever the workers
+have had nothing to do for a while (settings.DEFAULT_KEEP_WARM_AFTER: 40 s,
+well inside the minute, with room for the factory's check every 10 s).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +38,7 @@ import pyarrow.compute as pc
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.stream.live_filters import stopped_in
 from fink_pipeline.stream.science_step import ScienceStep, pass_column
+from fink_pipeline.stream.settings import DEFAULT_KEEP_WARM_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +69,10 @@ def dry_step(step: ScienceStep) -> ScienceStep:
     return replace(step, hbase=None, batch_id=None, schema_registry=None)
 
 
-def warm_up(spark: Any, step: ScienceStep) -> WarmedUp | None:
+def warm_up(spark: Any, step: ScienceStep, quiet: bool = False) -> WarmedUp | None:
     """Every task slot's worker started on synthetic alerts; None if that failed
-    (logged: the pipeline runs anyway and its first micro-batch pays the start-up)."""
+    (logged: the pipeline runs anyway and its first micro-batch pays the start-up).
+    Quiet (KeepWarm's runs) logs what went well at debug level only."""
     started = time.monotonic()
     slots = max(1, int(spark.sparkContext.defaultParallelism))
     try:
@@ -79,8 +88,14 @@ def warm_up(spark: Any, step: ScienceStep) -> WarmedUp | None:
     stopped = stopped_in(out.column("_timings").to_pylist())
     done = WarmedUp(slots, out.num_rows, rejected, time.monotonic() - started, passed, stopped)
     for name, why in stopped.items():  # the first batch runs it again (and reports it)
-        log.warning("ScienceFilter %s failed on the warm-up's synthetic alerts: %s", name, why)
-    log.info(
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "ScienceFilter %s failed on the warm-up's synthetic alerts: %s",
+            name,
+            why,
+        )
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
         "%d task slots warmed up on %d synthetic alerts in %.1f s (filters passed %s)",
         done.slots,
         done.alerts,
@@ -92,3 +107,34 @@ def warm_up(spark: Any, step: ScienceStep) -> WarmedUp | None:
 
 def _true_count(flags: pa.ChunkedArray) -> int:
     return int(pc.sum(flags.cast(pa.int64())).as_py() or 0)
+
+
+@dataclass
+class KeepWarm:
+    """Keeps a quiet stream's Python workers alive past Spark's idle minute.
+
+    `tick` is called often (the runner's loop, once a second); it runs the dry
+    step when neither a micro-batch nor an earlier run used the workers for
+    `after` seconds. The step is asked for only then (it reads the control topic).
+    """
+
+    spark: Any
+    after: float = DEFAULT_KEEP_WARM_AFTER
+    last_run: float = field(default_factory=time.monotonic)
+    runs: int = 0
+
+    def tick(self, step: Callable[[], ScienceStep], busy_until: float) -> bool:
+        """Whether the workers were exercised now; busy_until: the last batch's end."""
+        now = time.monotonic()
+        if now - max(busy_until, self.last_run) < self.after:
+            return False
+        try:
+            current = step()
+        except Exception as error:  # like the warm-up, never a reason to stop the pipeline
+            log.warning("keeping the Python workers warm skipped: %s", error)
+            self.last_run = now
+            return False
+        warm_up(self.spark, current, quiet=True)
+        self.last_run = time.monotonic()
+        self.runs += 1
+        return True

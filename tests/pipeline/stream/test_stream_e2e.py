@@ -73,7 +73,11 @@ def test_alerts_flow_to_every_sink_exactly_once_and_bad_ones_to_dead_letters(
     values = world.produce(1200, malformed=24)
     port = free_port()
     started = time.time()
-    run = world.start("--until-idle", "6", "--max-offsets-per-trigger", "400", metrics_port=port)
+    # keep-warm after 2 s: its runs go on while the pipeline idles its last 6 s
+    run = world.start(
+        "--until-idle", "6", "--max-offsets-per-trigger", "400", "--keep-warm-after", "2",
+        metrics_port=port,
+    )  # fmt: skip
     readings = watch_metrics(run, port)
     world.wait(run)
     finished = time.time()
@@ -143,6 +147,8 @@ def assert_metrics_follow_from_the_run(
         f: len(ids) for f, ids in want.selected.items()
     }
 
+    # the idle end of the run kept the workers warm (warm_up.KeepWarm, --keep-warm-after 2)
+    assert metric_sum(last, "fink_pipeline_workers_kept_warm_total", pipeline=name) >= 1
     modules = by_label(last, "fink_pipeline_module_seconds_total", "module")
     assert set(modules) == {*MODULES, "decode"} and min(modules.values()) > 0, modules
     stages = by_label(last, "fink_pipeline_stage_seconds_total", "stage")

@@ -6,8 +6,10 @@ it moves out of the first micro-batch is measured by bench/pipeline_throughput.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import happybase
@@ -20,7 +22,13 @@ from fink_pipeline.science import plan_for
 from fink_pipeline.stream import science_step
 from fink_pipeline.stream.live_filters import as_filter
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
-from fink_pipeline.stream.warm_up import ALERTS_PER_SLOT, dry_step, warm_up, warm_up_rows
+from fink_pipeline.stream.warm_up import (
+    ALERTS_PER_SLOT,
+    KeepWarm,
+    dry_step,
+    warm_up,
+    warm_up_rows,
+)
 from fink_stack.endpoints import Endpoints
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
@@ -125,3 +133,54 @@ def test_live_science_filters_start_in_the_workers_sandboxes_before_the_query(
     assert list(done.stopped) == ["raiser"]
     assert "not on these alerts" in done.stopped["raiser"]
     assert "ScienceFilter raiser failed on the warm-up's synthetic alerts" in caplog.text
+
+
+def python_workers() -> set[int]:
+    """Spark's Python workers under this process: the pyspark daemon's forked children."""
+    daemons, parents = set(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if b"pyspark.daemon" in command:
+            daemons.add(int(entry.name))
+            parents[int(entry.name)] = parent
+    return {pid for pid in daemons if parents[pid] in daemons}
+
+
+@pytest.mark.stack
+def test_keep_warm_runs_only_after_the_workers_were_idle_long_enough(spark: Any) -> None:
+    asked: list[int] = []
+
+    def step() -> ScienceStep:
+        asked.append(1)
+        return ScienceStep(plan_for("ztf", ["quality_cuts"], []))
+
+    keeper = KeepWarm(spark, after=3600)
+    assert not keeper.tick(step, busy_until=time.monotonic())
+    assert asked == []  # the control topic is not read for nothing
+    keeper = KeepWarm(spark, after=0.5, last_run=0.0)
+    assert not keeper.tick(step, busy_until=time.monotonic())  # a batch just ended
+    time.sleep(0.6)
+    assert keeper.tick(step, busy_until=0.0) and keeper.runs == 1 and asked == [1]
+
+
+@pytest.mark.stack
+def test_kept_warm_workers_outlive_sparks_idle_minute(spark: Any) -> None:
+    """Spark stops every Python worker idle for a minute; KeepWarm's runs keep the same
+    ones alive, so a stream's first alerts after a quiet spell find them started."""
+    step = ScienceStep(plan_for("ztf", ["quality_cuts", "crossmatch"], []))
+    assert warm_up(spark, step) is not None
+    started = python_workers()
+    assert started, "the warm-up leaves started workers"
+    keeper = KeepWarm(spark, after=20.0)
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 85:  # Spark checks every 10 s for a minute idle
+        keeper.tick(lambda: step, busy_until=quiet_since)
+        time.sleep(1.0)
+    assert keeper.runs >= 3
+    assert started <= python_workers(), "a worker started by the warm-up was stopped"
