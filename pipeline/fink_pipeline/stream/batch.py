@@ -149,6 +149,12 @@ class MicroBatchWriter:
         self.plan = step.plan
         return step
 
+    def last_step(self) -> ScienceStep:
+        """The step the last micro-batch ran (before any: the pipeline's own), without
+        reading the control topic: safe beside a batch running in Spark's stream thread,
+        which current_step (its consumer, live_ran) is not."""
+        return replace(self.step, plan=self.plan)
+
     def current_step(self) -> ScienceStep:
         """The pipeline's step with the ScienceFilters live now, read from the control topic.
 

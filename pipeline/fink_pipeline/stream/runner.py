@@ -175,7 +175,7 @@ def run(settings: RunSettings, metrics: PipelineMetrics | None = None) -> RunSum
             if (
                 keeper is not None
                 and not query.status["isTriggerActive"]
-                and keeper.tick(writer.current_step, writer.last_rows_at)
+                and keeper.tick(writer.last_step, writer.last_rows_at)
             ):
                 metrics.workers_kept_warm.labels(settings.spec.name).inc()
             stop.wait(1.0)

@@ -115,7 +115,9 @@ class KeepWarm:
 
     `tick` is called often (the runner's loop, once a second); it runs the dry
     step when neither a micro-batch nor an earlier run used the workers for
-    `after` seconds. The step is asked for only then (it reads the control topic).
+    `after` seconds. The step is asked for only then: the runner gives the last
+    batch's (a ScienceFilter published meanwhile loads in its first batch, as
+    after the warm-up).
     """
 
     spark: Any
@@ -134,7 +136,7 @@ class KeepWarm:
             log.warning("keeping the Python workers warm skipped: %s", error)
             self.last_run = now
             return False
-        warm_up(self.spark, current, quiet=True)
+        done = warm_up(self.spark, current, quiet=True)  # a failure is logged there
         self.last_run = time.monotonic()
-        self.runs += 1
-        return True
+        self.runs += done is not None
+        return done is not None
