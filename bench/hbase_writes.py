@@ -1,6 +1,6 @@
 """HBase writes per core: the pipeline's Thrift path against the HBase Java client.
 
-    .venv/bin/python bench/hbase_writes.py [--rows 20000] [--rounds 2]
+    .venv/bin/python bench/hbase_writes.py [--rows 20000] [--rounds 3]
 
 Issue 10 asks for HBase writes of at least 5,000 rows/s per core, "e.g. batched
 mutations through Thrift2, or the HBase Java client on the executors' JVM".
@@ -155,6 +155,20 @@ def java_client(layout: Layout) -> list[str]:
     return [*java, "HBaseWrites"]
 
 
+def figures(client: float, wall: float, servers: dict[str, float]) -> dict[str, float]:
+    """One round's CPU seconds (the client's, HBase's, the gateway's) and wall seconds."""
+    return {
+        "client": client,
+        "hbase": servers.get("hbase-master", 0.0),
+        "thrift": servers.get("hbase-thrift", 0.0),
+        "wall": wall,
+    }
+
+
+def cpu(round_figures: dict[str, float]) -> float:
+    return round_figures["client"] + round_figures["hbase"] + round_figures["thrift"]
+
+
 def fresh_table(connection: happybase.Connection, name: str) -> str:
     connection.create_table(name, {f: {"max_versions": 1} for f in FAMILIES})
     return name
@@ -173,13 +187,7 @@ def thrift_round(
     client, wall = time.process_time() - client, time.perf_counter() - started
     writer.close()
     share.sample()
-    servers = share.since("start")
-    return {
-        "client": client,
-        "hbase": servers.get("hbase-master", 0.0),
-        "thrift": servers.get("hbase-thrift", 0.0),
-        "wall": wall,
-    }
+    return figures(client, wall, share.since("start"))
 
 
 def java_round(command: list[str], rows_file: Path, tables: list[str]) -> dict[str, float]:
@@ -194,7 +202,7 @@ def java_round(command: list[str], rows_file: Path, tables: list[str]) -> dict[s
     )
     assert java.stdin is not None and java.stdout is not None
     share = CpuShare(os.getpid())
-    figures: dict[str, float] = {}
+    measured: dict[str, float] = {}
 
     def answer() -> str:
         """The client's next line, past the log lines HBase's logging prints to stdout."""
@@ -212,23 +220,17 @@ def java_round(command: list[str], rows_file: Path, tables: list[str]) -> dict[s
         java.stdin.flush()
         client, wall = (float(x) for x in answer().split())
         share.sample()
-        servers = share.since("start")
-        figures = {
-            "client": client,
-            "hbase": servers.get("hbase-master", 0.0),
-            "thrift": servers.get("hbase-thrift", 0.0),
-            "wall": wall,
-        }
+        measured = figures(client, wall, share.since("start"))
     java.stdin.close()
     if java.wait(60) != 0:
         raise SystemExit(f"the Java client failed:\n{java.stderr.read()[-3000:]}")
-    return figures
+    return measured
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
     endpoints = api.ensure_up(("hbase",), quiet=True)
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return tables[-1]
 
     def best(runs: list[dict[str, float]]) -> dict[str, float]:
-        return min(runs, key=lambda f: f["client"] + f["hbase"] + f["thrift"])
+        return min(runs, key=cpu)
 
     try:
         thrift_round(endpoints, table("thrift-warm"), keys, cells)  # the caches, the regions
@@ -275,15 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':8s} {'client':>8s} {'hbase':>8s} {'thrift':>8s} {'all':>8s} "
           f"{'rows/s/core':>12s} {'rows/s wall':>12s}")  # fmt: skip
     for kind, f in results.items():
-        total = f["client"] + f["hbase"] + f["thrift"]
+        total = cpu(f)
         print(
             f"{kind:8s} {f['client'] / rows * 1e6:8.0f} {f['hbase'] / rows * 1e6:8.0f} "
             f"{f['thrift'] / rows * 1e6:8.0f} {total / rows * 1e6:8.0f} "
             f"{rows / total:12,.0f} {rows / f['wall']:12,.0f}"
         )
-    thrift_all = sum(results["thrift"][k] for k in ("client", "hbase", "thrift"))
-    java_all = sum(results["java"][k] for k in ("client", "hbase", "thrift"))
-    print(f"java / thrift, rows per core: {thrift_all / java_all:.2f}x (goal: 5,000 rows/s/core)")
+    ratio = cpu(results["thrift"]) / cpu(results["java"])
+    print(f"java / thrift, rows per core: {ratio:.2f}x (goal: 5,000 rows/s/core)")
     print(
         f"(the thrift client's CPU excludes building the cells: {building / rows * 1e6:.0f} µs/row)"
     )
