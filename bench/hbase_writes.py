@@ -7,8 +7,11 @@ mutations through Thrift2, or the HBase Java client on the executors' JVM".
 This writes the same rows both ways into fresh tables of the local stack's
 HBase and counts every CPU second they cost, client and servers alike:
 
-  thrift      what the pipeline's tasks do: happybase through the Thrift
+  thrift      what the pipeline's tasks do: mutateRows calls written from
+              the cells' columns (thrift_mutations.py) through the Thrift
               gateway, 1,000-row chunks (sinks.HBaseWriter)
+  happybase   the same rows through happybase, a Mutation object per cell
+              (what the tasks did before thrift_mutations.py)
   java        the HBase Java client (BufferedMutator, 8 MiB write buffer)
               straight to the region server, in its own JVM
 
@@ -40,9 +43,10 @@ from pipeline_throughput import FILTERS, document
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.science import enrich, plan_science, select
-from fink_pipeline.stream.rows import hbase_cells, row_keys
+from fink_pipeline.stream.rows import cells_by_row, hbase_columns, row_keys
 from fink_pipeline.stream.science_step import hbase_families, pass_column
-from fink_pipeline.stream.sinks import HBaseWriter
+from fink_pipeline.stream.sinks import MUTATIONS_PER_REQUEST, HBaseWriter
+from fink_pipeline.stream.thrift_mutations import CellColumn
 from fink_stack import api, services
 from fink_stack.layout import Layout
 
@@ -107,7 +111,7 @@ public class HBaseWrites {
 """
 
 
-def pipeline_rows(count: int) -> tuple[list[bytes], list[dict[bytes, bytes]], float]:
+def pipeline_rows(count: int) -> tuple[list[bytes], list[CellColumn], float]:
     """The rows a pipeline's tasks would write for `count` light ZTF alerts, and the
     seconds building their cells took."""
     spec = parse_pipeline(document("bench-hbase", Path(tempfile.gettempdir())))
@@ -121,8 +125,8 @@ def pipeline_rows(count: int) -> tuple[list[bytes], list[dict[bytes, bytes]], fl
     families = hbase_families(plan, list(FAMILIES))
     started = time.process_time()
     keys = row_keys(enriched, "ztf")
-    cells = hbase_cells(enriched, families)
-    return keys, cells, time.process_time() - started
+    columns = hbase_columns(enriched, families)
+    return keys, columns, time.process_time() - started
 
 
 def write_rows_file(path: Path, keys: list[bytes], cells: list[dict[bytes, bytes]]) -> None:
@@ -175,17 +179,38 @@ def fresh_table(connection: happybase.Connection, name: str) -> str:
 
 
 def thrift_round(
-    endpoints: Any, table: str, keys: list[bytes], cells: list[dict[bytes, bytes]]
+    endpoints: Any, table: str, keys: list[bytes], columns: list[CellColumn]
 ) -> dict[str, float]:
     writer = HBaseWriter(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port, table)
-    writer.put(keys[:1], cells[:1])  # connected before the clock starts
+    writer.put(keys[:1], [(q, values[:1]) for q, values in columns])  # connected first
     share = CpuShare(os.getpid())
     share.mark("start")
     client, started = time.process_time(), time.perf_counter()
     for at in range(0, len(keys), CHUNK):
-        writer.put(keys[at : at + CHUNK], cells[at : at + CHUNK])
+        chunk = [(q, values[at : at + CHUNK]) for q, values in columns]
+        writer.put(keys[at : at + CHUNK], chunk)
     client, wall = time.process_time() - client, time.perf_counter() - started
     writer.close()
+    share.sample()
+    return figures(client, wall, share.since("start"))
+
+
+def happybase_round(
+    endpoints: Any, table: str, keys: list[bytes], cells: list[dict[bytes, bytes]]
+) -> dict[str, float]:
+    connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
+    target = connection.table(table)
+    target.put(keys[0], cells[0])  # connected before the clock starts
+    share = CpuShare(os.getpid())
+    share.mark("start")
+    client, started = time.process_time(), time.perf_counter()
+    for at in range(0, len(keys), CHUNK):
+        with target.batch(batch_size=MUTATIONS_PER_REQUEST) as batch:
+            for key, row in zip(keys[at : at + CHUNK], cells[at : at + CHUNK], strict=True):
+                if row:
+                    batch.put(key, row)
+    client, wall = time.process_time() - client, time.perf_counter() - started
+    connection.close()
     share.sample()
     return figures(client, wall, share.since("start"))
 
@@ -236,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = api.ensure_up(("hbase",), quiet=True)
     layout = Layout.default()
     print(f"building {args.rows} rows as the pipeline's tasks do ...", flush=True)
-    keys, cells, building = pipeline_rows(args.rows)
+    keys, columns, building = pipeline_rows(args.rows)
+    cells = cells_by_row(columns, len(keys))
     per_row = sum(map(len, cells)) / len(cells)
     print(f"  {per_row:.0f} cells per row; building them {building / len(keys) * 1e6:.0f} µs/row")
     command = java_client(layout)
@@ -257,9 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         return min(runs, key=cpu)
 
     try:
-        thrift_round(endpoints, table("thrift-warm"), keys, cells)  # the caches, the regions
+        thrift_round(endpoints, table("thrift-warm"), keys, columns)  # caches, regions
+        results["happybase"] = best(
+            [
+                happybase_round(endpoints, table(f"happybase-{r}"), keys, cells)
+                for r in range(args.rounds)
+            ]
+        )
         results["thrift"] = best(
-            [thrift_round(endpoints, table(f"thrift-{r}"), keys, cells) for r in range(args.rounds)]
+            [
+                thrift_round(endpoints, table(f"thrift-{r}"), keys, columns)
+                for r in range(args.rounds)
+            ]
         )
         results["java"] = best(
             [
@@ -274,19 +309,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = len(keys)
     print("\n== HBase writes, core-µs per row (client + servers' CPU)")
-    print(f"{'':8s} {'client':>8s} {'hbase':>8s} {'thrift':>8s} {'all':>8s} "
+    print(f"{'':10s} {'client':>8s} {'hbase':>8s} {'thrift':>8s} {'all':>8s} "
           f"{'rows/s/core':>12s} {'rows/s wall':>12s}")  # fmt: skip
     for kind, f in results.items():
         total = cpu(f)
         print(
-            f"{kind:8s} {f['client'] / rows * 1e6:8.0f} {f['hbase'] / rows * 1e6:8.0f} "
+            f"{kind:10s} {f['client'] / rows * 1e6:8.0f} {f['hbase'] / rows * 1e6:8.0f} "
             f"{f['thrift'] / rows * 1e6:8.0f} {total / rows * 1e6:8.0f} "
             f"{rows / total:12,.0f} {rows / f['wall']:12,.0f}"
         )
+    ratio = cpu(results["happybase"]) / cpu(results["thrift"])
+    print(f"thrift / happybase, rows per core: {ratio:.2f}x")
     ratio = cpu(results["thrift"]) / cpu(results["java"])
     print(f"java / thrift, rows per core: {ratio:.2f}x (goal: 5,000 rows/s/core)")
     print(
-        f"(the thrift client's CPU excludes building the cells: {building / rows * 1e6:.0f} µs/row)"
+        "(the Thrift clients' CPU excludes building the cells' bytes: "
+        f"{building / rows * 1e6:.0f} µs/row)"
     )
     return 0
 

@@ -31,7 +31,7 @@ from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
 from fink_pipeline.stream import faults
 from fink_pipeline.stream.live_filters import FAILURE_TIMING, take_chunk_failures
-from fink_pipeline.stream.rows import cutout_cells, hbase_cells, row_keys
+from fink_pipeline.stream.rows import cutout_columns, hbase_columns, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
 
 META_COLUMNS = {
@@ -171,11 +171,10 @@ class ScienceStep:
         if self.hbase is not None and len(enriched):
             started = time.perf_counter()
             keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
-            cells = hbase_cells(enriched, dict(self.hbase.families))
+            columns = hbase_columns(enriched, dict(self.hbase.families))
             if stamps is not None:
-                for row, stamp_cells in zip(cells, cutout_cells(stamps), strict=True):
-                    row.update(stamp_cells)
-            _hbase_writer(self.hbase).put(keys, cells, self.batch_id)
+                columns += cutout_columns(stamps)
+            _hbase_writer(self.hbase).put(keys, columns, self.batch_id)
             timings[HBASE_TIMING] = time.perf_counter() - started
             faults.reached("hbase-write", self.batch_id)
         enriched["_reject"] = None

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import happybase
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,13 +28,19 @@ from thriftpy2.transport import TTransportException
 from fink_core.connections import KafkaConnection
 from fink_pipeline.stream import faults, storage
 from fink_pipeline.stream.progress import SinkProgress, progress_key, progress_value
+from fink_pipeline.stream.thrift_mutations import (
+    CellColumn,
+    ThriftMutations,
+    encoded_rows,
+    requests,
+)
 
 log = logging.getLogger(__name__)
 
 # Thrift's own transport errors (a connection refused, or dropped: "TSocket read 0
 # bytes") are not OSErrors; EOFError and OSError come from the socket underneath
 THRIFT_TRANSPORT_ERRORS = (TTransportException, OSError, EOFError)
-# Cells (not rows: happybase counts mutations) sent per Thrift request: about 500
+# Cells (whole rows, until one passes this count) sent per Thrift request: about 500
 # alerts of ~40 cells. A request of 1,000 cells (27 alerts) spent most of its time
 # in round trips: 5,300-5,600 rows/s against the stack's HBase, 6,600-8,300 with
 # 20,000-40,000 (measured with 37-cell rows, 10,000 of them)
@@ -83,31 +88,30 @@ class HBaseWriter:
     """Puts rows through the Thrift server; reconnects once if the connection dropped."""
 
     def __init__(
-        self, host: str, port: int, table: str, batch_size: int = MUTATIONS_PER_REQUEST
+        self, host: str, port: int, table: str, cells_per_request: int = MUTATIONS_PER_REQUEST
     ) -> None:
-        self.host, self.port, self.table_name, self.batch_size = host, port, table, batch_size
-        self._connection: happybase.Connection | None = None
+        self.host, self.port, self.table_name = host, port, table
+        self.cells_per_request = cells_per_request
+        self._connection: ThriftMutations | None = None
 
-    def _table(self) -> happybase.Table:
+    def _connected(self) -> ThriftMutations:
         if self._connection is None:
-            self._connection = happybase.Connection(
-                self.host, self.port, timeout=60_000, autoconnect=True
-            )
-        return self._connection.table(self.table_name)
+            self._connection = ThriftMutations(self.host, self.port, timeout_ms=60_000)
+        return self._connection
 
     def put(
         self,
         keys: Sequence[bytes],
-        cells: Sequence[Mapping[bytes, bytes]],
+        columns: Sequence[CellColumn],
         batch_id: int | None = None,
     ) -> None:
-        """Write the rows; a lost connection is reopened once (puts are idempotent)."""
+        """Write the rows (`columns`: each cell column's value per key; None is not
+        stored); a lost connection is reopened once (puts are idempotent)."""
+        rows = encoded_rows(keys, columns)
         for attempt in (1, 2):
             try:
-                with self._table().batch(batch_size=self.batch_size) as batch:
-                    for key, row in zip(keys, cells, strict=True):
-                        if row:
-                            batch.put(key, row)
+                for message in requests(self.table_name.encode(), rows, self.cells_per_request):
+                    self._connected().send(message)
                 return
             except THRIFT_TRANSPORT_ERRORS as error:
                 self._drop()

@@ -81,7 +81,7 @@ def test_cells_are_text_and_nulls_are_not_stored() -> None:
         "i": ["objectId", "fid", "magpsf", "rb", "prv_magpsf", "ssnamenr"],
         "d": ["quality_ok"],
     }
-    (cells,) = rows.hbase_cells(frame, families)
+    (cells,) = rows.cells_by_row(rows.hbase_columns(frame, families), len(frame))
     assert cells == {
         b"i:objectId": b"a",
         b"i:fid": b"2",
@@ -256,8 +256,8 @@ class CapturingWriter:
     def __init__(self) -> None:
         self.rows: dict[bytes, dict[bytes, bytes]] = {}
 
-    def put(self, keys: Any, cells: Any, batch_id: int | None = None) -> None:
-        self.rows.update(zip(keys, cells, strict=True))
+    def put(self, keys: Any, columns: Any, batch_id: int | None = None) -> None:
+        self.rows.update(zip(keys, rows.cells_by_row(columns, len(keys)), strict=True))
 
 
 @pytest.mark.parametrize("stored", [True, False], ids=["store", "drop"])
