@@ -2,10 +2,11 @@
 
 happybase makes a Mutation object per cell and a BatchMutation per row, which
 thriftpy2 then serialises: about 70 µs of a task's time per alert of 40 cells,
-more than the HBase client's share of the Java client's whole write. In Thrift's
-binary protocol the call is a few fixed byte strings around each row key,
-qualifier and value, so it is written here directly from the cells' columns:
-the same bytes thriftpy2 writes (a test compares them), at a third of the cost.
+more than the Thrift gateway spends receiving them. In Thrift's binary
+protocol the call is a few fixed byte strings around each row key, qualifier
+and value, so it is written here directly from the cells' columns: the same
+bytes thriftpy2 writes (a test compares them), for a fifth of the client's
+CPU (bench/hbase_writes.py).
 The server's answer is read with thriftpy2, so its errors (IOError,
 IllegalArgument, TApplicationException) are raised as happybase raised them.
 """
