@@ -62,6 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
 NAMESPACE = "fink-demo"
 PIPELINE = "ztf-demo"
+# the demo pipeline's files in each night of its archive (ParquetArchive.file_name)
+ARCHIVE_FILES = f"{NAMESPACE}.{PIPELINE}.batch-*.parquet"
 SOURCE_PARTITIONS = 2
 OPERATOR_METRICS_PORT = 18080
 READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "300"))
@@ -467,7 +469,7 @@ def show_sinks(demo: Demo, spec: PipelineSpec, metrics: dict[str, float]) -> Non
             f"node: {total} rows in {len(per_night)} nights"
         )
         for night, count in sorted(per_night.items()):
-            files = len(list((root / f"night={night}").glob("batch-*.parquet")))
+            files = len(list((root / f"night={night}").glob(ARCHIVE_FILES)))
             print(f"    night={night}: {count:5d} rows in {files} files")
         demo.summary["parquet"] = total
 
@@ -522,7 +524,7 @@ def parquet_rows(root: Path) -> dict[str, int]:
     for directory in sorted(root.glob("night=*")):
         night = directory.name.partition("=")[2]
         rows[night] = sum(
-            pq.ParquetFile(f).metadata.num_rows for f in directory.glob("batch-*.parquet")
+            pq.ParquetFile(f).metadata.num_rows for f in directory.glob(ARCHIVE_FILES)
         )
     return rows
 
