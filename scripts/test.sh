@@ -18,4 +18,5 @@ trap stop_stack EXIT
 .venv/bin/fink-stack up
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/pytest "$@"
+# the 30 slowest tests at the end: where CI time goes
+.venv/bin/pytest --durations=30 "$@"
