@@ -53,6 +53,7 @@ from fink_pipeline.science import plan_science
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import metric_sum, read_committed, scrape_metrics
 from fink_pipeline.stream.science_step import ScienceStep
+from fink_pipeline.stream.sinks import ParquetArchive
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
@@ -62,8 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
 NAMESPACE = "fink-demo"
 PIPELINE = "ztf-demo"
-# the demo pipeline's files in each night of its archive (ParquetArchive.file_name)
-ARCHIVE_FILES = f"{NAMESPACE}.{PIPELINE}.batch-*.parquet"
+ARCHIVE_FILES = ParquetArchive.files_of(f"{NAMESPACE}.{PIPELINE}")  # in each night
 SOURCE_PARTITIONS = 2
 OPERATOR_METRICS_PORT = 18080
 READY_TIMEOUT_S = int(os.environ.get("FINK_DEMO_READY_TIMEOUT", "300"))

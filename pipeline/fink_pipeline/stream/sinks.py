@@ -163,6 +163,11 @@ class ParquetArchive:
     def file_name(self, batch_id: int) -> str:
         return f"{self.pipeline}.batch-{batch_id:09d}.parquet"
 
+    @staticmethod
+    def files_of(pipeline: str) -> str:
+        """The glob of one pipeline's files in a night's directory (file_name's names)."""
+        return f"{pipeline}.batch-*.parquet"
+
     def write(self, batch_id: int, table: pa.Table, nights: pd.Series) -> int:
         written = 0
         night_values = nights.to_numpy(dtype=object)
