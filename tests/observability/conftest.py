@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,10 +139,34 @@ def _restarts(pipelines: Pipelines, name: str) -> int:
     return int((status.get("job") or {}).get("restarts", 0))
 
 
+HERE = Path(__file__).parent
+# The story's live parts (trickle, operator, streaming job, namespace), closed as soon as
+# the last test of this folder is done rather than at the end of the session: a session
+# fixture would keep them streaming beside every later test (pytest's "package" scope is
+# the session's in a folder without __init__.py).
+_live = contextlib.ExitStack()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or HERE not in nextitem.path.parents:
+        _live.close()
+
+
 @pytest.fixture(scope="session")
 def streamed(
     stack: Endpoints, prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StreamedRun]:
+    with _live:
+        yield _start_story(_live, stack, prometheus, tmp_path_factory)
+
+
+def _start_story(
+    live: contextlib.ExitStack,
+    stack: Endpoints,
+    prometheus: Prometheus,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StreamedRun:
+    """Play the story, leaving what must outlast it (and its clean-up) on `live`."""
     helpers = _operator_helpers()
     kube = config.new_client_from_config(config_file=str(stack.kubeconfig))
     core = client.CoreV1Api(kube)
@@ -161,20 +186,17 @@ def streamed(
     )
     run = StreamedRun(namespace, world.name, broken, f"127.0.0.1:{operator.port}", run_id)
     producer = Producer(world)
-    try:
-        world.create_source()
-        operator.start()
-        with (
-            loaded_rules(prometheus, run_id),
-            scraped_operator(prometheus, run.operator, run_id),
-        ):
-            _story(run, world, producer, pipelines, core, prometheus)
-            yield run
-    finally:
-        producer.close()
-        operator.stop()
-        helpers._release_namespace(kube, namespace)
-        _drop_data(stack, world)
+    # closed last in, first out: the data, the namespace, the operator, then the producer
+    live.callback(_drop_data, stack, world)
+    live.callback(helpers._release_namespace, kube, namespace)
+    live.callback(operator.stop)
+    live.callback(producer.close)
+    world.create_source()
+    operator.start()
+    live.enter_context(loaded_rules(prometheus, run_id))
+    live.enter_context(scraped_operator(prometheus, run.operator, run_id))
+    _story(run, world, producer, pipelines, core, prometheus)
+    return run
 
 
 class Producer:
