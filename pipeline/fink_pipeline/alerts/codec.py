@@ -83,6 +83,9 @@ class DecodedBatch:
 
     frame: pd.DataFrame
     rejects: list[Reject]
+    # ZTF: the container prefixes (magic and metadata, up to the sync marker) of the
+    # alerts read with exactly our schema and no codec: what the JVM can decode next time
+    plain_prefixes: frozenset[bytes] = frozenset()
 
 
 class _Refused(Exception):
@@ -228,8 +231,9 @@ def _understand_header(metadata: dict[str, bytes], survey: str) -> _Header:
     return _Header(schema, decompress, canonical == canonical_form(survey), None)
 
 
-def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
-    """The one record of a container and whether its writer schema is exactly ours."""
+def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool, bytes | None]:
+    """The one record of a container, whether its writer schema is exactly ours, and
+    its prefix (magic and metadata) when that schema is exactly ours without a codec."""
     if len(data) < len(CONTAINER_MAGIC) or data[:4] != CONTAINER_MAGIC:
         if len(data) > 5 and data[0] == WIRE_MAGIC:
             (schema_id,) = struct.unpack(">I", data[1:5])
@@ -241,6 +245,7 @@ def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
         raise _Refused(NOT_AVRO, "does not start with the Avro container magic 'Obj\\x01'")
     metadata_start = len(CONTAINER_MAGIC)
     metadata, pos = _read_metadata(data, metadata_start)
+    prefix_end = pos
     key = data[metadata_start:pos]
     header = _HEADERS.get(key)
     if header is None:
@@ -270,7 +275,8 @@ def _container_record(data: bytes, survey: str) -> tuple[dict[str, Any], bool]:
         raise _Refused(NOT_AVRO, f"corrupt Avro data block ({type(error).__name__})") from None
     if not isinstance(record, dict):
         raise _Refused(WRONG_SCHEMA, "container record is not a record")
-    return record, header.exact
+    plain = header.exact and header.decompress is _identity
+    return record, header.exact, data[:prefix_end] if plain else None
 
 
 @dataclass(frozen=True)
@@ -486,16 +492,19 @@ def decode_batch(
     columns_for(survey)  # an unknown survey is our caller's bug: raise now
     gathered = _Columns(survey, cutouts)
     rejects: list[Reject] = []
+    plain_prefixes: set[bytes] = set()
     for position, data in enumerate(values):
         try:
             if data is None or len(data) == 0:
                 raise _Refused(NOT_AVRO, "empty message")
             data = bytes(data)
             if survey == "ztf":
-                record, exact = _container_record(data, survey)
+                record, exact, prefix = _container_record(data, survey)
                 if not exact:
                     _check_ztf(record)
                 gathered.add_ztf(record, position)
+                if prefix is not None:
+                    plain_prefixes.add(prefix)
             else:
                 record = _wire_record(data, registry, cutouts)
                 _require(record["diaSource"], LSST_REQUIRED_SOURCE, "diaSource.")
@@ -506,4 +515,4 @@ def decode_batch(
             raise
         except Exception as error:  # never let one message sink the batch
             rejects.append(Reject(position, f"{NOT_AVRO}: {type(error).__name__}: {error}"))
-    return DecodedBatch(frame=gathered.frame(), rejects=rejects)
+    return DecodedBatch(gathered.frame(), rejects, frozenset(plain_prefixes))

@@ -8,7 +8,7 @@ readable, a fink-* package imports). Each error is a SpecError naming the
 field at fault and the fix.
 
 `enrich` and `select` are what the stream calls on every micro-batch (inside
-Spark's mapInPandas); they are plain pandas and run the same on a laptop.
+Spark's tasks, as pandas frames); they are plain pandas and run the same on a laptop.
 """
 
 from __future__ import annotations

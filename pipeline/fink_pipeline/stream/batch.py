@@ -27,9 +27,16 @@ from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
 from fink_pipeline.stream import faults, fink_client_layout, rows
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
+from fink_pipeline.stream.jvm_decode import JvmDecoder
 from fink_pipeline.stream.live_filters import FAILURE_TIMING, LiveFilters, stopped_in
 from fink_pipeline.stream.metrics import PipelineMetrics
-from fink_pipeline.stream.science_step import HBASE_TIMING, ScienceStep, pass_column
+from fink_pipeline.stream.science_step import (
+    DECODED_KEY,
+    HBASE_TIMING,
+    PREFIXES_KEY,
+    ScienceStep,
+    pass_column,
+)
 from fink_pipeline.stream.sinks import (
     OutgoingMessage,
     ParquetArchive,
@@ -92,6 +99,8 @@ class MicroBatchWriter:
         )
         self.sinks = sinks
         self.metrics = metrics
+        # ZTF containers with a prefix the tasks reported are decoded in Spark's JVM
+        self.jvm = JvmDecoder(step.plan.survey, step.stores_cutouts)
         self.last_rows_at = time.monotonic()
         self.reports: list[BatchReport] = []
         self.lag: dict[tuple[str, int], int] = {}
@@ -116,7 +125,8 @@ class MicroBatchWriter:
         try:
             faults.reached("batch", batch_id)
             step = self._batch_step(batch_id)
-            chunks = raw.mapInPandas(step, schema=step.spark_schema()).toArrow()
+            source = self.jvm.columns(raw)  # the alerts the JVM can decode, decoded
+            chunks = source.mapInArrow(step, schema=step.spark_schema()).toArrow()
             output = step.rows_of(chunks)
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
@@ -327,14 +337,29 @@ class MicroBatchWriter:
         self.metrics.stage_seconds.labels(self.pipeline, name).inc(time.monotonic() - since)
 
     def _record_timings(self, timings: pd.Series) -> None:
+        prefixes: set[bytes] = set()
         for text in timings.dropna():
             for module, seconds in json.loads(text).items():
                 if module.startswith(FAILURE_TIMING):
                     continue  # not a time: a stopped ScienceFilter (live_filters.stopped_in)
+                if module == PREFIXES_KEY:
+                    prefixes.update(bytes.fromhex(p) for p in seconds)
+                    continue
+                if module == DECODED_KEY:
+                    for decoder, count in seconds.items():
+                        self.metrics.alerts_decoded.labels(self.pipeline, decoder).inc(count)
+                    continue
                 if module == HBASE_TIMING:  # task seconds, summed over the tasks
                     self.metrics.stage_seconds.labels(self.pipeline, "hbase").inc(seconds)
                 else:
                     self.metrics.module_seconds.labels(self.pipeline, module).inc(seconds)
+        for prefix in self.jvm.learn(prefixes):
+            log.info(
+                "from the next micro-batch on, Spark's JVM decodes the ZTF alerts whose Avro "
+                "container starts with this %d-byte prefix (writer schema exactly the "
+                "pipeline's, no codec); the Python workers decode the others",
+                len(prefix),
+            )
 
     def _source_bounds(
         self, ends: Mapping[tuple[str, int], int]

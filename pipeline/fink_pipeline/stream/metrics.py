@@ -61,6 +61,12 @@ class PipelineMetrics:
             ["pipeline"],
             registry=r,
         )
+        self.alerts_decoded = Counter(
+            "fink_pipeline_alerts_decoded",
+            "Alerts decoded, by where: Spark's JVM (jvm) or the tasks' Python workers (python)",
+            ["pipeline", "decoder"],
+            registry=r,
+        )
         self.module_seconds = Counter(
             "fink_pipeline_module_seconds",
             "Processing time spent in each science module (and in decoding), summed over tasks",

@@ -1,12 +1,15 @@
 """What every Spark task runs on its slice of a micro-batch: decode, enrich, select.
 
-This is the function given to mapInPandas. It receives the raw Kafka records
-(value, topic, partition, offset, timestamp) and makes one row per message:
+This is the function given to mapInArrow. It receives the raw Kafka records
+(value, topic, partition, offset, timestamp), with the alerts Spark's JVM
+decoded already as columns (jvm_decode.py: their value is then null), and
+makes one row per message:
 a good alert with its science columns and one pass_<filter> flag per filter,
 or a rejected message with the reason and its original bytes (the dead-letter
 topic gets them). Given an HBase target, it also writes the good alerts' rows.
 Per-module seconds ride along in `_timings` on the first row of each chunk,
-since the tasks' Python workers cannot reach the driver's metrics.
+since the tasks' Python workers cannot reach the driver's metrics; so do the
+container prefixes the JVM may decode from the next batch on (PREFIXES_KEY).
 
 The rows leave the task as one Arrow IPC stream per chunk, a single binary
 value (`_chunk`), which only the driver opens. Handing Spark ~60 typed columns
@@ -21,6 +24,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,7 @@ from fink_pipeline.alerts.codec import decode_batch
 from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 from fink_pipeline.science import SciencePlan, enrich, select
 from fink_pipeline.stream import faults
+from fink_pipeline.stream.jvm_decode import DECODED, SOURCE_COLUMNS, decoded_frame
 from fink_pipeline.stream.live_filters import FAILURE_TIMING, take_chunk_failures
 from fink_pipeline.stream.rows import cutout_columns, hbase_columns, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
@@ -46,6 +51,8 @@ META_COLUMNS = {
 CHUNK_COLUMN = "_chunk"  # the one column a task yields: a chunk's rows as Arrow IPC
 DECODE_TIMING = "decode"
 HBASE_TIMING = "sink:hbase"  # not a module: reported as a stage of the batch
+PREFIXES_KEY = "_jvm_prefixes"  # not a time: container prefixes (hex) the JVM may decode
+DECODED_KEY = "_decoded_by"  # not a time: alerts of the chunk decoded {"jvm": n, "python": m}
 _NULLABLE_DTYPE = {"bigint": "Int64", "int": "Int32", "boolean": "boolean"}
 _ARROW_TYPES = {
     "string": pa.string(),
@@ -136,10 +143,17 @@ class ScienceStep:
         """What the tasks yield to Spark: one binary per chunk (see the module's doc)."""
         return f"`{CHUNK_COLUMN}` binary"
 
-    def __call__(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    @property
+    def stores_cutouts(self) -> bool:
+        return self.hbase is not None and self.hbase.cutouts
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = self.arrow_schema()
-        for chunk in chunks:
-            yield pd.DataFrame({CHUNK_COLUMN: [to_ipc(self.process(chunk), schema)]})
+        for batch in batches:
+            raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
+            jvm = decoded_frame(batch, self.plan.survey, self.stores_cutouts)
+            chunk = to_ipc(self.process(raw.to_pandas(), jvm), schema)
+            yield pa.RecordBatch.from_pydict({CHUNK_COLUMN: [chunk]})
 
     def rows_of(self, chunks: pa.Table) -> pa.Table:
         """The driver's side: the rows of every chunk the tasks yielded, as one table."""
@@ -147,18 +161,36 @@ class ScienceStep:
         tables = [from_ipc(value) for value in chunks.column(CHUNK_COLUMN).to_pylist()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    def process(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """One chunk of raw Kafka records -> one output row per record."""
+    def process(self, raw: pd.DataFrame, jvm: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One chunk of raw Kafka records -> one output row per record.
+
+        `jvm`: the alerts of the chunk Spark's JVM decoded (their `_position` in
+        `raw`); the Python decoder reads the others.
+        """
         raw = raw.reset_index(drop=True)
-        timings: dict[str, float] = {}
+        timings: dict[str, Any] = {}
         started = time.perf_counter()
-        stores_cutouts = self.hbase is not None and self.hbase.cutouts
+        stores_cutouts = self.stores_cutouts
+        in_python = np.arange(len(raw), dtype=np.int64)
+        if jvm is not None and DECODED in raw:
+            in_python = np.flatnonzero(~raw[DECODED].to_numpy(dtype=bool))
         decoded = decode_batch(
-            raw["value"].tolist(), self.plan.survey, self.schema_registry, cutouts=stores_cutouts
+            raw["value"].to_numpy(dtype=object)[in_python].tolist(),
+            self.plan.survey,
+            self.schema_registry,
+            cutouts=stores_cutouts,
         )
         timings[DECODE_TIMING] = time.perf_counter() - started
+        if decoded.plain_prefixes:
+            timings[PREFIXES_KEY] = sorted(p.hex() for p in decoded.plain_prefixes)
 
-        good = decoded.frame.reset_index(drop=True)
+        good = decoded.frame
+        timings[DECODED_KEY] = {"jvm": 0 if jvm is None else len(jvm), "python": len(good)}
+        good["_position"] = in_python[good["_position"].to_numpy(np.int64)]
+        if jvm is not None and len(jvm):
+            good = pd.concat([jvm, good], ignore_index=True) if len(good) else jvm
+            good = good.sort_values("_position", kind="stable")  # the source's order
+        good = good.reset_index(drop=True)
         # the stamps go to HBase from here, never to science, the driver, Kafka or Parquet
         stamps = good[list(CUTOUT_COLUMNS)] if stores_cutouts else None
         alerts = good.drop(columns=["_position", *(CUTOUT_COLUMNS if stores_cutouts else ())])
@@ -180,7 +212,9 @@ class ScienceStep:
         enriched["_reject"] = None
         enriched["_raw"] = None
 
-        reject_positions = np.array([r.position for r in decoded.rejects], dtype=np.int64)
+        reject_positions = in_python[
+            np.array([r.position for r in decoded.rejects], dtype=np.int64)
+        ]
         # explicit None in every column: concat would otherwise fill strings and arrays with NaN
         rejected = pd.DataFrame(
             {c: pd.Series([None] * len(reject_positions), dtype=object) for c in enriched}

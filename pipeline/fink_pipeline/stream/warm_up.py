@@ -79,7 +79,7 @@ def warm_up(spark: Any, step: ScienceStep, quiet: bool = False) -> WarmedUp | No
         rows = warm_up_rows(step.plan.survey, ALERTS_PER_SLOT * slots)
         dry = dry_step(step)
         frame = spark.createDataFrame(rows, RAW_SCHEMA).repartition(slots)
-        out = dry.rows_of(frame.mapInPandas(dry, schema=dry.spark_schema()).toArrow())
+        out = dry.rows_of(frame.mapInArrow(dry, schema=dry.spark_schema()).toArrow())
     except Exception as error:  # a start-up optimisation must never stop the pipeline
         log.warning("warming the Python workers up failed, the first batch will: %s", error)
         return None

@@ -147,6 +147,12 @@ def assert_metrics_follow_from_the_run(
         f: len(ids) for f, ids in want.selected.items()
     }
 
+    # every good alert decoded once; from the second batch (400 messages) on, in Spark's JVM
+    decoded = by_label(last, "fink_pipeline_alerts_decoded_total", "decoder")
+    good = len(want.enriched)
+    assert decoded["jvm"] + decoded["python"] == good, decoded
+    assert 0 < decoded["python"] <= 400 and decoded["jvm"] >= good - 400, decoded
+
     # the idle end of the run kept the workers warm (warm_up.KeepWarm, --keep-warm-after 2)
     assert metric_sum(last, "fink_pipeline_workers_kept_warm_total", pipeline=name) >= 1
     modules = by_label(last, "fink_pipeline_module_seconds_total", "module")
