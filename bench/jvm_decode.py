@@ -4,8 +4,9 @@
 
 Issue 10 asks to decode "where it is cheapest (e.g. Avro decoded in the JVM by
 spark-avro's from_avro into columns, Arrow to Python only for the modules)".
-Before the pipeline is rebuilt around that, this measures it on the same Kafka
-topic of generated ZTF alerts, Spark local[2], batch reads of the whole topic:
+This measured it before the pipeline was rebuilt around it (it now is:
+pipeline/fink_pipeline/stream/jvm_decode.py), on the same Kafka topic of
+generated ZTF alerts, Spark local[2], batch reads of the whole topic:
 
   raw handoff     the raw values handed to Python (mapInPandas), nothing decoded:
                   what the pipeline pays before its decoder runs
