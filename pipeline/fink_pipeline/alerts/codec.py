@@ -436,10 +436,10 @@ class _Columns:
     def frame(self) -> pd.DataFrame:
         data: dict[str, Any] = {}
         for name, spark_type in columns_for(self.survey).items():
-            data[name] = _typed(self.values[name], spark_type)
+            data[name] = typed_column(self.values[name], spark_type)
         if self.cutouts:
             for name in CUTOUT_COLUMNS:
-                data[name] = _typed(self.values[name], "binary")
+                data[name] = typed_column(self.values[name], "binary")
         data[POSITION] = np.asarray(self.positions, dtype=np.int64)
         return pd.DataFrame(data, copy=False)
 
@@ -453,8 +453,11 @@ def _stamp(cutout: Any, name: str) -> bytes | None:
     return cutout["stampData"]
 
 
-def _typed(values: list[Any], spark_type: str) -> Any:
-    """A column as pandas likes it: float64 (NaN for null), int64 (Int64 with nulls)..."""
+def typed_column(values: list[Any], spark_type: str) -> Any:
+    """A column as pandas likes it: float64 (NaN for null), int64 (Int64 with nulls)...
+
+    The decoded frame's types wherever it is built (here, and from the JVM's
+    Arrow columns in stream/jvm_decode.py)."""
     if spark_type == "double":
         return np.asarray(values, dtype=np.float64)
     if spark_type in ("int", "bigint"):

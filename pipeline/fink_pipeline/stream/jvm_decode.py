@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fink_pipeline.alerts.codec import SYNC_SIZE, schema_json
+from fink_pipeline.alerts.codec import SYNC_SIZE, schema_json, typed_column
 from fink_pipeline.alerts.columns import CUTOUT_COLUMNS, columns_for
 
 DECODED = "_decoded"  # true when the JVM decoded the row's alert (its value is then not sent)
@@ -54,7 +54,7 @@ class JvmDecoder:
 
     @property
     def active(self) -> bool:
-        return self.survey == "ztf" and bool(self.prefixes) and not self.unavailable
+        return bool(self.prefixes) and not self.unavailable  # learn() keeps ZTF's only
 
     def learn(self, prefixes: Iterable[bytes]) -> list[bytes]:
         """Trust these prefixes from the next batch on; returns the ones new to us."""
@@ -160,16 +160,8 @@ def decoded_frame(batch: pa.RecordBatch, survey: str, cutouts: bool) -> pd.DataF
 
 
 def _typed(column: pa.Array, spark_type: str) -> Any:
-    if spark_type == "double":
-        return column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    if spark_type in ("int", "bigint"):
-        if column.null_count:
-            return pd.array(column.to_pylist(), dtype="Int64")
-        return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    cells = column.to_pylist()
-    if not spark_type.startswith("array<"):
-        return np.asarray(cells, dtype=object)
-    values = np.empty(len(cells), dtype=object)
-    for i, cell in enumerate(cells):  # each cell a list: numpy must not see a 2-d array
-        values[i] = cell
-    return values
+    """codec.typed_column's types; numbers without nulls straight from Arrow's buffers."""
+    if spark_type == "double" or (spark_type in ("int", "bigint") and not column.null_count):
+        kind = np.float64 if spark_type == "double" else np.int64
+        return column.to_numpy(zero_copy_only=False).astype(kind, copy=False)
+    return typed_column(column.to_pylist(), spark_type)
