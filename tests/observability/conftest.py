@@ -186,7 +186,7 @@ def _start_story(
     )
     run = StreamedRun(namespace, world.name, broken, f"127.0.0.1:{operator.port}", run_id)
     producer = Producer(world)
-    # closed last in, first out: the data, the namespace, the operator, then the producer
+    # closed in reverse: the producer, the operator, the namespace, then the data
     live.callback(_drop_data, stack, world)
     live.callback(helpers._release_namespace, kube, namespace)
     live.callback(operator.stop)

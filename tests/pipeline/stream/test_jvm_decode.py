@@ -62,7 +62,7 @@ def stream() -> tuple[list[bytes | None], int]:
 def wrong_block_size(container: bytes) -> bytes:
     """The container with its block's size 16 bytes short (the same varint length)."""
     size_at = container.index(container[-16:]) + 16 + 1  # after the header's sync and count
-    size = int.from_bytes(container[size_at : size_at + 1]) & 0x7F
+    size = container[size_at] & 0x7F
     size |= (container[size_at + 1] & 0x7F) << 7
     assert container[size_at + 1] < 0x80  # a two-byte varint: a light alert's block
     shorter = ((size >> 1) - 16) << 1
