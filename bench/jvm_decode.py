@@ -17,7 +17,11 @@ generated ZTF alerts, Spark local[2], batch reads of the whole topic:
                   frames the modules take (mapInPandas)
   jvm decode, arrow  the same handed over as Arrow batches (mapInArrow), not
                   converted to pandas
+  jvm pruned, arrow  the same with ZTF's schema cut to the fields the columns come
+                  from, as the reader schema (jvm_decode.reader_schema: what the
+                  pipeline does)
   jvm only        from_avro and a count of a decoded column, all in the JVM
+  jvm pruned only the same with the reader schema
 
 CPU comes from the kernel's counters of Spark's JVM and of its Python workers
 (cpu_share.py), in core-µs per alert, with the wall-clock rate; each figure is
@@ -40,11 +44,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from confluent_kafka.admin import AdminClient, NewTopic
-from cpu_share import CpuShare
+from cpu_share import JIT, JVM, CpuShare
 from pipeline_throughput import produce
 
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ZTF_COLUMNS
+from fink_pipeline.stream.jvm_decode import reader_schema
 from fink_stack import api
 
 SYNC_SIZE = 16  # an Avro container's sync marker
@@ -113,8 +118,12 @@ def phases(source: Any, header: int) -> dict[str, Callable[[], int]]:
     from pyspark.sql.functions import expr
 
     schema = codec.schema_json("ztf")
-    decoded = source.select(from_avro(expr(body_expression(header)), schema).alias("a"))
-    flat = decoded.selectExpr(*flat_columns("a"))
+    body = expr(body_expression(header))
+    flat = source.select(from_avro(body, schema).alias("a")).selectExpr(*flat_columns("a"))
+    # what the pipeline does: ZTF's schema cut to the fields its columns come from
+    options = {"avroSchema": reader_schema(cutouts=False)}
+    pruned = source.select(from_avro(body, schema, options).alias("a"))
+    pruned = pruned.selectExpr(*flat_columns("a"))
 
     def total(frame: Any) -> int:
         return int(frame.agg({"n": "sum"}).collect()[0][0])
@@ -124,7 +133,9 @@ def phases(source: Any, header: int) -> dict[str, Callable[[], int]]:
         "python decode": lambda: total(source.mapInPandas(decode_rows, "n long")),
         "jvm decode": lambda: total(flat.mapInPandas(count_rows, "n long")),
         "jvm decode, arrow": lambda: total(flat.mapInArrow(count_arrow, "n long")),
+        "jvm pruned, arrow": lambda: total(pruned.mapInArrow(count_arrow, "n long")),
         "jvm only": lambda: int(flat.selectExpr("count(candid) as n").collect()[0][0]),
+        "jvm pruned only": lambda: int(pruned.selectExpr("count(candid) as n").collect()[0][0]),
     }
 
 
@@ -140,7 +151,7 @@ def measure(run: Callable[[], int], alerts: int) -> dict[str, float]:
     seconds = cpu.since("start")
     return {
         "alerts/s": alerts / wall,
-        "jvm": seconds.get("pipeline: Spark JVM", 0.0) / alerts * 1e6,
+        "jvm": (seconds.get(JVM, 0.0) + seconds.get(JIT, 0.0)) / alerts * 1e6,
         "python": seconds.get("pipeline: workers (Python)", 0.0) / alerts * 1e6,
     }
 
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== decode cost over the raw handoff, core-µs/alert (JVM + Python workers)")
     for kind, figures in results.items():
         raw = figures["raw handoff"]["jvm"] + figures["raw handoff"]["python"]
-        for name in ("python decode", "jvm decode", "jvm decode, arrow"):
+        for name in ("python decode", "jvm decode", "jvm decode, arrow", "jvm pruned, arrow"):
             cost = figures[name]["jvm"] + figures[name]["python"]
             print(f"  {kind:9s} {name:17s} {cost:6.0f} ({cost - raw:+.0f} over the raw handoff)")
     return 0

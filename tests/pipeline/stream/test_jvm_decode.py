@@ -153,6 +153,21 @@ def comparable(value: Any) -> Any:
     return value
 
 
+def test_the_jvm_reads_only_the_fields_the_columns_come_from() -> None:
+    light = json.loads(jvm_decode.reader_schema(cutouts=False))
+    fields = {f["name"]: f["type"] for f in light["fields"]}
+    assert list(fields) == ["objectId", "candid", "candidate", "prv_candidates"]
+    current = {f["name"] for f in fields["candidate"]["fields"]}
+    history = {f["name"] for f in fields["prv_candidates"][1]["items"]["fields"]}
+    assert len(history) == 5  # of the 21 of each past detection ZTF sends
+    assert {"objectId", "candid"} | current | {f"prv_{n}" for n in history} == set(
+        columns_for("ztf")
+    )
+    full = json.loads(jvm_decode.reader_schema(cutouts=True))
+    assert [f["name"] for f in full["fields"]] == [*fields, *CUTOUT_COLUMNS]
+    assert full["fields"][4]["type"][1]["fields"] == [{"name": "stampData", "type": "bytes"}]
+
+
 def test_only_ztf_prefixes_are_learned_and_only_the_last_few() -> None:
     rubin = JvmDecoder("lsst")
     assert rubin.learn([b"Obj\x01abc"]) == [] and not rubin.active
