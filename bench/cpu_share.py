@@ -19,6 +19,8 @@ from fink_stack.layout import Layout
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVERS = ("kafka", "hbase-master", "hbase-thrift")
+JVM = "pipeline: Spark JVM"
+JIT = "pipeline: Spark JVM's JIT compiler"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -28,6 +30,25 @@ def cpu_seconds(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def compiler_seconds(pid: int) -> float:
+    """CPU seconds of a JVM's just-in-time compiler threads (C1 and C2), alive now."""
+    total = 0.0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if "CompilerThre" in name:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
 
 
 def machine_busy_seconds() -> float:
@@ -75,12 +96,15 @@ class CpuShare:
     the run does keeps the CPU it was last seen with; one first seen late counts
     from zero, its start belonging to the run. `mark` remembers the totals at a
     moment (the streaming query's start), so start-up can be told from the rest.
+    Spark's JVM is split in two: its just-in-time compiler's threads (a cost that
+    fades as the JVM warms, while a pipeline runs for days) and the rest.
     """
 
     root: int
     servers: dict[str, int] = field(default_factory=server_pids)
     _tree: dict[int, float] = field(default_factory=dict)
     _kinds: dict[int, str] = field(default_factory=dict)
+    _compiling: dict[int, float] = field(default_factory=dict)
     _servers_start: dict[str, float] = field(default_factory=dict)
     _servers_now: dict[str, float] = field(default_factory=dict)
     _marks: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -97,6 +121,8 @@ class CpuShare:
             seconds = cpu_seconds(pid)
             self._tree[pid] = max(seconds, self._tree.get(pid, 0.0))
             self._kinds[pid] = self._kind(pid)  # as last seen: spark-submit execs java
+            if self._kinds[pid] == JVM:  # compiler threads come and go: never count down
+                self._compiling[pid] = max(compiler_seconds(pid), self._compiling.get(pid, 0.0))
         self._servers_now = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
         self._machine_now = machine_busy_seconds()
 
@@ -108,7 +134,7 @@ class CpuShare:
             command = Path(f"/proc/{pid}/comm").read_text().strip()
         except (FileNotFoundError, ProcessLookupError):
             command = ""
-        return "pipeline: Spark JVM" if command == "java" else "pipeline: workers (Python)"
+        return JVM if command == "java" else "pipeline: workers (Python)"
 
     def mark(self, moment: str) -> None:
         """Remember the totals now, under a name (e.g. the query's start)."""
@@ -122,6 +148,10 @@ class CpuShare:
         for pid, seconds in self._tree.items():
             kind = self._kinds.get(pid, "pipeline: workers (Python)")
             used[kind] = used.get(kind, 0.0) + seconds
+        compiling = sum(self._compiling.values())
+        if compiling:
+            used[JVM] -= compiling
+            used[JIT] = compiling
         for name, start in self._servers_start.items():
             used[name] = max(0.0, self._servers_now.get(name, start) - start)
         machine = self._machine_now - self._machine_start
