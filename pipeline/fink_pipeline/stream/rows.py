@@ -13,10 +13,12 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fink_core.spec import CUTOUTS_FAMILY
 from fink_pipeline.alerts.columns import OBJECT_ID, TIME
@@ -110,7 +112,42 @@ def column_texts(column: pd.Series) -> list[bytes | None]:
         return [str(v).encode() for v in column.to_numpy().tolist()]
     if kind == "b":
         return [b"true" if v else b"false" for v in column.to_numpy().tolist()]
+    histories = _json_arrays(column)
+    if histories is not None:
+        return histories
     return [cell_text(value) for value in column.tolist()]
+
+
+def _json_arrays(column: pd.Series) -> list[bytes | None] | None:
+    """_json_array of every cell of a column of number lists (a history), or None when
+    the column is not that (cell_text then goes value by value).
+
+    Arrow lays the lists end to end and finds the nulls (None and NaN) for the whole
+    column at once; only the numbers' texts are made one by one. Value by value, the
+    histories' JSON cost about 45 µs of each light alert's time in a task.
+    """
+    cells = column.to_numpy(dtype=object)
+    if not len(cells) or not all(isinstance(c, list | np.ndarray) for c in cells):
+        return None
+    try:
+        lists = pa.array(cells, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed or non-numeric elements
+        return None
+    if not pa.types.is_list(lists.type):
+        return None
+    element = lists.type.value_type
+    if not (pa.types.is_floating(element) or pa.types.is_integer(element)):
+        return None  # e.g. lists that are all empty (null elements), or strings
+    values = lists.flatten()
+    if pa.types.is_floating(element):
+        if np.isinf(values.to_numpy(zero_copy_only=False)).any():
+            return None  # json.dumps writes Infinity
+        if any(type(v) is int for cell in cells if isinstance(cell, list) for v in cell):
+            return None  # an int among floats keeps its own text, as value by value
+    texts = ["null" if v is None else repr(v) for v in values.to_pylist()]
+    offsets = lists.offsets.to_numpy()
+    bounds = (offsets - offsets[0]).tolist()
+    return [("[" + ", ".join(texts[start:end]) + "]").encode() for start, end in pairwise(bounds)]
 
 
 def cutout_columns(stamps: pd.DataFrame) -> list[CellColumn]:

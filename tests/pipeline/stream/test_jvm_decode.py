@@ -19,6 +19,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from fastavro import writer
 
 from fink_pipeline.alerts import codec, generator
@@ -136,20 +137,33 @@ def test_the_jvm_gives_the_columns_and_cutouts_as_the_python_decoder_types_them(
     for name in expected.columns:
         assert jvm[name].dtype == expected[name].dtype, name
         assert _same(jvm[name].tolist(), expected[name].tolist()), name
+    # a history is a numpy array (as Spark's mapInPandas gives it) from the JVM, a list
+    # from Python; a null in it (an upper limit's magnitude) NaN in one, None in the other
+    histories = [name for name, kind in columns_for("ztf").items() if kind.startswith("array")]
+    assert histories and all(isinstance(v, np.ndarray) for n in histories for v in jvm[n])
+    assert all(isinstance(v, list) for n in histories for v in expected[n])
+    assert any(None in v for v in expected["prv_magpsf"])  # the case is in the stream
     stamps = [len(s or b"") for s in jvm["cutoutScience"]]
     assert sum(size > 5_000 for size in stamps) == 6  # the full-size packets' real stamps
 
 
 def _same(left: list[Any], right: list[Any]) -> bool:
-    return [comparable(v) for v in left] == [comparable(v) for v in right]
+    """Equal values, a null in a history being None in a list and NaN in a numpy array."""
+    return [_history_nulls(comparable(v)) for v in left] == [
+        _history_nulls(comparable(v)) for v in right
+    ]
+
+
+def _history_nulls(value: Any) -> Any:
+    return ["NaN" if v is None else v for v in value] if isinstance(value, list) else value
 
 
 def comparable(value: Any) -> Any:
     """NaN equal to NaN (a null magnitude of an upper limit, a module's NaN)."""
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
-    if isinstance(value, list):
-        return [comparable(v) for v in value]
+    if isinstance(value, list | np.ndarray):
+        return [comparable(v) for v in list(value)]
     return value
 
 

@@ -112,6 +112,19 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
                 [],
             ],
             "mixed": [1, 2.5, None, "s", np.float64(3.25), [math.inf]],
+            # histories as the decoders give them: Python lists (None for a null) and
+            # numpy arrays (NaN), which go through Arrow a column at a time
+            "float_history": [
+                [19.0, 18.5],
+                [19.0, math.nan, None],
+                np.array([1.0, np.nan]),
+                np.array([0.1]),
+                [],
+                [2459000.123456789],
+            ],
+            "float32_history": [np.array([0.1, np.nan], dtype=np.float32)] * 3 + [[]] * 3,
+            "int_history": [[1, 2], np.array([3], dtype=np.int32), [], [2**40], [0], [-1]],
+            "int_among_floats": [[1.0], [2], [], [3.5], [], []],
         }
     )
     for column in frame.columns:
@@ -127,6 +140,10 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
         b"[]",
     ]
     assert rows.column_texts(frame["mixed"])[-1] == b"[Infinity]"
+    for column in ("float_history", "float32_history", "int_history"):  # column-wide path
+        assert rows._json_arrays(frame[column]) == rows.column_texts(frame[column]), column
+    assert rows.column_texts(frame["float_history"])[1] == b"[19.0, null, null]"
+    assert rows.column_texts(frame["int_among_floats"])[1] == b"[2]"
 
 
 @pytest.mark.parametrize(
