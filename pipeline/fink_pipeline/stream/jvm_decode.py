@@ -131,8 +131,9 @@ def reader_schema(cutouts: bool) -> str:
     Given to from_avro as the reader schema (Avro's schema resolution: the
     writer's other fields are skipped, not decoded). Every record from_avro
     decodes becomes a Spark row whose creation costs per field (Spark 4.2 reads
-    its SQL configuration for each); a light ZTF alert holds ~30 of them (the
-    history), and the pipeline reads 5 of their 21 fields.
+    its SQL configuration for each); a ZTF alert holds one per earlier
+    detection or upper limit (about 11 in the generated alerts, dozens in real
+    ones), and the pipeline reads 5 of their 21 fields.
     """
     history = {c[len("prv_") :] for c in columns_for("ztf") if c.startswith("prv_")}
     current = {c for c in columns_for("ztf") if c not in _TOP_LEVEL and not c.startswith("prv_")}
