@@ -474,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def windows(d: dict[str, Any], cell: Any) -> str:
-        """A figure after the first batch, then after --settle of the alerts."""
-        return f"{cell(d, 'steady'):>16}{cell(d, 'settled'):>10}"
+        """A figure after the first batch, then after --settle of the alerts ("-" when
+        no batch came after that point: every alert was read before it)."""
+        shown = [
+            cell(d, w) if d[f"{w} read"] and d[f"{w} busy"] else "-" for w in ("steady", "settled")
+        ]
+        return f"{shown[0]:>16}{shown[1]:>10}"
 
     print(f"  {'':<34}" + "".join(f"{'after batch 1':>16}{'then':>10}" for _ in drained))
     parts = sorted({part for d in drained.values() for part in d["steady cpu"]})
@@ -579,10 +583,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== against the goals (2 cores)")
     for k, d in drained.items():
         rate = d["read"] / d["busy"]
-        settled = d["settled read"] / d["settled busy"]
+        later = ""
+        if d["settled read"] and d["settled busy"]:
+            settled = d["settled read"] / d["settled busy"]
+            later = f"; after {args.settle:.0%} of the alerts {settled:,.0f} ({settled / goals[k]:.2f}x)"
         print(
-            f"{PACKET_NAMES[k]:<22} {rate:>8,.0f} alerts/s, goal >= {goals[k]:,} ({rate / goals[k]:.2f}x);"
-            f" after {args.settle:.0%} of the alerts {settled:,.0f} ({settled / goals[k]:.2f}x)"
+            f"{PACKET_NAMES[k]:<22} {rate:>8,.0f} alerts/s, goal >= {goals[k]:,} ({rate / goals[k]:.2f}x)"
+            + later
         )
     if p95 is not None:
         print(f"{'p95 latency (warm-up)':<22} {p95:>8.2f} s, goal < 5 s")
