@@ -25,30 +25,30 @@ JIT = "pipeline: Spark JVM's JIT compiler"
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def compiler_seconds(pid: int) -> float:
     """CPU seconds of a JVM's just-in-time compiler threads (C1 and C2), alive now."""
-    total = 0.0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    for task in tasks:
-        try:
-            stat = (task / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if "CompilerThre" in name:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
+    return sum(_stat_seconds(task / "stat", named="CompilerThre") for task in tasks)
+
+
+def _stat_seconds(stat: Path, named: str = "") -> float:
+    """User + system CPU seconds in a /proc stat file (a process's or a thread's); 0 when
+    it is gone or its name does not hold `named`."""
+    try:
+        text = stat.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    name, _, rest = text[text.index("(") + 1 :].rpartition(")")
+    if named not in name:
+        return 0.0
+    fields = rest.split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def machine_busy_seconds() -> float:

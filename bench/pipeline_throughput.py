@@ -326,6 +326,7 @@ def drain(
     settled: dict[str, float] = {}  # the metrics once --settle of the alerts are read
     count_key = f'fink_pipeline_batch_duration_seconds_count{{pipeline="{name}"}}'
     read_key = f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}'
+    busy_key = f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}'
 
     def after_first_batch(samples: dict[str, float]) -> bool:
         if not first and samples.get(count_key, 0.0) >= 1:
@@ -338,8 +339,8 @@ def drain(
 
     runner.watch(name, until=after_first_batch)
     s = runner.samples
-    read = s.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0.0)
-    busy = s.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0.0)
+    read = s.get(read_key, 0.0)
+    busy = s.get(busy_key, 0.0)
     last_batch = s.get(f'fink_pipeline_last_batch_timestamp_seconds{{pipeline="{name}"}}', 0.0)
     if read < len(values) or not busy or runner.first_scrape is None:
         raise SystemExit(f"the pipeline read {read} of {len(values)} alerts; see {log}")
@@ -360,13 +361,11 @@ def drain(
         - sum(runner.cpu.since("query started").values()),
         "cpu": runner.cpu.since("query started"),
         "steady cpu": runner.cpu.since("first batch done"),
-        "steady read": read - first.get(f'fink_pipeline_alerts_read_total{{pipeline="{name}"}}', 0),
-        "steady busy": busy
-        - first.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0),
+        "steady read": read - first.get(read_key, 0),
+        "steady busy": busy - first.get(busy_key, 0),
         "settled cpu": runner.cpu.since("settled"),
         "settled read": read - settled.get(read_key, 0),
-        "settled busy": busy
-        - settled.get(f'fink_pipeline_batch_duration_seconds_sum{{pipeline="{name}"}}', 0),
+        "settled busy": busy - settled.get(busy_key, 0),
         "run": (runner.ended or time.monotonic()) - runner.query_started,
     }
 
