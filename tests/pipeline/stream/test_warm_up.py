@@ -1,4 +1,5 @@
-"""The warm-up before the query: every slot's worker runs the science step, nothing is written.
+"""The warm-up before the query: every slot's worker runs the science step (ZTF: then Spark's
+JVM decoder too), nothing is written.
 
 runner.run calls it between starting Spark and starting the query; the start-up
 it moves out of the first micro-batch is measured by bench/pipeline_throughput.py.
@@ -87,19 +88,33 @@ def table(stack: Endpoints, unique_name: str) -> Iterator[str]:
 
 
 @pytest.mark.stack
+@pytest.mark.parametrize("cutouts", [False, True], ids=["stamps-dropped", "stamps-stored"])
 def test_in_spark_every_slot_runs_the_step_and_hbase_stays_empty(
-    spark: Any, stack: Endpoints, table: str
+    spark: Any, stack: Endpoints, table: str, cutouts: bool
 ) -> None:
     step = step_writing_to(stack.hbase_thrift_host, stack.hbase_thrift_port, table)
+    assert step.hbase is not None
+    step = replace(step, hbase=replace(step.hbase, cutouts=cutouts))
     done = warm_up(spark, step)
     assert done is not None
     assert done.slots == spark.sparkContext.defaultParallelism
     assert (done.alerts, done.rejected) == (ALERTS_PER_SLOT * done.slots, 0)
+    # then once more through Spark's JVM decoder, which decoded every one of them
+    assert done.jvm_decoded == done.alerts
     connection = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
     try:
         assert list(connection.table(table).scan(limit=1)) == []
     finally:
         connection.close()
+
+
+@pytest.mark.stack
+def test_keep_warm_and_rubin_leave_the_jvm_decoder_alone(spark: Any) -> None:
+    """Only ZTF is decoded in the JVM; KeepWarm exercises the Python workers only."""
+    rubin = warm_up(spark, ScienceStep(plan_for("lsst", ["quality_cuts"], [])))
+    ztf = warm_up(spark, ScienceStep(plan_for("ztf", ["quality_cuts"], [])), jvm_pass=False)
+    assert rubin is not None and ztf is not None
+    assert (rubin.rejected, rubin.jvm_decoded, ztf.jvm_decoded) == (0, 0, 0)
 
 
 @pytest.mark.stack
