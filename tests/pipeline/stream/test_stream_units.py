@@ -146,6 +146,24 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
     assert rows.column_texts(frame["int_among_floats"])[1] == b"[2]"
 
 
+def test_arrow_writes_every_float_as_repr_does() -> None:
+    """Floats and histories are formatted by Arrow, whose texts differ from repr's in
+    places (19 for 19.0, no exponent for 1e-05, one for 1.2e14); the mended texts must
+    be repr's for any double: every decade of magnitude, random bit patterns (subnormals
+    included), whole numbers, the edges of repr's fixed notation, NaN and infinities."""
+    rng = np.random.default_rng(10)
+    decades = rng.random(20_000) * 10.0 ** rng.integers(-320, 306, 20_000).astype(float)
+    bits = rng.integers(0, 2**63, 20_000, dtype=np.int64).view(np.float64)
+    whole = np.round(rng.normal(0, 1e9, 5_000))
+    edges = [1e-4, np.nextafter(1e-4, 0), 1e16, np.nextafter(1e16, 0), 1e15 + 0.5, 5e-324]
+    odd = [0.0, -0.0, math.nan, math.inf, -math.inf, 1.7976931348623157e308, 0.1 + 0.2]
+    values = np.concatenate([decades, -decades, bits, whole, edges, odd, rng.normal(18, 2, 5_000)])
+    assert rows.column_texts(pd.Series(values)) == [rows.cell_text(v) for v in values]
+    finite = values[np.isfinite(values)]
+    histories = pd.Series([finite[i : i + 11] for i in range(0, len(finite), 11)])
+    assert rows._json_arrays(histories) == [rows.cell_text(h) for h in histories]
+
+
 @pytest.mark.parametrize(
     ("jd", "night"),
     [
