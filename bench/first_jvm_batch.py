@@ -43,9 +43,9 @@ from fink_pipeline.alerts import codec, generator
 from fink_pipeline.science import plan_for
 from fink_pipeline.stream.jvm_decode import JvmDecoder
 from fink_pipeline.stream.runner import spark_session
-from fink_pipeline.stream.science_step import DECODED_KEY, ScienceStep
+from fink_pipeline.stream.science_step import ScienceStep
 from fink_pipeline.stream.settings import settings_for
-from fink_pipeline.stream.warm_up import dry_step, warm_up
+from fink_pipeline.stream.warm_up import decoded_in_jvm, dry_step, warm_up
 from fink_stack import api
 
 
@@ -84,8 +84,7 @@ def child(topic: str, prefix: str, batch: int, batches: int, jvm_pass: bool) -> 
         chunks = decoder.columns(raw).mapInArrow(dry, schema=dry.spark_schema()).toArrow()
         out = dry.rows_of(chunks)
         seconds.append(time.perf_counter() - started)
-        reports = [json.loads(t) for t in out.column("_timings").to_pylist() if t]
-        in_jvm = sum(r.get(DECODED_KEY, {}).get("jvm", 0) for r in reports)
+        in_jvm = decoded_in_jvm(out)
         if (out.num_rows, in_jvm) != (batch, batch):
             raise SystemExit(f"batch {k}: {out.num_rows} rows, {in_jvm} decoded by the JVM")
     spark.stop()

@@ -155,6 +155,11 @@ def _jvm_pass(frame: Any, dry: ScienceStep, reports: list[dict[str, Any]], cutou
     except Exception as error:  # a start-up optimisation must never stop the pipeline
         log.warning("warming Spark's JVM decoder up failed, its first batch will: %s", error)
         return 0
+    return decoded_in_jvm(out)
+
+
+def decoded_in_jvm(out: pa.Table) -> int:
+    """How many alerts of a step's output Spark's JVM decoded, as its tasks reported."""
     return sum(report.get(DECODED_KEY, {}).get("jvm", 0) for report in _reports(out))
 
 
