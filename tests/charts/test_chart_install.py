@@ -23,6 +23,7 @@ from tools import CHART, helm, kubectl
 from fink_core import crd
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
+from fink_stack.scratch import Scratch
 
 pytestmark = pytest.mark.stack
 STREAM_TIMEOUT = 300
@@ -38,10 +39,12 @@ def kube(stack: Endpoints) -> client.ApiClient:
 
 
 @pytest.fixture(scope="module")
-def release(stack: Endpoints, kube: client.ApiClient, tmp_path_factory: Any) -> Iterator[dict]:
+def release(
+    stack: Endpoints, kube: client.ApiClient, tmp_path_factory: Any, scratch: Scratch
+) -> Iterator[dict]:
     """The chart installed in its own namespace, watching one pipelines namespace."""
     assert stack.pods is not None, "the real node is not up (fink-stack up node)"
-    suffix = uuid.uuid4().hex[:6]
+    suffix = scratch.token()
     names = {
         "release": f"fink-{suffix}",
         "operator_ns": f"fink-operator-{suffix}",
@@ -151,7 +154,7 @@ def wait_for(probe: Any, timeout: float, what: str) -> Any:
 
 
 def test_the_operator_runs_on_the_node_and_its_pipeline_streams(
-    stack: Endpoints, kube: client.ApiClient, release: dict
+    stack: Endpoints, kube: client.ApiClient, release: dict, scratch: Scratch
 ) -> None:
     import sys
 
@@ -167,9 +170,7 @@ def test_the_operator_runs_on_the_node_and_its_pipeline_streams(
     assert all(p.spec.security_context.run_as_non_root for p in pods)
     assert len(wait_for(lambda: leaders(pods), 60, "a leader")) == 1
 
-    world = JobWorld(
-        stack, f"chart-{uuid.uuid4().hex[:6]}", release["pipelines_ns"], Path(release["volume"])
-    )
+    world = JobWorld(stack, scratch.name("chart"), release["pipelines_ns"], Path(release["volume"]))
     world.filters = ["fast_transients"]
     world.create_source()
     world.produce(200, malformed=2)

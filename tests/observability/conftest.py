@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from fink_operator.install import install_crd
 from fink_stack import prometheus as local_prometheus
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
+from fink_stack.scratch import Scratch
 from fink_stack.services import KUBERNETES
 
 sys.path.insert(0, str(ROOT / "tests" / "operator"))  # job_world, cluster: the job tests' helpers
@@ -165,13 +165,14 @@ def _start_story(
     stack: Endpoints,
     prometheus: Prometheus,
     tmp_path_factory: pytest.TempPathFactory,
+    scratch: Scratch,
 ) -> StreamedRun:
     """Play the story, leaving what must outlast it (and its clean-up) on `live`."""
     helpers = _operator_helpers()
     kube = config.new_client_from_config(config_file=str(stack.kubeconfig))
     core = client.CoreV1Api(kube)
     install_crd(str(stack.kubeconfig))
-    run_id = uuid.uuid4().hex[:6]
+    run_id = scratch.token()
     namespace = f"observability-{run_id}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     volume = tmp_path_factory.mktemp("pipelines")

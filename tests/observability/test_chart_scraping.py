@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from kubernetes import client, config
 from promapi import CHART, ROOT, Prometheus
 
 from fink_stack.endpoints import Endpoints
+from fink_stack.scratch import Scratch
 
 sys.path.insert(0, str(ROOT / "tests" / "charts"))
 from tools import helm, kubectl
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
-def release(stack: Endpoints) -> Iterator[tuple[str, str]]:
+def release(stack: Endpoints, scratch: Scratch) -> Iterator[tuple[str, str]]:
     assert stack.pods is not None, "the real node is not up (fink-stack up node)"
-    suffix = uuid.uuid4().hex[:6]
+    suffix = scratch.token()
     name, namespace = f"obs-{suffix}", f"observability-chart-{suffix}"
     core = client.CoreV1Api(config.new_client_from_config(config_file=str(stack.kubeconfig)))
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))

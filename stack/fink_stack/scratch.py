@@ -1,0 +1,100 @@
+"""What a test session makes in the shared local stack, and its removal when the session ends.
+
+Every test session runs against the same stack state (`~/.local/state/fink-stack`),
+so the topics and tables its tests make stay there unless something removes them:
+a stack that served a few dozen `make test` runs held thousands of partitions and
+hundreds of tables, gigabytes of disk, and an HBase and a Kafka busier for it. A
+session draws a random token for each name it makes (`Scratch.name`) and, at its
+end, removes the Kafka topics (of both clusters) and HBase tables whose names carry
+one of its tokens as a part (`test-x-1a2b3c.dead-letters`, `test_x_1a2b3c`,
+`job_1a2b3c`), and nothing else: another session's names and a developer's own
+topics carry no token of this session.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from .endpoints import Endpoints
+
+_PARTS = re.compile(r"[-_.]")
+
+
+def carries(name: str, tokens: set[str] | frozenset[str]) -> bool:
+    """Whether one of the dash, underscore or dot separated parts of name is a token."""
+    return not tokens.isdisjoint(_PARTS.split(name))
+
+
+@dataclass
+class Removed:
+    """What `Scratch.remove` deleted, and what it could not reach (one line each)."""
+
+    topics: int = 0
+    tables: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Scratch:
+    """The tokens a test session put in the names of what it made."""
+
+    tokens: set[str] = field(default_factory=set)
+
+    def token(self) -> str:
+        token = uuid.uuid4().hex[:6]
+        self.tokens.add(token)
+        return token
+
+    def name(self, stem: str) -> str:
+        """stem-<token>: a name no other test uses, removed at the session's end."""
+        return f"{stem}-{self.token()}"
+
+    def remove(self, endpoints: Endpoints) -> Removed:
+        """Delete the topics and tables carrying one of the tokens; a server that does
+        not answer is reported in `failures`, never raised: the tests already ran."""
+        removed = Removed()
+        if not self.tokens:
+            return removed
+        clusters = [endpoints.kafka_bootstrap, endpoints.kafka_upstream_bootstrap]
+        for bootstrap in filter(None, clusters):
+            try:
+                removed.topics += _remove_topics(bootstrap, self.tokens)
+            except Exception as error:
+                removed.failures.append(f"Kafka {bootstrap}: {error}")
+        try:
+            removed.tables += _remove_tables(endpoints, self.tokens)
+        except Exception as error:
+            removed.failures.append(
+                f"HBase {endpoints.hbase_thrift_host}:{endpoints.hbase_thrift_port}: {error}"
+            )
+        return removed
+
+
+def _remove_topics(bootstrap: str, tokens: set[str]) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=15).topics if carries(t, tokens)]
+    for start in range(0, len(topics), 200):  # one request per 200 topics
+        for future in admin.delete_topics(topics[start : start + 200]).values():
+            future.result(timeout=60)
+    return len(topics)
+
+
+def _remove_tables(endpoints: Endpoints, tokens: set[str]) -> int:
+    import happybase
+
+    connection = happybase.Connection(
+        endpoints.hbase_thrift_host, endpoints.hbase_thrift_port, timeout=60_000
+    )
+    try:
+        tables = [t for t in connection.tables() if carries(t.decode(), tokens)]
+        for table in tables:
+            if connection.is_table_enabled(table):
+                connection.disable_table(table)
+            connection.delete_table(table)
+        return len(tables)
+    finally:
+        connection.close()

@@ -1,0 +1,77 @@
+"""A test session removes what it named after its tokens, and only that, on the real servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import happybase
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fink_stack.endpoints import Endpoints
+from fink_stack.scratch import Scratch, carries
+
+
+def test_a_token_counts_only_as_a_whole_part_of_a_name() -> None:
+    tokens = {"1a2b3c"}
+    assert carries("test-x-1a2b3c.dead-letters", tokens)
+    assert carries("test_x_1a2b3c", tokens)
+    assert carries("job_1a2b3c", tokens)
+    assert carries("1a2b3c", tokens)
+    assert not carries("test-x-1a2b3cd", tokens)
+    assert not carries("ztf-alerts", tokens)
+    assert not carries("test-x-ff1a2b3c", tokens)
+
+
+def _topics(bootstrap: str) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15).topics)
+
+
+def _create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        future.result(30)
+
+
+@pytest.mark.stack
+def test_remove_deletes_the_sessions_topics_and_tables_on_both_clusters(
+    stack: Endpoints,
+) -> None:
+    assert stack.kafka_upstream_bootstrap, "the stack runs no upstream Kafka"
+    session, other = Scratch(), Scratch()
+    mine, theirs = session.name("scratch"), other.name("scratch")
+    _create_topics(stack.kafka_bootstrap, [f"{mine}-alerts", f"{mine}.sso", f"{theirs}-alerts"])
+    _create_topics(stack.kafka_upstream_bootstrap, [f"{mine}-upstream"])
+    hbase = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    try:
+        for table in (mine.replace("-", "_"), f"job_{mine[-6:]}", theirs.replace("-", "_")):
+            hbase.create_table(table, {"i": {}})
+        hbase.disable_table(f"job_{mine[-6:]}")  # a disabled table goes too
+
+        removed = session.remove(stack)
+
+        assert removed.failures == []
+        assert (removed.topics, removed.tables) == (3, 2)
+        assert not {f"{mine}-alerts", f"{mine}.sso"} & _topics(stack.kafka_bootstrap)
+        assert f"{mine}-upstream" not in _topics(stack.kafka_upstream_bootstrap)
+        assert f"{theirs}-alerts" in _topics(stack.kafka_bootstrap)
+        tables = {t.decode() for t in hbase.tables()}
+        assert not {mine.replace("-", "_"), f"job_{mine[-6:]}"} & tables
+        assert theirs.replace("-", "_") in tables
+    finally:
+        other.remove(stack)
+        hbase.close()
+
+
+def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
+    session = Scratch()
+    session.token()
+    elsewhere = Endpoints(
+        kubeconfig=tmp_path / "kubeconfig",
+        kafka_bootstrap="127.0.0.1:1",
+        hbase_thrift_host="127.0.0.1",
+        hbase_thrift_port=1,
+        spark_jars=(),
+    )
+    removed = session.remove(elsewhere)
+    assert [f.split(":")[0] for f in removed.failures] == ["Kafka 127.0.0.1", "HBase 127.0.0.1"]
