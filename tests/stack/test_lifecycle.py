@@ -85,6 +85,26 @@ def test_spawned_service_is_stopped_by_its_pidfile(tmp_path: Path) -> None:
     assert not pidfile.exists()
 
 
+def test_a_log_grown_past_the_limit_is_rotated_when_its_server_starts(tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    log.write_bytes(b"old run\n" * 100)
+    assert process.rotate(log, limit=10_000) is False  # 800 bytes: kept
+    (tmp_path / "svc.log.1").write_bytes(b"older run\n")
+    log.write_bytes(b"x" * (process.LOG_ROTATE_BYTES + 1))
+    running = process.spawn(
+        [sys.executable, "-c", "print('new run')"],
+        log=log,
+        pidfile=tmp_path / "svc.pid",
+        marker=f"test@{tmp_path}",
+    )
+    deadline = time.monotonic() + 10
+    while process.alive(running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "svc.log.1").stat().st_size == process.LOG_ROTATE_BYTES + 1
+    assert log.read_text().strip().endswith("new run")
+    assert log.stat().st_size < 1_000
+
+
 def test_a_running_process_without_the_marker_is_alive_but_not_ours(tmp_path: Path) -> None:
     """What a just-spawned server looks like until its exec completes: start-up must wait."""
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
