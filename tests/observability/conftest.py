@@ -154,10 +154,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.fixture(scope="session")
 def streamed(
-    stack: Endpoints, prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory
+    stack: Endpoints,
+    prometheus: Prometheus,
+    tmp_path_factory: pytest.TempPathFactory,
+    scratch: Scratch,
 ) -> Iterator[StreamedRun]:
     with _live:
-        yield _start_story(_live, stack, prometheus, tmp_path_factory)
+        yield _start_story(_live, stack, prometheus, tmp_path_factory, scratch)
 
 
 def _start_story(
