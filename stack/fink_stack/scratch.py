@@ -92,9 +92,7 @@ def _remove_tables(endpoints: Endpoints, tokens: set[str]) -> int:
     try:
         tables = [t for t in connection.tables() if carries(t.decode(), tokens)]
         for table in tables:
-            if connection.is_table_enabled(table):
-                connection.disable_table(table)
-            connection.delete_table(table)
+            connection.delete_table(table, disable=True)  # disables it first if enabled
         return len(tables)
     finally:
         connection.close()
