@@ -457,8 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     print("(in batches: alerts read / time inside micro-batches; wall clock: from the")
     print(" query's start to its last batch's end, gaps between batches included)")
     stage_names = sorted({st for d in drained.values() for st in d["stages"]})
-    print("time per stage, µs/alert (science: Spark tasks + collect, driver wall time; hbase:")
-    print("inside the tasks, summed over them; parquet, kafka: driver, after the tasks):")
+    print("time per stage, µs/alert (science: the tasks' job, Parquet included, driver wall")
+    print("time; hbase: inside the tasks, summed over them; kafka: driver, after the tasks):")
     for stage in sorted(stage_names, key=lambda st: -drained[kind]["stages"].get(st, 0.0)):
         print(
             f"  {stage:<24}"

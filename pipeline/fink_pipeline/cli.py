@@ -107,7 +107,7 @@ def validate(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) ->
         print(f"  HBase table {spec.hbase_sink.table} (families {families})")
     if spec.archive_path:
         print(
-            f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/{spec.namespace}.{spec.name}.batch-ID.parquet"
+            f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/pipeline={spec.namespace}.{spec.name}/batch=ID/"
         )
     return 0
 

@@ -1,11 +1,11 @@
-"""One micro-batch, start to finish: science in Spark tasks, then every sink from the driver.
+"""One micro-batch, start to finish: science, HBase and Parquet in Spark tasks, then Kafka.
 
-Order matters for exactly-once: HBase (written by the tasks) and Parquet first
-(both idempotent), then
-the Kafka transaction that also commits the source offsets. If the driver dies
-anywhere in between, Spark replays the batch: HBase and Parquet are rewritten
-with the same content and the transaction either never happened (sent again)
-or committed (skipped).
+Order matters for exactly-once: HBase and Parquet first, both written by the
+tasks and both idempotent, then the driver's Kafka transaction that also commits
+the source offsets. If the driver dies anywhere in between, Spark replays the
+batch: HBase and Parquet are rewritten with the same content and the transaction
+either never happened (sent again) or committed (skipped). The driver receives
+only what it sends through Kafka and a tally of the rest (task_outputs.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from fink_core.filter_control import LiveFilter
 from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
-from fink_pipeline.stream import faults, fink_client_layout, rows
+from fink_pipeline.stream import faults, fink_client_layout
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
 from fink_pipeline.stream.jvm_decode import JvmDecoder
@@ -42,6 +41,13 @@ from fink_pipeline.stream.sinks import (
     ParquetArchive,
     TransactionalKafka,
     delivered,
+)
+from fink_pipeline.stream.task_outputs import (
+    ArchiveRows,
+    BatchTally,
+    ReportsParam,
+    SplitStep,
+    gathered,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +115,7 @@ class MicroBatchWriter:
         # set when the pipeline is asked to stop: a batch that starts then is refused
         self.stop_requested = threading.Event()
         self.refused: int | None = None
+        self._reports: Any = None  # the tasks' accumulator (task_outputs.ReportsParam)
 
     def __call__(self, raw: Any, batch_id: int) -> None:
         if self.stop_requested.is_set():
@@ -126,11 +133,18 @@ class MicroBatchWriter:
             faults.reached("batch", batch_id)
             step = self._batch_step(batch_id)
             source = self.jvm.columns(raw)  # the alerts the JVM can decode, decoded
-            chunks = source.mapInArrow(step, schema=step.spark_schema()).toArrow()
-            output = step.rows_of(chunks)
+            reports = self._fresh_reports(raw)
+            split = SplitStep(step, reports, self._archive_rows(step))
+            archived = source.mapInArrow(split, schema=split.spark_schema())
+            if self.sinks.archive is not None:  # one job: science, HBase, Parquet
+                self.sinks.archive.write(archived, batch_id)
+            else:
+                archived.write.format("noop").mode("overwrite").save()
+            output, tally = gathered(reports.value, step.arrow_schema())
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
-            report = self.write(output.to_pandas(integer_object_nulls=True), batch_id, started)
+            frame = output.to_pandas(integer_object_nulls=True)
+            report = self.write(frame, batch_id, started, tally)
         except Exception as error:
             self.failure = (batch_id, error)
             self.metrics.batches.labels(self.pipeline, "failed").inc()
@@ -152,6 +166,19 @@ class MicroBatchWriter:
             " (replay: Kafka already had it)" if report.replayed else "",
             report.seconds,
         )
+
+    def _fresh_reports(self, raw: Any) -> Any:
+        """The accumulator the batch's tasks report to, emptied (one per writer, reused)."""
+        if self._reports is None:
+            context = raw.sparkSession.sparkContext
+            self._reports = context.accumulator([], ReportsParam())
+        self._reports.value = []
+        return self._reports
+
+    def _archive_rows(self, step: ScienceStep) -> ArchiveRows | None:
+        if self.sinks.archive is None:
+            return None
+        return ArchiveRows.of(step, self.sinks.archive.pipeline)
 
     def _batch_step(self, batch_id: int) -> ScienceStep:
         """The step of this batch: the pipeline's science plus the ScienceFilters live now."""
@@ -193,30 +220,37 @@ class MicroBatchWriter:
         assert self.live is not None
         return self.live.topic
 
-    def write(self, frame: pd.DataFrame, batch_id: int, started: float) -> BatchReport:
+    def write(
+        self,
+        frame: pd.DataFrame,
+        batch_id: int,
+        started: float,
+        tally: BatchTally | None = None,
+    ) -> BatchReport:
+        """The driver's part of a batch the tasks ran: Kafka, metrics, the report.
+
+        `frame`: the rows the tasks handed to the driver (rejected, passing a filter,
+        carrying timings; task_outputs.driver_rows); `tally`: the whole batch's
+        counts and offsets (without one, `frame` is taken as the whole batch).
+        """
         m, p = self.metrics, self.pipeline
-        if frame.empty:
+        tally = tally if tally is not None else BatchTally.of(frame)
+        if tally.read == 0:
             m.batches.labels(p, "empty").inc()
             return BatchReport(batch_id, 0, 0, {}, False, time.monotonic() - started)
         self._record_timings(frame["_timings"])
         rejected = frame[frame["_reject"].notna()]
         good = frame[frame["_reject"].isna()].reset_index(drop=True)
-        survey = self.step.plan.survey
         failures = stopped_in(frame["_timings"].dropna())
         for name in failures:  # a filter stopped in some task publishes nothing of the batch
             good[pass_column(name)] = False
 
         if self.step.hbase is not None:  # the tasks wrote the rows (ScienceStep)
-            m.alerts_written.labels(p, "hbase").inc(len(good))
-        if self.sinks.archive is not None and len(good):
-            stage = time.monotonic()
-            archived = self.sinks.archive.write(
-                batch_id, self._archive_table(good), rows.nights(good, survey)
-            )
-            m.alerts_written.labels(p, "parquet").inc(archived)
-            self._stage("parquet", stage)
+            m.alerts_written.labels(p, "hbase").inc(tally.good)
+        if self.sinks.archive is not None:  # and the archive's (ParquetArchive)
+            m.alerts_written.labels(p, "parquet").inc(tally.good)
 
-        ends = source_ends(frame)
+        ends = tally.ends()
         passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.plan.filters}
         stage = time.monotonic()
         # where the previous batch's transaction left the source: this batch's start
@@ -234,20 +268,20 @@ class MicroBatchWriter:
             for name in failures:
                 m.filters_stopped.labels(p, name).inc()
             m.alerts_written.labels(p, "dead_letter").inc(len(rejected))
-            m.alerts_read.labels(p).inc(len(frame))
+            m.alerts_read.labels(p).inc(tally.read)
             for name, count in passed.items():
                 m.filter_passed.labels(p, name).inc(count)
             for reason in rejected["_reject"]:
                 m.alerts_rejected.labels(p, reason.split(":", 1)[0]).inc()
         bounds = self._source_bounds(ends)
         if not replayed:
-            self._record_lost(frame, committed, bounds, batch_id)
+            self._record_lost(tally, committed, bounds, batch_id)
         self._record_lag(ends, bounds)
         seconds = time.monotonic() - started
         m.batch_seconds.labels(p).observe(seconds)
         m.batches.labels(p, "replayed" if replayed else "written").inc()
         m.last_batch.labels(p).set_to_current_time()
-        return BatchReport(batch_id, len(frame), len(rejected), passed, replayed, seconds)
+        return BatchReport(batch_id, tally.read, len(rejected), passed, replayed, seconds)
 
     def filter_messages(self, good: pd.DataFrame) -> list[OutgoingMessage]:
         plan = self.plan
@@ -322,17 +356,6 @@ class MicroBatchWriter:
             messages.append(OutgoingMessage(self.sinks.dead_letter_topic, value, key, headers))
         return messages
 
-    def _archive_table(self, good: pd.DataFrame) -> pa.Table:
-        columns = [
-            "_topic",
-            "_partition",
-            "_offset",
-            "_timestamp_ms",
-            *self.step.alert_columns,
-            *[pass_column(f.name) for f, _ in self.plan.filters],
-        ]
-        return pa.Table.from_pandas(good[columns], preserve_index=False)
-
     def _stage(self, name: str, since: float) -> None:
         self.metrics.stage_seconds.labels(self.pipeline, name).inc(time.monotonic() - since)
 
@@ -372,7 +395,7 @@ class MicroBatchWriter:
 
     def _record_lost(
         self,
-        frame: pd.DataFrame,
+        tally: BatchTally,
         committed: Mapping[tuple[str, int], int],
         bounds: Mapping[tuple[str, int], tuple[int, int]],
         batch_id: int,
@@ -385,9 +408,7 @@ class MicroBatchWriter:
         the partition's earliest offset (or the first one read) lies past it, the
         messages in between were never processed.
         """
-        first = frame.groupby(["_topic", "_partition"])["_offset"].min()
-        for (topic, partition), first_read in first.items():
-            tp = (str(topic), int(partition))
+        for tp, first_read in tally.first.items():
             start = committed.get(tp, -1)
             if start < 0 or tp not in bounds:  # no earlier batch: nothing to compare with
                 continue
@@ -439,12 +460,6 @@ def _id_text(value: Any) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     return str(value)
-
-
-def source_ends(frame: pd.DataFrame) -> dict[tuple[str, int], int]:
-    """Per source partition, the offset after the last record of the batch."""
-    last = frame.groupby(["_topic", "_partition"])["_offset"].max()
-    return {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:

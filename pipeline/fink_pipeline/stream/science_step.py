@@ -249,7 +249,7 @@ def to_ipc(frame: pd.DataFrame, schema: pa.Schema) -> bytes:
     and casts are unchecked (spark.sql.execution.pandas.convertToArrowArraySafely
     is off by default), so the driver sees what Spark's columns would have held.
     """
-    arrays = [_arrow_array(frame[field.name], field.type) for field in schema]
+    arrays = [arrow_array(frame[field.name], field.type) for field in schema]
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, schema) as writer:
@@ -257,7 +257,7 @@ def to_ipc(frame: pd.DataFrame, schema: pa.Schema) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _arrow_array(column: pd.Series, kind: pa.DataType) -> pa.Array:
+def arrow_array(column: pd.Series, kind: pa.DataType) -> pa.Array:
     if hasattr(column.array, "__arrow_array__"):  # pandas' nullable dtypes know their nulls
         return pa.array(column.array, type=kind)
     return pa.Array.from_pandas(column, mask=column.isnull().to_numpy(), type=kind, safe=False)

@@ -11,17 +11,12 @@ committed for the pipeline's consumer group is not sent again.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from thriftpy2.transport import TTransportException
 
@@ -139,84 +134,77 @@ class HBaseWriter:
                 self._connection = None
 
 
-class ParquetArchive:
-    """One file per night, micro-batch and pipeline: night=YYYYMMDD/<pipeline>.batch-<id>.parquet.
+# the archive's directories, outermost first: night=YYYYMMDD/pipeline=NS.NAME/batch=ID
+ARCHIVE_PARTITIONS = {"night": "string", "pipeline": "string", "batch": "bigint"}
 
-    `root` is a local path or a Hadoop URL (storage.py). `pipeline` (NAMESPACE.NAME)
-    is in every file name, so pipelines sharing a root never write the same file:
-    each replaces only its own (a replayed batch), and a reader of the root sees
-    all of theirs. `files` gives the Hadoop filesystem for a URL root, asked for
-    at the first write (the driver's SparkSession exists by then).
+
+class ParquetArchive:
+    """The batch's good alerts, written by Spark from its tasks, one directory per
+    night, pipeline and batch: night=YYYYMMDD/pipeline=NS.NAME/batch=ID/part-*.parquet.
+
+    `root` is a local path or a Hadoop URL (storage.py); Spark's writer speaks every
+    scheme the checkpoint does, with the same `spark.hadoop.*` settings. It writes
+    with dynamic partition overwrite: only the directories of the rows written are
+    replaced, so a replayed batch replaces its own files and nothing else, and
+    pipelines sharing a root (NAMESPACE.NAME in `pipeline=`) never touch each
+    other's. The rows come from the tasks (task_outputs.py); nothing of them goes
+    through the driver.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        pipeline: str,
-        files: Callable[[], storage.HadoopFiles] | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, pipeline: str) -> None:
         self.root = str(root)
         self.pipeline = pipeline
-        self._files = files or _active_spark_files
-        self._hadoop: storage.HadoopFiles | None = None
-
-    def file_name(self, batch_id: int) -> str:
-        return f"{self.pipeline}.batch-{batch_id:09d}.parquet"
 
     @staticmethod
     def files_of(pipeline: str) -> str:
-        """The glob of one pipeline's files in a night's directory (file_name's names)."""
-        return f"{pipeline}.batch-*.parquet"
+        """The glob of one pipeline's files under a night's directory."""
+        return f"pipeline={pipeline}/batch=*/*.parquet"
 
-    def write(self, batch_id: int, table: pa.Table, nights: pd.Series) -> int:
-        written = 0
-        night_values = nights.to_numpy(dtype=object)
-        for night in sorted(set(night_values)):
-            rows = pa.array(night_values == night)
-            part = table.filter(rows)
-            name = self.file_name(batch_id)
-            try:
-                if storage.is_local(self.root):
-                    self._write_local(part, storage.local_path(self.root) / f"night={night}", name)
-                else:
-                    self._write_hadoop(part, storage.join(self.root, f"night={night}", name))
-            except OSError as error:  # a full disk or quota: fail the batch, leave no debris
-                raise OSError(
-                    error.errno, f"archive {self.root}: could not write {name}: {error}"
-                ) from error
-            written += part.num_rows
-        return written
+    def location(self) -> str:
+        """A plain path as a file:// URL: local even where Hadoop's default filesystem is not."""
+        if storage.scheme(self.root) == "":
+            return storage.local_path(self.root).resolve().as_uri()
+        return self.root
 
-    @staticmethod
-    def _write_local(part: pa.Table, directory: Path, name: str) -> None:
-        final = directory / name
-        partial = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    def write(self, rows: Any, batch_id: int) -> None:
+        """Run the batch's job, writing its rows (a Spark DataFrame, task_outputs.ArchiveRows).
+
+        A failure (a full disk or quota, an unreachable store) fails the batch with
+        an OSError naming the archive and the cause. Spark removes what the failed
+        job staged, and the batch's directories keep what they held before.
+        """
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(part, partial, compression="zstd")
-            os.replace(partial, final)  # readers never see half a file; a replay overwrites
-        except OSError:
-            # (pyarrow removes a file it failed to write; this covers the rename)
-            partial.unlink(missing_ok=True)
-            raise
+            (
+                rows.write.mode("overwrite")
+                .option("partitionOverwriteMode", "dynamic")
+                .option("compression", "zstd")
+                .partitionBy(*ARCHIVE_PARTITIONS)
+                .parquet(self.location())
+            )
+        except Exception as error:
+            causes = java_causes(error)
+            if not causes or any(PYTHON_EXCEPTION in cause for cause in causes):
+                raise  # the science in the tasks failed, not the archive: its own error
+            raise OSError(
+                f"archive {self.root}: could not write batch {batch_id} of {self.pipeline}: "
+                f"{causes[-1]}"
+            ) from error
 
-    def _write_hadoop(self, part: pa.Table, location: str) -> None:
-        """Written locally first, then moved into place whole (HadoopFiles.put)."""
-        if self._hadoop is None:
-            self._hadoop = self._files()
-        with tempfile.TemporaryDirectory(prefix="fink-archive-") as scratch:
-            local = Path(scratch) / "part.parquet"
-            pq.write_table(part, local, compression="zstd")
-            self._hadoop.put(local, location)
+
+PYTHON_EXCEPTION = "org.apache.spark.api.python.PythonException"
 
 
-def _active_spark_files() -> storage.HadoopFiles:
-    from pyspark import SparkContext
-
-    context = SparkContext._active_spark_context
-    if context is None:
-        raise RuntimeError("an archive at a Hadoop URL is written from a running Spark driver")
-    return storage.HadoopFiles.of_spark(context)
+def java_causes(error: BaseException) -> list[str]:
+    """The Java exceptions behind a Spark error, outermost first, as `Class: message`."""
+    throwable = getattr(error, "_origin", None) or getattr(error, "java_exception", None)
+    causes: list[str] = []
+    try:
+        while throwable is not None and len(causes) < 50:
+            causes.append(str(throwable.toString()))
+            throwable = throwable.getCause()
+    except Exception:  # the JVM gone: what was read is all there is
+        pass
+    return causes
 
 
 class TransactionalKafka:

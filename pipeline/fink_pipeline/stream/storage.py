@@ -4,17 +4,15 @@
 either plain paths (local files, as before) or Hadoop-compatible URLs (hdfs://,
 s3a://, file://). They are handled as strings, never as `pathlib.Path`, which
 would fold `hdfs://host/x` into `hdfs:/host/x`. Spark reads and writes its
-checkpoint at any such URL itself. The Parquet archive is written by the driver:
-locally with pyarrow and `os.replace`, at a URL through the Hadoop FileSystem of
-the driver's own JVM (`HadoopFiles`), so it speaks every scheme Spark does, with
-the same `spark.hadoop.*` settings and credentials as the checkpoint, and needs
-no native libhdfs.
+checkpoint and, from the tasks, the Parquet archive (sinks.ParquetArchive) at
+any such URL itself. `HadoopFiles` reaches the same files from Python, through
+a JVM's Hadoop FileSystem (every scheme Spark speaks, no native libhdfs): the
+tests and tools read the archive back with it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,38 +73,6 @@ class HadoopFiles:
 
     def _fs(self, path: Any) -> Any:
         return path.getFileSystem(self.configuration)
-
-    def put(self, local: Path, location: str) -> None:
-        """Move a local file to `location` whole, replacing what is there.
-
-        Copied to a hidden temporary name beside it, then renamed over the
-        target with Options.Rename.OVERWRITE: on HDFS one NameNode operation,
-        so a reader sees the old file or the new one, never part of one.
-        On a failure the temporary file is removed and OSError raised.
-        """
-        from py4j.protocol import Py4JJavaError
-
-        final = self._path(location)
-        fs = self._fs(final)
-        partial = self._path(
-            join(location.rsplit("/", 1)[0], f".{final.getName()}.{uuid.uuid4().hex}.tmp")
-        )
-        try:
-            fs.mkdirs(final.getParent())
-            fs.copyFromLocalFile(True, True, self._path(local.resolve().as_uri()), partial)
-            overwrite = self.gateway.new_array(self._rename_option(), 1)
-            overwrite[0] = self._rename_option().OVERWRITE
-            context = self.jvm.org.apache.hadoop.fs.FileContext.getFileContext(
-                final.toUri(), self.configuration
-            )
-            context.rename(partial, final, overwrite)
-        except Py4JJavaError as error:
-            with contextlib.suppress(Py4JJavaError):
-                fs.delete(partial, False)
-            raise OSError(str(error.java_exception)) from error
-
-    def _rename_option(self) -> Any:
-        return getattr(self.jvm.org.apache.hadoop.fs, "Options$Rename")
 
     def exists(self, location: str) -> bool:
         path = self._path(location)

@@ -51,8 +51,8 @@ from fink_pipeline.stream import faults, storage
 from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec, enriched_schema
 from fink_pipeline.stream.observe import read_topic
 from fink_pipeline.stream.rows import nights, row_keys
-from fink_pipeline.stream.science_step import ScienceStep
-from fink_pipeline.stream.sinks import COORDINATOR_SETTLING
+from fink_pipeline.stream.science_step import ScienceStep, arrow_type
+from fink_pipeline.stream.sinks import ARCHIVE_PARTITIONS, COORDINATOR_SETTLING, ParquetArchive
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
 
@@ -419,17 +419,23 @@ class World:
             return pd.DataFrame({ALERT_ID[self.survey]: []})
         # batches may differ in columns (a ScienceFilter's pass_ flag exists only in the
         # batches it ran in): read them all with their union, missing values as nulls
-        files = sorted(archive.glob("night=*/*.parquet"))
+        # only this pipeline's: others may share the archive's root
+        files = sorted(archive.glob(f"night=*/{ParquetArchive.files_of(self.pipeline_id)}"))
         if not files:
             return pd.DataFrame({ALERT_ID[self.survey]: []})
         schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-        schema = schema.append(pa.field("night", pa.string()))
-        dataset = ds.dataset(archive, schema=schema, format="parquet", partitioning="hive")
+        for name, kind in ARCHIVE_PARTITIONS.items():
+            schema = schema.append(pa.field(name, arrow_type(kind)))
+        dataset = ds.dataset(files, schema=schema, format="parquet", partitioning="hive")
         return dataset.to_table().to_pandas()
 
     def archive_batches(self) -> set[int]:
-        files = self.local_archive().glob("night=*/*.batch-*.parquet")
-        return {int(p.stem.rsplit("-", 1)[1]) for p in files}
+        files = self.local_archive().glob(f"night=*/{ParquetArchive.files_of(self.pipeline_id)}")
+        return {int(p.parent.name.partition("=")[2]) for p in files}
+
+    @property
+    def pipeline_id(self) -> str:
+        return f"tests.{self.name}"
 
     def read_topic(self, topic: str, isolation: str = "read_committed") -> list[Any]:
         """Every message of a topic from the beginning (read_committed unless told)."""
@@ -626,9 +632,11 @@ def assert_sinks_hold_exactly(
 
     stamps = {candidate: sources[position][1] for position, candidate in at_source.items()}
     assert [stamps[c] for c in archived.index] == list(archived["_timestamp_ms"])
-    files = list(world.local_archive().glob("night=*/*"))
-    own = re.escape(f"tests.{world.name}.batch-")
-    assert files and all(re.fullmatch(own + r"\d{9}\.parquet", f.name) for f in files), files
+    archive = world.local_archive()
+    files = [f for f in archive.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
+    own = re.escape(f"pipeline=tests.{world.name}")
+    layout = rf"night=\d{{8}}/{own}/batch=\d+/part-[^/]+\.zstd\.parquet"
+    assert files and all(re.fullmatch(layout, str(f.relative_to(archive))) for f in files), files
     for path in files:
         metadata = pq.ParquetFile(path).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"
@@ -722,9 +730,10 @@ def assert_stopped_in(world: World, batch: int, stage: str) -> None:
     exactly the batches before it, whatever the stage: the batch's transaction
     was never committed. The idempotent sinks, written before the transaction,
     hold the batch as far as it got: nothing of it when it stopped at its start
-    (`batch`), the HBase rows some tasks wrote (`hbase-write`), all its rows but
-    no Parquet file (`parquet`: the archive's write failed), all its rows and its
-    Parquet file (`kafka-transaction`).
+    (`batch`), the HBase rows some tasks wrote (`hbase-write`, and `parquet`: the
+    archive's write failed, in tasks that had written their HBase rows first, and
+    left no Parquet file of the batch), all its rows and its Parquet files
+    (`kafka-transaction`).
     """
     offsets, commits = world.offsets_log(), world.commit_log()
     assert batch in offsets and batch not in commits, (sorted(offsets), sorted(commits))
@@ -754,7 +763,7 @@ def assert_stopped_in(world: World, batch: int, stage: str) -> None:
     upto = set(row_keys(want_through.enriched, world.survey, world.salt_digits))
     if stage == "batch":
         assert rows == earlier
-    elif stage == "hbase-write":
+    elif stage in ("hbase-write", "parquet"):
         assert earlier < rows <= upto, "some, and only, rows of the batch reached HBase"
     else:
         assert rows == upto

@@ -76,7 +76,7 @@ def test_validate_shows_what_the_pipeline_will_run_and_write(offline: World) -> 
         *(f"  filter {f} -> topic {offline.filter_topic(f)}" for f in offline.filters),
         f"  dead letters -> topic {offline.dead_letter_topic}",
         f"  HBase table {offline.table} (families i, d)",
-        f"  Parquet archive {archive}/night=YYYYMMDD/tests.{name}.batch-ID.parquet",
+        f"  Parquet archive {archive}/night=YYYYMMDD/pipeline=tests.{name}/batch=ID/",
     ]
     # -f - reads the same document from stdin (kubectl get bp NAME -o yaml | ...)
     piped = command("validate", "-f", "-", stdin=path.read_text())

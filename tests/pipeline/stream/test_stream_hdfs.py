@@ -2,7 +2,7 @@
 
 The stack's HDFS (component hdfs, FINK_HDFS) is a real NameNode and DataNode;
 the pipeline reaches it at hdfs:// URLs with the Hadoop client pyspark bundles,
-Spark for the checkpoint, the driver's HadoopFiles for the archive.
+Spark for both the checkpoint and the archive (its writer runs in the tasks).
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def test_checkpoint_and_archive_on_hdfs_deliver_exactly_once_across_a_driver_res
 def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
     stack: Endpoints, unique_name: str, tmp_path: Path
 ) -> None:
-    """Same alerts, same batch ids, same archive path: each pipeline's files carry its
-    NAMESPACE.NAME, so both pipelines' batches are all there, each alert once per pipeline."""
+    """Same alerts, same batch ids, same archive path: each pipeline's files are under its
+    pipeline=NAMESPACE.NAME, so both pipelines' batches are all there, each alert once per
+    pipeline (Spark's dynamic overwrite replaces only the directories a batch writes)."""
     shared = str(tmp_path / "shared-archive")
     worlds = [
         World(
@@ -78,11 +79,12 @@ def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
 
     alert_id = ALERT_ID["ztf"]
     want = sorted(expected(worlds[0], values).enriched.index)
-    files = sorted(Path(shared).glob("night=*/*.parquet"))
-    by_pipeline = Counter(f.name.split(".batch-")[0] for f in files)
-    assert set(by_pipeline) == {f"tests.{w.name}" for w in worlds}, files
-    assert by_pipeline[f"tests.{worlds[0].name}"] == by_pipeline[f"tests.{worlds[1].name}"]
+    files = sorted(Path(shared).glob("night=*/pipeline=*/batch=*/*.parquet"))
+    batches = Counter((f.parent.parent.name, f.parent.name) for f in files)
+    by_pipeline = Counter(pipeline for pipeline, _ in batches)
+    assert set(by_pipeline) == {f"pipeline=tests.{w.name}" for w in worlds}, files
+    assert len(set(by_pipeline.values())) == 1, by_pipeline  # as many batches each
     for world in worlds:
-        own = [f for f in files if f.name.startswith(f"tests.{world.name}.batch-")]
+        own = [f for f in files if f.parent.parent.name == f"pipeline=tests.{world.name}"]
         ids = [i for f in own for i in pq.read_table(f).column(alert_id).to_pylist()]
         assert sorted(ids) == want, world.name

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fink_core.connections import KafkaConnection
 from fink_pipeline.science import plan_for
 from fink_pipeline.stream import faults, rows, science_step
-from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, StopRequested, source_ends
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, StopRequested
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.kafka_options import (
     SOURCE_FETCH_OPTIONS,
@@ -34,6 +35,7 @@ from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.sinks import TransactionalKafka
+from fink_pipeline.stream.task_outputs import BatchTally, driver_rows
 
 
 def test_row_keys_are_object_then_time_and_salting_is_stable() -> None:
@@ -201,9 +203,36 @@ def test_enriched_messages_carry_the_schema_fingerprint_and_round_trip() -> None
         other.decode(message)
 
 
-def test_source_ends_are_one_past_the_last_offset_per_partition() -> None:
-    frame = pd.DataFrame({"_topic": ["t", "t", "t"], "_partition": [0, 1, 0], "_offset": [5, 9, 7]})
-    assert source_ends(frame) == {("t", 0): 8, ("t", 1): 10}
+def test_chunk_tallies_add_up_to_the_batch_and_its_ends_are_one_past_the_last_offset() -> None:
+    frame = pd.DataFrame(
+        {
+            "_topic": ["t", "t", "t", "t", "t"],
+            "_partition": [0, 1, 0, 1, 0],
+            "_offset": [5, 9, 7, 10, 3],
+            "_reject": [None, "corrupt", None, None, None],
+        }
+    )
+    whole = BatchTally.of(frame)
+    assert (whole.read, whole.good) == (5, 4)
+    assert whole.ends() == {("t", 0): 8, ("t", 1): 11}
+    assert whole.first == {("t", 0): 3, ("t", 1): 9}
+    # the tasks' chunks, tallied apart and added on the driver: the same as the whole
+    chunks = [BatchTally.of(frame.iloc[:2]), BatchTally.of(frame.iloc[2:]), BatchTally()]
+    assert sum(chunks, BatchTally()) == whole
+    assert BatchTally.of(frame.iloc[:0]) == BatchTally()
+
+
+def test_the_driver_gets_rejects_passing_alerts_and_timings_only() -> None:
+    out = pd.DataFrame(
+        {
+            "_reject": [None, None, "corrupt", None, None],
+            "_timings": ['{"decode": 0.1}', None, None, None, None],
+            "pass_a": pd.array([False, True, None, False, False], dtype="boolean"),
+            "pass_b": pd.array([False, False, None, True, False], dtype="boolean"),
+        }
+    )
+    assert list(driver_rows(out, ["a", "b"]).index) == [0, 1, 2, 3]
+    assert list(driver_rows(out, ["a"]).index) == [0, 1, 2]
 
 
 def test_alert_columns_go_to_the_first_family_science_to_the_second() -> None:
@@ -420,6 +449,13 @@ class FailingRaw:
 
     def __init__(self) -> None:
         self.calls = 0
+        # where the writer makes the tasks' accumulator: a plain holder of its value
+        accumulator = types.SimpleNamespace
+        self.sparkSession = types.SimpleNamespace(
+            sparkContext=types.SimpleNamespace(
+                accumulator=lambda value, _: accumulator(value=value)
+            )
+        )
 
     def mapInArrow(self, step: Any, schema: str) -> Any:
         self.calls += 1

@@ -1,0 +1,178 @@
+"""What a micro-batch's tasks hand on: the archive's rows to Spark's writer, the rest to the driver.
+
+The driver does not need the whole batch. It sends through Kafka only the alerts
+that passed a filter and the rejected messages; for the rest it needs counts,
+each chunk's timings and, per source partition, the first and last offsets
+read. So each task keeps its good alerts for Parquet, yielded to Spark as typed
+columns that Spark's own writer stores from the executors (sinks.ParquetArchive),
+and adds what the driver needs to an accumulator: one `ChunkReport` per chunk,
+its rows as Arrow IPC. Spark merges a finished task's accumulator updates into
+the driver once, and before the write's job returns.
+
+Without an archive the tasks yield nothing and the job's output goes to Spark's
+`noop` writer: the same single pass over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from fink_pipeline.stream import rows
+from fink_pipeline.stream.jvm_decode import DECODED, SOURCE_COLUMNS, decoded_frame
+from fink_pipeline.stream.science_step import (
+    ScienceStep,
+    arrow_array,
+    arrow_type,
+    from_ipc,
+    pass_column,
+    to_ipc,
+)
+from fink_pipeline.stream.sinks import ARCHIVE_PARTITIONS
+
+SOURCE_META = ("_topic", "_partition", "_offset", "_timestamp_ms")
+NOTHING = "`_nothing` int"  # the (empty) output of tasks that archive nothing
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class BatchTally:
+    """What the driver knows of a whole batch without its rows."""
+
+    read: int = 0  # source messages, good or rejected
+    good: int = 0  # alerts decoded and enriched (in HBase and the archive)
+    first: dict[Partition, int] = field(default_factory=dict)  # first offset read
+    last: dict[Partition, int] = field(default_factory=dict)  # last offset read
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> BatchTally:
+        """The tally of a frame holding every row of the batch (one chunk of it, in a task)."""
+        if frame.empty:
+            return cls()
+        offsets = frame.groupby(["_topic", "_partition"])["_offset"].agg(["min", "max"])
+        keys = [(str(t), int(p)) for t, p in offsets.index]
+        return cls(
+            read=len(frame),
+            good=int(frame["_reject"].isna().sum()),
+            first=dict(zip(keys, offsets["min"].astype(int).tolist(), strict=True)),
+            last=dict(zip(keys, offsets["max"].astype(int).tolist(), strict=True)),
+        )
+
+    def __add__(self, other: BatchTally) -> BatchTally:
+        first, last = dict(self.first), dict(self.last)
+        for key, offset in other.first.items():
+            first[key] = min(offset, first.get(key, offset))
+        for key, offset in other.last.items():
+            last[key] = max(offset, last.get(key, offset))
+        return BatchTally(self.read + other.read, self.good + other.good, first, last)
+
+    def ends(self) -> dict[Partition, int]:
+        """Per source partition, the offset after the last message of the batch."""
+        return {key: offset + 1 for key, offset in self.last.items()}
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    """One chunk's share for the driver: its rows for Kafka, as Arrow IPC, and its tally."""
+
+    rows: bytes
+    tally: BatchTally
+
+
+def driver_rows(out: pd.DataFrame, filters: Iterable[str]) -> pd.DataFrame:
+    """The rows the driver sends or reads: rejected, passing a filter, or carrying timings."""
+    keep = out["_reject"].notna().to_numpy(bool) | out["_timings"].notna().to_numpy(bool)
+    for name in filters:
+        keep |= out[pass_column(name)].fillna(False).to_numpy(bool)
+    return out[keep]
+
+
+class ReportsParam:
+    """The accumulator's arithmetic (pyspark's AccumulatorParam protocol): lists, joined."""
+
+    def zero(self, value: list[ChunkReport]) -> list[ChunkReport]:
+        return []
+
+    def addInPlace(  # pyspark's name
+        self, reports: list[ChunkReport], more: list[ChunkReport]
+    ) -> list[ChunkReport]:
+        reports.extend(more)
+        return reports
+
+
+@dataclass(frozen=True)
+class ArchiveRows:
+    """The archive's columns of a pipeline's batch, as the tasks yield them to Spark."""
+
+    pipeline: str  # NAMESPACE.NAME: a partition of its own, so pipelines never collide
+    columns: tuple[tuple[str, str], ...]  # name, Spark SQL type
+
+    @classmethod
+    def of(cls, step: ScienceStep, pipeline: str) -> ArchiveRows:
+        kinds = step.output_columns
+        names = [
+            *SOURCE_META,
+            *step.alert_columns,
+            *[pass_column(f.name) for f, _ in step.plan.filters],
+        ]
+        return cls(pipeline, tuple((n, kinds[n]) for n in names))
+
+    def spark_schema(self) -> str:
+        fields = [*self.columns, *ARCHIVE_PARTITIONS.items()]
+        return ", ".join(f"`{name}` {kind}" for name, kind in fields)
+
+    def arrow_schema(self) -> pa.Schema:
+        fields = [*self.columns, *ARCHIVE_PARTITIONS.items()]
+        return pa.schema([(name, arrow_type(kind)) for name, kind in fields])
+
+    def batch(self, good: pd.DataFrame, survey: str, batch_id: int) -> pa.RecordBatch:
+        frame = good[[name for name, _ in self.columns]].copy()
+        frame["night"] = rows.nights(good, survey).to_numpy(dtype=object)
+        frame["pipeline"] = self.pipeline
+        frame["batch"] = batch_id
+        schema = self.arrow_schema()
+        arrays = [arrow_array(frame[f.name], f.type) for f in schema]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True)
+class SplitStep:
+    """The function a batch's tasks run (mapInArrow): the science step, its output split.
+
+    Picklable, like the ScienceStep inside; `reports` is a pyspark Accumulator,
+    which its workers add to and only the driver reads.
+    """
+
+    step: ScienceStep
+    reports: Any
+    archive: ArchiveRows | None = None
+
+    def spark_schema(self) -> str:
+        return self.archive.spark_schema() if self.archive else NOTHING
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        step = self.step
+        schema = step.arrow_schema()
+        filters = [f.name for f, _ in step.plan.filters]
+        for batch in batches:
+            raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
+            jvm = decoded_frame(batch, step.plan.survey, step.stores_cutouts)
+            out = step.process(raw.to_pandas(), jvm)
+            ipc = to_ipc(driver_rows(out, filters), schema)
+            self.reports.add([ChunkReport(ipc, BatchTally.of(out))])
+            good = out[out["_reject"].isna().to_numpy(bool)]
+            if self.archive is not None and len(good):
+                assert step.batch_id is not None
+                yield self.archive.batch(good, step.plan.survey, step.batch_id)
+
+
+def gathered(reports: list[ChunkReport], schema: pa.Schema) -> tuple[pa.Table, BatchTally]:
+    """The driver's side: every chunk's rows as one table, and the batch's tally."""
+    tables = [from_ipc(report.rows) for report in reports]
+    tally = sum((report.tally for report in reports), BatchTally())
+    return (pa.concat_tables(tables) if tables else schema.empty_table()), tally
