@@ -108,6 +108,35 @@ def test_the_archive_and_checkpoint_live_on_the_pipelines_volume() -> None:
     assert pod["initContainers"][0]["securityContext"]["runAsUser"] == 0  # chown a hostPath
 
 
+def submit_conf(rendered: Any) -> dict[str, str]:
+    env = {e["name"]: e.get("value") for e in rendered.driver_pod["spec"]["containers"][0]["env"]}
+    words = env.get("PYSPARK_SUBMIT_ARGS", "").split()
+    return dict(w.split("=", 1) for w in words if "=" in w)
+
+
+def test_executors_mount_a_local_archive_where_the_driver_does_since_their_tasks_write_it() -> None:
+    executors = {"executor": {"instances": 2}}
+    archive = {"archive": {"path": "/archive/demo"}}
+    on_host = submit_conf(objects(resource(spark=executors, sinks=archive)))
+    prefix = "spark.kubernetes.executor.volumes.hostPath.archive"
+    assert on_host[f"{prefix}.mount.path"] == "/archive/demo"
+    assert on_host[f"{prefix}.mount.subPath"] == "archive"
+    assert on_host[f"{prefix}.options.path"] == "/var/lib/fink-pipelines/ns/demo"
+
+    claimed = {**executors, "volumeClaim": "shared-data"}
+    on_claim = submit_conf(objects(resource(spark=claimed, sinks=archive)))
+    prefix = "spark.kubernetes.executor.volumes.persistentVolumeClaim.archive"
+    assert on_claim[f"{prefix}.options.claimName"] == "shared-data"
+    assert on_claim[f"{prefix}.mount.path"] == "/archive/demo"
+
+    at_url = {"archive": {"path": "hdfs://namenode:8020/fink/archive"}}
+    for conf in (
+        submit_conf(objects(resource(spark=executors, sinks=at_url))),
+        submit_conf(objects(resource(spark={"executor": {"instances": 0}}, sinks=archive))),
+    ):
+        assert not [k for k in conf if ".volumes." in k], conf
+
+
 def test_a_storage_class_volume_is_a_claim_per_pipeline_not_owned_by_it() -> None:
     config = JobConfig(image="i", volume=PipelineVolume.parse("storage-class:ceph-rbd:50Gi"))
     rendered = objects(resource(), config)

@@ -248,7 +248,9 @@ def render(
             "app.kubernetes.io/component": "driver",
         },
         "args": _args(spec, checkpoint, executors),
-        "env": _environment(spec, config, image, namespace, driver_service, name),
+        "env": _environment(
+            spec, config, image, namespace, driver_service, name, _executor_archive(spec, volumes)
+        ),
         "resources": _resources(spark.driver_memory, spark.driver_core_request, spark.driver_cores),
         "volumes": volumes,
         "mounts": mounts,
@@ -380,6 +382,35 @@ def _args(spec: PipelineSpec, checkpoint: str, executors: int) -> list[str]:
     ]
 
 
+def _executor_archive(spec: PipelineSpec, volumes: list[dict[str, Any]]) -> dict[str, str]:
+    """Spark settings mounting a local archive path on the executors, as on the driver.
+
+    The tasks write the archive (Spark's Parquet writer), so an executor without the
+    pipeline's volume at that path would write it to its own pod's disk, lost with
+    the pod. A claim mounted by several pods must allow it (ReadWriteMany) when the
+    executors land on other nodes; an hdfs:// or s3a:// archive needs no volume.
+    """
+    if spec.spark.executor_instances == 0 or not spec.archive_path:
+        return {}
+    if "://" in spec.archive_path:
+        return {}
+    data = next((v for v in volumes if v["name"] == "data"), None)
+    if data is None:
+        return {}
+    if "persistentVolumeClaim" in data:
+        kind = "persistentVolumeClaim"
+        options = {"claimName": data["persistentVolumeClaim"]["claimName"]}
+    else:
+        kind = "hostPath"
+        options = {"path": data["hostPath"]["path"], "type": data["hostPath"]["type"]}
+    prefix = f"spark.kubernetes.executor.volumes.{kind}.archive"
+    return {
+        f"{prefix}.mount.path": spec.archive_path,
+        f"{prefix}.mount.subPath": "archive",
+        **{f"{prefix}.options.{key}": value for key, value in options.items()},
+    }
+
+
 def _environment(
     spec: PipelineSpec,
     config: JobConfig,
@@ -387,6 +418,7 @@ def _environment(
     namespace: str,
     driver_service: str,
     name: str,
+    executor_volumes: dict[str, str],
 ) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -415,6 +447,7 @@ def _environment(
             "spark.kubernetes.executor.deleteOnTermination": "true",
             f"spark.kubernetes.executor.label.{PIPELINE_LABEL}": name[:63],
             **{f"spark.kubernetes.node.selector.{k}": v for k, v in spark.node_selector.items()},
+            **executor_volumes,
         }
         if spark.tolerations:
             conf["spark.kubernetes.executor.podTemplateFile"] = f"{PIPELINE_DIR}/executor-pod.yaml"
