@@ -134,11 +134,14 @@ class MicroBatchWriter:
             step = self._batch_step(batch_id)
             source = self.jvm.columns(raw)  # the alerts the JVM can decode, decoded
             reports = self._fresh_reports(raw)
-            split = SplitStep(step, reports, self._archive_rows(step))
+            archive = self.sinks.archive
+            if archive is not None:
+                archive.discard(batch_id)
+            split = SplitStep(step, reports, self._archive_rows(step), archive)
             archived = source.mapInArrow(split, schema=split.spark_schema())
-            if self.sinks.archive is not None:  # one job: science, HBase, Parquet
-                self.sinks.archive.write(archived, batch_id)
-            else:
+            if archive is not None and split.yields_rows:  # one job: science, HBase, Parquet
+                archive.write(archived, batch_id)
+            else:  # the same job; the tasks wrote any archive themselves
                 archived.write.format("noop").mode("overwrite").save()
             output, tally = gathered(reports.value, step.arrow_schema())
             self._stage("science", started)
@@ -148,6 +151,7 @@ class MicroBatchWriter:
         except Exception as error:
             self.failure = (batch_id, error)
             self.metrics.batches.labels(self.pipeline, "failed").inc()
+            self._discard_archived(batch_id)
             log.exception(
                 "micro-batch %d failed: the query stops, and a restart replays the batch "
                 "from the checkpoint without duplicating what it had written",
@@ -166,6 +170,15 @@ class MicroBatchWriter:
             " (replay: Kafka already had it)" if report.replayed else "",
             report.seconds,
         )
+
+    def _discard_archived(self, batch_id: int) -> None:
+        """A failed batch's files (those tasks that succeeded wrote) do not stay in the archive."""
+        if self.sinks.archive is None:
+            return
+        try:
+            self.sinks.archive.discard(batch_id)
+        except OSError as error:  # the next attempt removes them first
+            log.warning("could not remove the failed batch %d's archive files: %s", batch_id, error)
 
     def _fresh_reports(self, raw: Any) -> Any:
         """The accumulator the batch's tasks report to, emptied (one per writer, reused)."""

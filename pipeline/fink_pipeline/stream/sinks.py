@@ -11,12 +11,17 @@ committed for the pipeline's consumer group is not sent again.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from thriftpy2.transport import TTransportException
 
@@ -139,16 +144,25 @@ ARCHIVE_PARTITIONS = {"night": "string", "pipeline": "string", "batch": "bigint"
 
 
 class ParquetArchive:
-    """The batch's good alerts, written by Spark from its tasks, one directory per
-    night, pipeline and batch: night=YYYYMMDD/pipeline=NS.NAME/batch=ID/part-*.parquet.
+    """The batch's good alerts, written from its tasks, one directory per night,
+    pipeline and batch: night=YYYYMMDD/pipeline=NS.NAME/batch=ID/part-*.zstd.parquet.
 
-    `root` is a local path or a Hadoop URL (storage.py); Spark's writer speaks every
-    scheme the checkpoint does, with the same `spark.hadoop.*` settings. It writes
-    with dynamic partition overwrite: only the directories of the rows written are
-    replaced, so a replayed batch replaces its own files and nothing else, and
-    pipelines sharing a root (NAMESPACE.NAME in `pipeline=`) never touch each
-    other's. The rows come from the tasks (task_outputs.py); nothing of them goes
-    through the driver.
+    Pipelines sharing a root (NAMESPACE.NAME in `pipeline=`) never touch each
+    other's files, and a replayed batch replaces its own. The rows come from the
+    tasks (task_outputs.py); nothing of them goes through the driver. Picklable:
+    the tasks get it to write a local root.
+
+    - A local root (a plain path or file://): each task writes its own files with
+      pyarrow, a temporary name renamed over the target (`write_part`); the
+      driver removes what an earlier or failed attempt of the batch left
+      (`discard`). Spark's writer does the same for about 200 more core-µs
+      per light alert (its JVM turns the Arrow columns into rows, then into
+      Parquet, and compiles all that): measured 1,752-1,866 alerts/s against
+      2,691-3,170 this way.
+    - A Hadoop URL (hdfs://, s3a://): Spark's own writer, from the tasks' typed
+      columns (`write`), with the checkpoint's `spark.hadoop.*` settings and
+      dynamic partition overwrite, which replaces only the directories the
+      batch writes.
     """
 
     def __init__(self, root: str | Path, pipeline: str) -> None:
@@ -160,6 +174,44 @@ class ParquetArchive:
         """The glob of one pipeline's files under a night's directory."""
         return f"pipeline={pipeline}/batch=*/*.parquet"
 
+    @property
+    def local(self) -> bool:
+        return storage.is_local(self.root)
+
+    def batch_directory(self, night: str, batch_id: int) -> str:
+        return f"night={night}/pipeline={self.pipeline}/batch={batch_id}"
+
+    def discard(self, batch_id: int) -> None:
+        """Remove a local root's files of this batch: before it runs, those of an earlier
+        attempt (a replay after a crash); after it failed, those its other tasks wrote."""
+        if not self.local:
+            return  # Spark's writer stages its files, and dynamic overwrite replaces them
+        root = storage.local_path(self.root)
+        for directory in root.glob(self.batch_directory("*", batch_id)):
+            shutil.rmtree(directory)
+            log.info("archive: removed %s (batch %d not committed)", directory, batch_id)
+
+    def write_part(self, part: pa.Table, night: str, batch_id: int, name: str) -> None:
+        """One task's file of one night (a local root), whole or not at all.
+
+        On a failure (a full disk or quota) the temporary file is removed and an
+        OSError names the archive and the batch: the task, then the batch, fails.
+        """
+        directory = storage.local_path(self.root) / self.batch_directory(night, batch_id)
+        final = directory / name
+        partial = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            pq.write_table(part, partial, compression="zstd")
+            os.replace(partial, final)
+        except OSError as error:
+            partial.unlink(missing_ok=True)  # (pyarrow removes a file it failed to write)
+            raise OSError(
+                error.errno,
+                f"archive {self.root}: could not write batch {batch_id} of "
+                f"{self.pipeline}: {error.strerror or error}",
+            ) from error
+
     def location(self) -> str:
         """A plain path as a file:// URL: local even where Hadoop's default filesystem is not."""
         if storage.scheme(self.root) == "":
@@ -167,7 +219,8 @@ class ParquetArchive:
         return self.root
 
     def write(self, rows: Any, batch_id: int) -> None:
-        """Run the batch's job, writing its rows (a Spark DataFrame, task_outputs.ArchiveRows).
+        """Run the batch's job, writing its rows (a Spark DataFrame, task_outputs.ArchiveRows)
+        with Spark's writer: any root, the way a Hadoop URL is written.
 
         A failure (a full disk or quota, an unreachable store) fails the batch with
         an OSError naming the archive and the cause. Spark removes what the failed

@@ -1,16 +1,16 @@
-"""What a micro-batch's tasks hand on: the archive's rows to Spark's writer, the rest to the driver.
+"""What a micro-batch's tasks hand on: their alerts to the archive, the rest to the driver.
 
 The driver does not need the whole batch. It sends through Kafka only the alerts
 that passed a filter and the rejected messages; for the rest it needs counts,
 each chunk's timings and, per source partition, the first and last offsets
-read. So each task keeps its good alerts for Parquet, yielded to Spark as typed
-columns that Spark's own writer stores from the executors (sinks.ParquetArchive),
-and adds what the driver needs to an accumulator: one `ChunkReport` per chunk,
-its rows as Arrow IPC. Spark merges a finished task's accumulator updates into
-the driver once, and before the write's job returns.
+read. So each task archives its good alerts itself (sinks.ParquetArchive: its
+own Parquet files under a local root, or typed columns yielded to Spark's writer
+for a Hadoop URL), and adds what the driver needs to an accumulator: one
+`ChunkReport` per chunk, its rows as Arrow IPC. Spark merges a finished task's
+accumulator updates into the driver once, and before the job returns.
 
-Without an archive the tasks yield nothing and the job's output goes to Spark's
-`noop` writer: the same single pass over the batch.
+When the tasks yield nothing (no archive, or a local one), the job's output goes
+to Spark's `noop` writer: the same single pass over the batch.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fink_pipeline.stream import rows
 from fink_pipeline.stream.jvm_decode import DECODED, SOURCE_COLUMNS, decoded_frame
@@ -32,7 +33,7 @@ from fink_pipeline.stream.science_step import (
     pass_column,
     to_ipc,
 )
-from fink_pipeline.stream.sinks import ARCHIVE_PARTITIONS
+from fink_pipeline.stream.sinks import ARCHIVE_PARTITIONS, ParquetArchive
 
 SOURCE_META = ("_topic", "_partition", "_offset", "_timestamp_ms")
 NOTHING = "`_nothing` int"  # the (empty) output of tasks that archive nothing
@@ -145,30 +146,58 @@ class SplitStep:
     """The function a batch's tasks run (mapInArrow): the science step, its output split.
 
     Picklable, like the ScienceStep inside; `reports` is a pyspark Accumulator,
-    which its workers add to and only the driver reads.
+    which its workers add to and only the driver reads. `rows` and `archive`
+    come together: the archive's columns, and where they go.
     """
 
     step: ScienceStep
     reports: Any
-    archive: ArchiveRows | None = None
+    rows: ArchiveRows | None = None
+    archive: ParquetArchive | None = None
+
+    @property
+    def yields_rows(self) -> bool:
+        """Whether the tasks hand the archive's rows to Spark's writer (a Hadoop URL)."""
+        return self.rows is not None and self.archive is not None and not self.archive.local
 
     def spark_schema(self) -> str:
-        return self.archive.spark_schema() if self.archive else NOTHING
+        return self.rows.spark_schema() if self.rows and self.yields_rows else NOTHING
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         step = self.step
         schema = step.arrow_schema()
         filters = [f.name for f, _ in step.plan.filters]
-        for batch in batches:
+        for chunk, batch in enumerate(batches):
             raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
             jvm = decoded_frame(batch, step.plan.survey, step.stores_cutouts)
             out = step.process(raw.to_pandas(), jvm)
             ipc = to_ipc(driver_rows(out, filters), schema)
-            self.reports.add([ChunkReport(ipc, BatchTally.of(out))])
             good = out[out["_reject"].isna().to_numpy(bool)]
-            if self.archive is not None and len(good):
+            if self.rows is not None and self.archive is not None and len(good):
                 assert step.batch_id is not None
-                yield self.archive.batch(good, step.plan.survey, step.batch_id)
+                archived = self.rows.batch(good, step.plan.survey, step.batch_id)
+                if self.yields_rows:
+                    yield archived
+                else:
+                    self._write_local(archived, step.batch_id, chunk)
+            # reported once the chunk is archived: a failed write reports nothing
+            self.reports.add([ChunkReport(ipc, BatchTally.of(out))])
+
+    def _write_local(self, archived: pa.RecordBatch, batch_id: int, chunk: int) -> None:
+        """The chunk's files, one per night, named after the task's partition and the
+        chunk: a retried task rewrites the same names."""
+        from pyspark import TaskContext
+
+        assert self.archive is not None
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        table = pa.Table.from_batches([archived])
+        nights = table.column("night")
+        table = table.drop_columns(list(ARCHIVE_PARTITIONS))  # in the directories' names
+        for night in sorted(set(nights.to_pylist())):
+            part = table.filter(pc.equal(nights, night))
+            name = f"part-{partition:05d}-{chunk:05d}.zstd.parquet"
+            self.archive.write_part(part, night, batch_id, name)
 
 
 def gathered(reports: list[ChunkReport], schema: pa.Schema) -> tuple[pa.Table, BatchTally]:
