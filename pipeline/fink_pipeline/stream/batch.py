@@ -139,10 +139,14 @@ class MicroBatchWriter:
                 archive.discard(batch_id)
             split = SplitStep(step, reports, self._archive_rows(step), archive)
             archived = source.mapInArrow(split, schema=split.spark_schema())
-            if archive is not None and split.yields_rows:  # one job: science, HBase, Parquet
-                archive.write(archived, batch_id)
-            else:  # the same job; the tasks wrote any archive themselves
-                archived.write.format("noop").mode("overwrite").save()
+            try:
+                if archive is not None and split.yields_rows:  # one job: science, HBase, Parquet
+                    archive.write(archived, batch_id)
+                else:  # the same job; the tasks wrote any archive themselves
+                    archived.write.format("noop").mode("overwrite").save()
+            except Exception:
+                self._discard_archived(batch_id)  # what the tasks that succeeded wrote
+                raise
             output, tally = gathered(reports.value, step.arrow_schema())
             self._stage("science", started)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
@@ -151,7 +155,6 @@ class MicroBatchWriter:
         except Exception as error:
             self.failure = (batch_id, error)
             self.metrics.batches.labels(self.pipeline, "failed").inc()
-            self._discard_archived(batch_id)
             log.exception(
                 "micro-batch %d failed: the query stops, and a restart replays the batch "
                 "from the checkpoint without duplicating what it had written",
@@ -172,7 +175,10 @@ class MicroBatchWriter:
         )
 
     def _discard_archived(self, batch_id: int) -> None:
-        """A failed batch's files (those tasks that succeeded wrote) do not stay in the archive."""
+        """When the tasks' job fails, the files its other tasks wrote do not stay in the archive.
+
+        (A batch that fails later, in the Kafka transaction, keeps its whole archive:
+        its replay replaces it.)"""
         if self.sinks.archive is None:
             return
         try:

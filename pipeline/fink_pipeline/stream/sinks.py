@@ -183,7 +183,7 @@ class ParquetArchive:
 
     def discard(self, batch_id: int) -> None:
         """Remove a local root's files of this batch: before it runs, those of an earlier
-        attempt (a replay after a crash); after it failed, those its other tasks wrote."""
+        attempt (a replay after a crash); after the tasks' job failed, those its other tasks wrote."""
         if not self.local:
             return  # Spark's writer stages its files, and dynamic overwrite replaces them
         root = storage.local_path(self.root)
