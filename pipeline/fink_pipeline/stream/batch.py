@@ -43,7 +43,6 @@ from fink_pipeline.stream.sinks import (
     delivered,
 )
 from fink_pipeline.stream.task_outputs import (
-    ArchiveRows,
     BatchTally,
     ReportsParam,
     SplitStep,
@@ -116,6 +115,8 @@ class MicroBatchWriter:
         self.stop_requested = threading.Event()
         self.refused: int | None = None
         self._reports: Any = None  # the tasks' accumulator (task_outputs.ReportsParam)
+        # a local archive may hold files of a batch not committed: after a start or a failure
+        self._archive_unsettled = True
 
     def __call__(self, raw: Any, batch_id: int) -> None:
         if self.stop_requested.is_set():
@@ -135,9 +136,10 @@ class MicroBatchWriter:
             source = self.jvm.columns(raw)  # the alerts the JVM can decode, decoded
             reports = self._fresh_reports(raw)
             archive = self.sinks.archive
-            if archive is not None:
-                archive.discard(batch_id)
-            split = SplitStep(step, reports, self._archive_rows(step), archive)
+            if archive is not None and self._archive_unsettled:
+                archive.discard(batch_id)  # an earlier attempt's files: this run replaces them
+                self._archive_unsettled = False
+            split = SplitStep(step, reports, archive)
             archived = source.mapInArrow(split, schema=split.spark_schema())
             try:
                 if archive is not None and split.yields_rows:  # one job: science, HBase, Parquet
@@ -154,6 +156,7 @@ class MicroBatchWriter:
             report = self.write(frame, batch_id, started, tally)
         except Exception as error:
             self.failure = (batch_id, error)
+            self._archive_unsettled = True
             self.metrics.batches.labels(self.pipeline, "failed").inc()
             log.exception(
                 "micro-batch %d failed: the query stops, and a restart replays the batch "
@@ -193,11 +196,6 @@ class MicroBatchWriter:
             self._reports = context.accumulator([], ReportsParam())
         self._reports.value = []
         return self._reports
-
-    def _archive_rows(self, step: ScienceStep) -> ArchiveRows | None:
-        if self.sinks.archive is None:
-            return None
-        return ArchiveRows.of(step, self.sinks.archive.pipeline)
 
     def _batch_step(self, batch_id: int) -> ScienceStep:
         """The step of this batch: the pipeline's science plus the ScienceFilters live now."""

@@ -150,10 +150,14 @@ class ScienceStep:
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = self.arrow_schema()
         for batch in batches:
-            raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
-            jvm = decoded_frame(batch, self.plan.survey, self.stores_cutouts)
-            chunk = to_ipc(self.process(raw.to_pandas(), jvm), schema)
+            chunk = to_ipc(self.output_of(batch), schema)
             yield pa.RecordBatch.from_pydict({CHUNK_COLUMN: [chunk]})
+
+    def output_of(self, batch: pa.RecordBatch) -> pd.DataFrame:
+        """One chunk of the source as mapInArrow hands it over -> its output rows."""
+        raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
+        jvm = decoded_frame(batch, self.plan.survey, self.stores_cutouts)
+        return self.process(raw.to_pandas(), jvm)
 
     def rows_of(self, chunks: pa.Table) -> pa.Table:
         """The driver's side: the rows of every chunk the tasks yielded, as one table."""

@@ -212,15 +212,9 @@ class ParquetArchive:
                 f"{self.pipeline}: {error.strerror or error}",
             ) from error
 
-    def location(self) -> str:
-        """A plain path as a file:// URL: local even where Hadoop's default filesystem is not."""
-        if storage.scheme(self.root) == "":
-            return storage.local_path(self.root).resolve().as_uri()
-        return self.root
-
     def write(self, rows: Any, batch_id: int) -> None:
         """Run the batch's job, writing its rows (a Spark DataFrame, task_outputs.ArchiveRows)
-        with Spark's writer: any root, the way a Hadoop URL is written.
+        to a Hadoop URL with Spark's writer (a local root's tasks write their own files).
 
         A failure (a full disk or quota, an unreachable store) fails the batch with
         an OSError naming the archive and the cause. Spark removes what the failed
@@ -232,7 +226,7 @@ class ParquetArchive:
                 .option("partitionOverwriteMode", "dynamic")
                 .option("compression", "zstd")
                 .partitionBy(*ARCHIVE_PARTITIONS)
-                .parquet(self.location())
+                .parquet(self.root)
             )
         except Exception as error:
             causes = java_causes(error)

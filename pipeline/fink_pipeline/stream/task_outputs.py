@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fink_pipeline.stream import rows
-from fink_pipeline.stream.jvm_decode import DECODED, SOURCE_COLUMNS, decoded_frame
 from fink_pipeline.stream.science_step import (
     ScienceStep,
     arrow_array,
@@ -108,20 +107,19 @@ class ReportsParam:
 
 @dataclass(frozen=True)
 class ArchiveRows:
-    """The archive's columns of a pipeline's batch, as the tasks yield them to Spark."""
+    """The archive's columns of a step's alerts, with the partitions' (night, pipeline, batch)."""
 
-    pipeline: str  # NAMESPACE.NAME: a partition of its own, so pipelines never collide
     columns: tuple[tuple[str, str], ...]  # name, Spark SQL type
 
     @classmethod
-    def of(cls, step: ScienceStep, pipeline: str) -> ArchiveRows:
+    def of(cls, step: ScienceStep) -> ArchiveRows:
         kinds = step.output_columns
         names = [
             *SOURCE_META,
             *step.alert_columns,
             *[pass_column(f.name) for f, _ in step.plan.filters],
         ]
-        return cls(pipeline, tuple((n, kinds[n]) for n in names))
+        return cls(tuple((n, kinds[n]) for n in names))
 
     def spark_schema(self) -> str:
         fields = [*self.columns, *ARCHIVE_PARTITIONS.items()]
@@ -131,10 +129,12 @@ class ArchiveRows:
         fields = [*self.columns, *ARCHIVE_PARTITIONS.items()]
         return pa.schema([(name, arrow_type(kind)) for name, kind in fields])
 
-    def batch(self, good: pd.DataFrame, survey: str, batch_id: int) -> pa.RecordBatch:
+    def batch(
+        self, good: pd.DataFrame, survey: str, pipeline: str, batch_id: int
+    ) -> pa.RecordBatch:
         frame = good[[name for name, _ in self.columns]].copy()
         frame["night"] = rows.nights(good, survey).to_numpy(dtype=object)
-        frame["pipeline"] = self.pipeline
+        frame["pipeline"] = pipeline  # NAMESPACE.NAME: pipelines sharing a root never collide
         frame["batch"] = batch_id
         schema = self.arrow_schema()
         arrays = [arrow_array(frame[f.name], f.type) for f in schema]
@@ -146,36 +146,35 @@ class SplitStep:
     """The function a batch's tasks run (mapInArrow): the science step, its output split.
 
     Picklable, like the ScienceStep inside; `reports` is a pyspark Accumulator,
-    which its workers add to and only the driver reads. `rows` and `archive`
-    come together: the archive's columns, and where they go.
+    which its workers add to and only the driver reads.
     """
 
     step: ScienceStep
     reports: Any
-    rows: ArchiveRows | None = None
     archive: ParquetArchive | None = None
 
     @property
     def yields_rows(self) -> bool:
         """Whether the tasks hand the archive's rows to Spark's writer (a Hadoop URL)."""
-        return self.rows is not None and self.archive is not None and not self.archive.local
+        return self.archive is not None and not self.archive.local
 
     def spark_schema(self) -> str:
-        return self.rows.spark_schema() if self.rows and self.yields_rows else NOTHING
+        return ArchiveRows.of(self.step).spark_schema() if self.yields_rows else NOTHING
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         step = self.step
         schema = step.arrow_schema()
         filters = [f.name for f, _ in step.plan.filters]
+        columns = ArchiveRows.of(step)
         for chunk, batch in enumerate(batches):
-            raw = batch.select([c for c in (*SOURCE_COLUMNS, DECODED) if c in batch.schema.names])
-            jvm = decoded_frame(batch, step.plan.survey, step.stores_cutouts)
-            out = step.process(raw.to_pandas(), jvm)
+            out = step.output_of(batch)
             ipc = to_ipc(driver_rows(out, filters), schema)
             good = out[out["_reject"].isna().to_numpy(bool)]
-            if self.rows is not None and self.archive is not None and len(good):
+            if self.archive is not None and len(good):
                 assert step.batch_id is not None
-                archived = self.rows.batch(good, step.plan.survey, step.batch_id)
+                archived = columns.batch(
+                    good, step.plan.survey, self.archive.pipeline, step.batch_id
+                )
                 if self.yields_rows:
                     yield archived
                 else:
