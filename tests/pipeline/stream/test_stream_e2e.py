@@ -14,6 +14,8 @@ import io
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections import Counter
@@ -85,6 +87,7 @@ def test_alerts_flow_to_every_sink_exactly_once_and_bad_ones_to_dead_letters(
     want = assert_sinks_hold_exactly(world, values)
     assert len(want.bad) == 24
     assert_filters_select_their_classes(world, want, 1200, seed=7)
+    assert_a_scientist_tries_a_filter_on_a_night_of_the_archive(world)
     assert_metrics_follow_from_the_run(world, readings, want, values, started, finished)
     # what the log says of each batch is what the checkpoint and the metrics say
     lines = run.batch_lines()
@@ -108,6 +111,28 @@ def assert_filters_select_their_classes(
     assert share("fast_transients", "fast_transient") >= 0.9, classes
     assert set(classes["early_sn_candidates"]) <= {"sn_like", "fast_transient"}, classes
     assert share("early_sn_candidates", "sn_like") >= 0.6, classes
+
+
+def assert_a_scientist_tries_a_filter_on_a_night_of_the_archive(world: World) -> None:
+    """docs/science-filters.md: `fink-filter test FILE --parquet` on a night's directory
+    of a pipeline's archive reads every alert of that night (all its batches' files)."""
+    archived = world.archive_frame()
+    nights = archived["night"].astype(str)
+    night = sorted(set(nights))[0]
+    fink_filter = str(Path(sys.executable).with_name("fink-filter"))
+    made = subprocess.run(
+        [fink_filter, "init", "bright-sn"], cwd=world.directory, capture_output=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    tried = subprocess.run(
+        [fink_filter, "test", "bright-sn.py", "--parquet", str(world.archive / f"night={night}")],
+        cwd=world.directory,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tried.returncode == 0, tried.stderr
+    assert f" of {int((nights == night).sum())} passed" in tried.stdout, tried.stdout
 
 
 def assert_metrics_follow_from_the_run(

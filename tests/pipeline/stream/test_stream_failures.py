@@ -31,6 +31,7 @@ from stream_world import (
 )
 
 from fink_pipeline.science.catalogue import SAMPLE_CATALOGUE
+from fink_pipeline.stream.storage import HadoopFiles
 from fink_stack.endpoints import Endpoints
 
 pytestmark = pytest.mark.stack
@@ -180,6 +181,50 @@ def test_an_archive_disk_that_fills_up_fails_the_batch_and_a_restart_after_clean
     assert not stray and files, files  # batch 0's files are there
 
     filler.unlink()
+    second = world.start("--until-idle", "5")
+    world.wait(second)
+    assert min(second.batch_lines()) == 1
+    assert_sinks_hold_exactly(world, values)
+
+
+def set_space_quota(location: str, quota: int) -> None:
+    """HDFS's space quota on a directory (bytes, -1 to clear it), as `hdfs dfsadmin
+    -setSpaceQuota` sets it: the stack runs HDFS as this user, its superuser."""
+    keep_name_quota = 2**63 - 1  # HdfsConstants.QUOTA_DONT_SET
+    with HadoopFiles.launched() as files:
+        path = files.jvm.org.apache.hadoop.fs.Path(location)
+        path.getFileSystem(files.configuration).setQuota(path, keep_name_quota, quota)
+
+
+def test_an_archive_url_over_its_quota_fails_the_batch_and_a_restart_after_cleanup_loses_nothing(
+    stack: Endpoints, unique_name: str, tmp_path: Path
+) -> None:
+    """The archive at an hdfs:// URL, written by Spark's writer from the tasks: its space
+    quota is cut to 1 MiB as batch 1 starts. Exit 1 naming the archive, the batch and
+    HDFS's refusal; nothing of the batch in Kafka or the archive (Spark's staging
+    directory gone too); once the quota is lifted, the restart delivers every alert once.
+    """
+    assert stack.hdfs.startswith("hdfs://"), "the stack's HDFS (component hdfs) is needed"
+    archive = f"{stack.hdfs}/tests/{unique_name}/archive"  # the checkpoint stays local
+    world = World(stack=stack, name=unique_name, directory=tmp_path, archive_path=archive)
+    values = world.produce(900, malformed=6, seed=17)
+    first = world.start("--max-offsets-per-trigger", "300", fault="batch@1:pause:300")
+    world.wait_for_fault(first)
+    # below one block: HDFS refuses the batch's first block (it reserves a whole one)
+    set_space_quota(world.archive_location, 1 << 20)
+    world.release(first)
+    world.wait(first, expect=1)
+    cause = error_line(world, first)
+    assert cause.startswith(
+        f"OSError: archive {world.archive_location}: could not write batch 1 of "
+        f"tests.{world.name}: "
+    ), cause
+    assert "DSQuotaExceededException): The DiskSpace quota of " in cause, cause
+    assert_stopped_in(world, 1, "parquet")
+    staged = [p for p in world.local_archive().iterdir() if p.name.startswith(".spark-staging")]
+    assert not staged, staged
+
+    set_space_quota(world.archive_location, -1)
     second = world.start("--until-idle", "5")
     world.wait(second)
     assert min(second.batch_lines()) == 1

@@ -56,13 +56,20 @@ def test_checkpoint_and_archive_on_hdfs_deliver_exactly_once_across_a_driver_res
     assert_sinks_hold_exactly(world, values)  # the archive read back from HDFS
 
 
+@pytest.mark.parametrize("root", ["local", "hdfs"])
 def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
-    stack: Endpoints, unique_name: str, tmp_path: Path
+    stack: Endpoints, unique_name: str, tmp_path: Path, root: str
 ) -> None:
     """Same alerts, same batch ids, same archive path: each pipeline's files are under its
     pipeline=NAMESPACE.NAME, so both pipelines' batches are all there, each alert once per
-    pipeline (Spark's dynamic overwrite replaces only the directories a batch writes)."""
-    shared = str(tmp_path / "shared-archive")
+    pipeline. A local root: the tasks write, and the driver discards, only under the
+    pipeline's own directory; an hdfs:// root: Spark's dynamic overwrite replaces only the
+    directories a batch writes."""
+    if root == "hdfs":
+        assert stack.hdfs.startswith("hdfs://"), "the stack's HDFS (component hdfs) is needed"
+        shared = f"{stack.hdfs}/tests/{unique_name}/shared-archive"
+    else:
+        shared = str(tmp_path / "shared-archive")
     worlds = [
         World(
             stack=stack,
@@ -79,7 +86,7 @@ def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
 
     alert_id = ALERT_ID["ztf"]
     want = sorted(expected(worlds[0], values).enriched.index)
-    files = sorted(Path(shared).glob("night=*/pipeline=*/batch=*/*.parquet"))
+    files = sorted(worlds[0].local_archive().glob("night=*/pipeline=*/batch=*/*.parquet"))
     batches = Counter((f.parent.parent.name, f.parent.name) for f in files)
     by_pipeline = Counter(pipeline for pipeline, _ in batches)
     assert set(by_pipeline) == {f"pipeline=tests.{w.name}" for w in worlds}, files
