@@ -91,7 +91,12 @@ def test_another_teams_table_and_rows_survive_a_conflicting_pipeline_and_its_del
     conflict = b.wait_reason(name_b, "TablesReady", "Conflict")
     assert f"table {table} belongs to pipeline {team_a}/{name_a}" in conflict["message"]
     assert b.condition(name_b)["status"] == "False"
-    assert "Conflict" in {e.reason for e in b.events(name_b) if e.type == "Warning"}
+    # kopf posts events in the background: the Warning may follow the status by a moment
+    wait_for(
+        lambda: "Conflict" in {e.reason for e in b.events(name_b) if e.type == "Warning"},
+        30,
+        "a Warning event Conflict on team B's pipeline",
+    )
 
     b.delete(name_b)
     wait_for(lambda: b.get(name_b) is None, 60, "team B's pipeline to go")
