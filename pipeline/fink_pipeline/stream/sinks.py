@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -234,7 +235,7 @@ class ParquetArchive:
                 raise  # the science in the tasks failed, not the archive: its own error
             raise OSError(
                 f"archive {self.root}: could not write batch {batch_id} of {self.pipeline}: "
-                f"{causes[-1]}"
+                f"{readable_cause(causes[-1])}"
             ) from error
 
 
@@ -252,6 +253,19 @@ def java_causes(error: BaseException) -> list[str]:
     except Exception:  # the JVM gone: what was read is all there is
         pass
     return causes
+
+
+_REMOTE_WRAPPER = re.compile(r"^org\.apache\.hadoop\.ipc\.RemoteException\(([\w.$]+)\):\s*")
+_JAVA_CLASS = re.compile(r"^(?:[a-z_][\w$]*\.)+([A-Z][\w$]*)(?=:|$)")
+
+
+def readable_cause(cause: str) -> str:
+    """A Java `Class: message` as a user reads it: the class without its package, and
+    Hadoop's RemoteException wrapper (a store's refusal as the client sees it) replaced
+    by the server's exception it carries, e.g. `DSQuotaExceededException: The DiskSpace
+    quota of /x is exceeded: ...`; the message itself is kept whole."""
+    unwrapped = _REMOTE_WRAPPER.sub(lambda m: f"{m.group(1)}: ", cause, count=1)
+    return _JAVA_CLASS.sub(lambda m: m.group(1), unwrapped, count=1)
 
 
 class TransactionalKafka:

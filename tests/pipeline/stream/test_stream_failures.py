@@ -219,7 +219,8 @@ def test_an_archive_url_over_its_quota_fails_the_batch_and_a_restart_after_clean
         f"OSError: archive {world.archive_location}: could not write batch 1 of "
         f"tests.{world.name}: "
     ), cause
-    assert "DSQuotaExceededException): The DiskSpace quota of " in cause, cause
+    # HDFS's own exception, not the RemoteException that carried it to the client
+    assert f"tests.{world.name}: DSQuotaExceededException: The DiskSpace quota of " in cause, cause
     assert_stopped_in(world, 1, "parquet")
     staged = [p for p in world.local_archive().iterdir() if p.name.startswith(".spark-staging")]
     assert not staged, staged

@@ -34,7 +34,7 @@ from fink_pipeline.stream.kafka_options import (
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
-from fink_pipeline.stream.sinks import TransactionalKafka
+from fink_pipeline.stream.sinks import TransactionalKafka, readable_cause
 from fink_pipeline.stream.task_outputs import BatchTally, driver_rows
 
 
@@ -553,6 +553,29 @@ def test_a_failed_batch_is_reported_in_one_line_with_the_workers_own_error() -> 
 
 
 # --- credentials for Spark's Java Kafka client ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cause", "readable"),
+    [
+        (
+            "org.apache.hadoop.ipc.RemoteException(org.apache.hadoop.hdfs.protocol."
+            "DSQuotaExceededException): The DiskSpace quota of /a is exceeded: quota = 1 MB",
+            "DSQuotaExceededException: The DiskSpace quota of /a is exceeded: quota = 1 MB",
+        ),
+        ("java.io.IOException: No space left on device", "IOException: No space left on device"),
+        (
+            "java.net.ConnectException: Call to h:9000 failed: java.net.ConnectException: refused",
+            "ConnectException: Call to h:9000 failed: java.net.ConnectException: refused",
+        ),
+        ("org.apache.hadoop.fs.FileAlreadyExistsException", "FileAlreadyExistsException"),
+        ("not a class: a.b.C", "not a class: a.b.C"),
+    ],
+)
+def test_an_archive_error_names_the_stores_own_exception_without_java_packages(
+    cause: str, readable: str
+) -> None:
+    assert readable_cause(cause) == readable
 
 
 def test_sasl_and_pem_credentials_become_the_java_clients_settings() -> None:
