@@ -9,15 +9,14 @@ builds for its plan: the full path with a running pipeline is another test's.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Kafka, Pipelines, wait_for
 from confluent_kafka import Producer
+from fink_filter_command import fink_filter
 from kubernetes import client
 from pipeline_documents import with_filters
 
@@ -28,8 +27,6 @@ from fink_pipeline.stream.science_step import ScienceStep
 from fink_stack.endpoints import Endpoints
 
 pytestmark = pytest.mark.stack
-
-FINK_FILTER = Path(sys.executable).with_name("fink-filter")
 
 GOOD = '''"""Bright, clean detections."""
 import pandas as pd
@@ -50,15 +47,10 @@ def bright(
 """
 
 
-def fink_filter(stack: Endpoints, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(stack.kubeconfig),
-        "FINK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-    }
-    return subprocess.run(
-        [str(FINK_FILTER), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+def fink_filter_on(stack: Endpoints, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`fink-filter` against the stack's API server and Kafka."""
+    env = {"KUBECONFIG": str(stack.kubeconfig), "FINK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap}
+    return fink_filter(*args, cwd=cwd, env=env)
 
 
 def enriched_record(codec: EnrichedCodec, **values: Any) -> dict[str, Any]:
@@ -88,7 +80,7 @@ def test_a_scientist_applies_a_filter_gets_the_refusal_with_its_line_then_tails_
 
     source = tmp_path / f"{filter_name}.py"
     source.write_text(GOOD)
-    applied = fink_filter(
+    applied = fink_filter_on(
         stack,
         "apply",
         source.name,
@@ -114,7 +106,7 @@ def test_a_scientist_applies_a_filter_gets_the_refusal_with_its_line_then_tails_
 
     # the same filter broken: exit 1, the operator's refusal at the line and column
     source.write_text(BROKEN)
-    refused = fink_filter(
+    refused = fink_filter_on(
         stack,
         "apply",
         source.name,
@@ -148,7 +140,7 @@ def test_a_scientist_applies_a_filter_gets_the_refusal_with_its_line_then_tails_
         producer.produce(topic, key=object_id.encode(), value=codec.encode(record))
     assert producer.flush(30) == 0
 
-    tailed = fink_filter(
+    tailed = fink_filter_on(
         stack,
         "tail",
         filter_name,
@@ -169,5 +161,5 @@ def test_a_scientist_applies_a_filter_gets_the_refusal_with_its_line_then_tails_
     assert f"passed {filter_name}" in lines[0]
 
     # no such filter: bad input
-    missing = fink_filter(stack, "tail", "no-such-filter", "-n", namespace, cwd=tmp_path)
+    missing = fink_filter_on(stack, "tail", "no-such-filter", "-n", namespace, cwd=tmp_path)
     assert missing.returncode == 2, missing.stderr

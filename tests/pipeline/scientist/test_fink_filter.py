@@ -13,15 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-FINK_FILTER = Path(sys.executable).with_name("fink-filter")
-
-
-def fink_filter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert FINK_FILTER.exists(), "fink-filter is not installed: pip install -e . in the clone"
-    return subprocess.run(
-        [str(FINK_FILTER), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+from fink_filter_command import fink_filter
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import io
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections import Counter
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from fink_filter_command import fink_filter
 from stream_world import (
     MODULES,
     Expected,
@@ -119,18 +118,10 @@ def assert_a_scientist_tries_a_filter_on_a_night_of_the_archive(world: World) ->
     archived = world.archive_frame()
     nights = archived["night"].astype(str)
     night = sorted(set(nights))[0]
-    fink_filter = str(Path(sys.executable).with_name("fink-filter"))
-    made = subprocess.run(
-        [fink_filter, "init", "bright-sn"], cwd=world.directory, capture_output=True, timeout=60
-    )
+    made = fink_filter("init", "bright-sn", cwd=world.directory)
     assert made.returncode == 0, made.stderr
-    tried = subprocess.run(
-        [fink_filter, "test", "bright-sn.py", "--parquet", str(world.archive / f"night={night}")],
-        cwd=world.directory,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    night_directory = str(world.archive / f"night={night}")
+    tried = fink_filter("test", "bright-sn.py", "--parquet", night_directory, cwd=world.directory)
     assert tried.returncode == 0, tried.stderr
     assert f" of {int((nights == night).sum())} passed" in tried.stdout, tried.stdout
 
