@@ -10,9 +10,11 @@ exactly-once holds (a replayed batch was either never committed or is skipped).
 In the tasks, each filter runs in the Python worker's sandbox process
 (fink_core.filters.sandbox): a filter that raises, loops, eats memory or reaches
 for the network, files or programs is stopped there; the others carry on. The
-tasks tell the driver through the chunk's timings; the driver then publishes
-nothing of that filter for the batch, stops running it until its next
-generation, and reports it failed. Reports (generation, state, alerts passed,
+tasks tell the driver through the chunk's timings. The call that failed passes
+nothing (false flags); its other calls of the batch stand, so its topic gets
+what the archive's `pass_<name>` says it passed: one truth, written by the tasks
+before the driver knows of the failure. The driver then stops running it until
+its next generation and reports it failed. Reports (generation, state, alerts passed,
 last pass) go to the control topic inside the batch's Kafka transaction.
 """
 
@@ -255,8 +257,8 @@ class LiveFilters:
                 )
                 self._stopped[live.name] = live.generation
                 log.warning(
-                    "ScienceFilter %s (generation %d) stopped: %s; it publishes nothing of "
-                    "this batch and runs again once its code changes",
+                    "ScienceFilter %s (generation %d) stopped: %s; the call that failed "
+                    "passed nothing, and it runs again once its code changes",
                     live.name,
                     live.generation,
                     failures[live.name],

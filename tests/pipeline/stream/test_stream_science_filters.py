@@ -9,9 +9,11 @@ tests/operator/test_e2e_science_filters.py.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import fink_filters
+import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -84,6 +86,16 @@ def spawner(magpsf: pd.Series) -> pd.Series:
     return magpsf < 30
 """
 
+# passes every alert, but raises in the call (one chunk of a batch) holding alert {0}
+PICKY = """import pandas as pd
+
+
+def picky(candid: pd.Series) -> pd.Series:
+    if (candid == {0}).any():
+        raise ValueError("not this one")
+    return candid > 0
+"""
+
 # fink-filters' own file, as its authors wrote it (the pandas UDF and its test block)
 FINK_SSO = (
     Path(fink_filters.__file__).parent / "ztf/livestream/filter_sso_fink_candidates/filter.py"
@@ -124,6 +136,30 @@ def live(
     )
 
 
+def pass_flag(science_filter: LiveFilter) -> str:
+    return f"pass_{science_filter.name}"
+
+
+def passed_until_stopped(archived: pd.DataFrame, fails: Callable[[pd.DataFrame], bool]) -> set[int]:
+    """What a filter passing every alert publishes when it raises in the calls `fails`
+    picks: every call before the first batch with such a call, and that batch's others.
+
+    One call per source partition and batch here (150 offsets a batch, far below the
+    1,000 alerts of a chunk), so a call's alerts are the archive's rows of one
+    (batch, _partition).
+    """
+    calls = list(archived.groupby(["batch", "_partition"]))
+    failing = [batch for (batch, _), call in calls if fails(call)]
+    assert failing, "the filter must fail in some call: a weak test"
+    stop = min(failing)
+    return {
+        int(alert)
+        for (batch, _), call in calls
+        if batch < stop or (batch == stop and not fails(call))
+        for alert in call.index
+    }
+
+
 def ids_in(world: World, topic: str) -> list[int]:
     decoder = enriched_codec(world)
     return [int(decoder.decode(m.value())[ALERT_ID[world.survey]]) for m in world.read_topic(topic)]
@@ -144,7 +180,10 @@ def test_science_filters_run_from_the_control_topic_and_failing_ones_are_stopped
         "spawner": (SPAWNER, "FilterForbidden", "program"),
     }
     stopped = [live(world, name, code, ("magpsf",)) for name, (code, _, _) in failing.items()]
-    hand_over(world, [bright, sso, *stopped])
+    alerts = expected(world, values).enriched
+    unwanted = int(alerts.index[len(alerts) // 2])
+    picky = live(world, "picky", PICKY.format(unwanted), ("candid",))
+    hand_over(world, [bright, sso, *stopped, picky])
     monkeypatch.setenv(SECONDS_ENV, "3")
     monkeypatch.setenv(MEMORY_ENV, "1024")
 
@@ -155,25 +194,39 @@ def test_science_filters_run_from_the_control_topic_and_failing_ones_are_stopped
     assert "'bright': " in warmed and "'looper': 0" in warmed, warmed
     assert "ScienceFilter looper failed on the warm-up's synthetic alerts" in run.log()
 
-    alerts = expected(world, values).enriched
     selected = alerts[(alerts["magpsf"] < 18.5) & (alerts["rb"] > 0.5)].index
     assert 0 < len(selected) < len(alerts), "the filter should select some alerts, not all"
     assert (alerts["magpsf"] > 19.5).any(), "faint_hater must meet a faint alert"
     sso_selected = alerts[alerts["roid"] == 2].index
     assert len(sso_selected), "some alerts must be new SSO candidates"
-    # every sink holds what it would without ScienceFilters, alerts name them too
-    assert_sinks_hold_exactly(
-        world, values, {"bright": set(selected), "fink_sso": set(sso_selected)}
+    # a stopped filter passes what its calls passed up to its stop, its failing calls aside
+    archived = world.archive_frame().set_index(ALERT_ID[world.survey])
+    faint = passed_until_stopped(
+        archived, lambda call: bool((alerts.loc[call.index, "magpsf"] > 19.5).any())
     )
+    chosen = passed_until_stopped(archived, lambda call: unwanted in call.index)
+    failed_in = int(archived.loc[unwanted, "batch"])
+    in_that_batch = archived.index[archived["batch"] == failed_in]
+    assert 0 < len(chosen.intersection(in_that_batch)) < len(in_that_batch), "a weak test"
+    # every sink holds what it would without ScienceFilters, alerts name them too
+    passes = {"bright": set(selected), "fink_sso": set(sso_selected), "faint_hater": faint}
+    assert_sinks_hold_exactly(world, values, {**passes, "picky": chosen})
     # fink-filters' own code, unchanged, selects what the built-in filter of the same rule does
     assert set(ids_in(world, sso.topic)) == set(sso_selected)
 
     got = ids_in(world, bright.topic)
     assert not [c for c, n in Counter(got).items() if n > 1], "delivered twice"
     assert set(got) == set(selected)
-    # the failing filters are stopped in their first batch: nothing of theirs is published
-    for science_filter in stopped:
-        assert ids_in(world, science_filter.topic) == [], science_filter.name
+    # the filters failing on every call are stopped in their first batch, having passed nothing;
+    # picky's topic has its other call of the batch where it failed (the other partition's)
+    for science_filter in [*stopped, picky]:
+        passed = {"faint_hater": faint, "picky": chosen}.get(science_filter.name, set())
+        assert sorted(ids_in(world, science_filter.topic)) == sorted(passed), science_filter.name
+        # and the archive's flag says so: true exactly for what the topic got
+        flags = archived[pass_flag(science_filter)]
+        assert set(archived.index[flags.fillna(False).astype(bool)]) == passed
+    # not run after its stop: no flag at all in the later batches
+    assert archived.loc[archived["batch"] > failed_in, pass_flag(picky)].isna().all()
 
     state = read_state((m.key(), m.value()) for m in world.read_topic(control_topic(world.name)))
     reports = state.reports
@@ -181,11 +234,12 @@ def test_science_filters_run_from_the_control_topic_and_failing_ones_are_stopped
     assert reports["bright"].alerts_passed == len(selected)
     assert reports["bright"].last_passed_ms is not None
     assert reports["fink_sso"].alerts_passed == len(sso_selected)
+    failing["picky"] = (PICKY, "FilterRaised", "not this one")
     for name, (_, reason, words) in failing.items():
         report = reports[name]
         assert (report.state, report.reason) == (FAILED, reason), report
         assert words in report.message, report
+    assert reports["picky"].alerts_passed == len(chosen)
     # the archive keeps the ScienceFilter's flag beside the built-in ones
-    archived = world.archive_frame().set_index(ALERT_ID[world.survey])
     flagged = archived.index[archived["pass_bright"].astype(bool)]
     assert set(flagged) == set(selected)
