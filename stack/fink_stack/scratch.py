@@ -5,19 +5,26 @@ so the topics and tables its tests make stay there unless something removes them
 a stack that served a few dozen `make test` runs held thousands of partitions and
 hundreds of tables, gigabytes of disk, and an HBase and a Kafka busier for it. A
 session draws a random token for each name it makes (`Scratch.name`) and, at its
-end, removes the Kafka topics (of both clusters) and HBase tables whose names carry
-one of its tokens as a part (`test-x-1a2b3c.dead-letters`, `test_x_1a2b3c`,
-`job_1a2b3c`), and nothing else: another session's names and a developer's own
-topics carry no token of this session.
+end, removes the Kafka topics (of both clusters), HBase tables and HDFS directories
+(those right under `/tests`, where tests put their archives and checkpoints) whose
+names carry one of its tokens as a part (`test-x-1a2b3c.dead-letters`,
+`test_x_1a2b3c`, `job_1a2b3c`), and nothing else: another session's names and a
+developer's own topics carry no token of this session.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
 from .endpoints import Endpoints
+from .layout import PORTS
+
+HDFS_TESTS = "/tests"  # tests' HDFS directories: /tests/<unique name>/...
 
 _PARTS = re.compile(r"[-_.]")
 
@@ -33,6 +40,7 @@ class Removed:
 
     topics: int = 0
     tables: int = 0
+    directories: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -52,8 +60,9 @@ class Scratch:
         return f"{stem}-{self.token()}"
 
     def remove(self, endpoints: Endpoints) -> Removed:
-        """Delete the topics and tables carrying one of the tokens; a server that does
-        not answer is reported in `failures`, never raised: the tests already ran."""
+        """Delete the topics, tables and HDFS directories carrying one of the tokens; a
+        server that does not answer is reported in `failures`, never raised: the tests
+        already ran."""
         removed = Removed()
         if not self.tokens:
             return removed
@@ -69,6 +78,12 @@ class Scratch:
             removed.failures.append(
                 f"HBase {endpoints.hbase_thrift_host}:{endpoints.hbase_thrift_port}: {error}"
             )
+        if endpoints.hdfs:
+            host = urllib.parse.urlsplit(endpoints.hdfs).hostname or ""
+            try:
+                removed.directories += _remove_hdfs_directories(host, self.tokens)
+            except Exception as error:
+                removed.failures.append(f"HDFS {host}:{PORTS.hdfs_namenode_http}: {error}")
         return removed
 
 
@@ -96,3 +111,30 @@ def _remove_tables(endpoints: Endpoints, tokens: set[str]) -> int:
         return len(tables)
     finally:
         connection.close()
+
+
+def webhdfs(host: str, method: str, path: str, op: str, **params: str) -> tuple[int, bytes]:
+    """One WebHDFS call to the NameNode (operations on names only: no data, no redirect)."""
+    connection = http.client.HTTPConnection(host, PORTS.hdfs_namenode_http, timeout=60)
+    try:
+        query = urllib.parse.urlencode({"op": op, **params})
+        connection.request(method, f"/webhdfs/v1{path}?{query}")
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _remove_hdfs_directories(host: str, tokens: set[str]) -> int:
+    status, body = webhdfs(host, "GET", HDFS_TESTS, "LISTSTATUS")
+    if status == 404:  # no test wrote to HDFS yet
+        return 0
+    if status != 200:
+        raise OSError(f"LISTSTATUS {HDFS_TESTS}: HTTP {status} {body[:200]!r}")
+    entries = json.loads(body)["FileStatuses"]["FileStatus"]
+    names = [e["pathSuffix"] for e in entries if carries(e["pathSuffix"], tokens)]
+    for name in names:
+        status, body = webhdfs(host, "DELETE", f"{HDFS_TESTS}/{name}", "DELETE", recursive="true")
+        if status != 200:
+            raise OSError(f"DELETE {HDFS_TESTS}/{name}: HTTP {status} {body[:200]!r}")
+    return len(names)

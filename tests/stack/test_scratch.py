@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_stack.endpoints import Endpoints
-from fink_stack.scratch import Scratch, carries
+from fink_stack.layout import HOST
+from fink_stack.scratch import HDFS_TESTS, Scratch, carries, webhdfs
 
 
 def test_a_token_counts_only_as_a_whole_part_of_a_name() -> None:
@@ -63,6 +64,27 @@ def test_remove_deletes_the_sessions_topics_and_tables_on_both_clusters(
         hbase.close()
 
 
+@pytest.mark.stack
+def test_remove_deletes_the_sessions_hdfs_directories_and_only_those(stack: Endpoints) -> None:
+    assert stack.hdfs, "the stack runs no HDFS"
+    session, other = Scratch(), Scratch()
+    mine, theirs = session.name("scratch"), other.name("scratch")
+    for path in (f"{mine}/archive/night=20261128", f"{mine}-other/checkpoint", theirs):
+        status, body = webhdfs(HOST, "PUT", f"{HDFS_TESTS}/{path}", "MKDIRS")
+        assert status == 200, body
+    try:
+        removed = session.remove(stack)
+
+        assert removed.failures == []
+        assert removed.directories == 2
+        for gone in (mine, f"{mine}-other"):
+            assert webhdfs(HOST, "GET", f"{HDFS_TESTS}/{gone}", "GETFILESTATUS")[0] == 404
+        assert webhdfs(HOST, "GET", f"{HDFS_TESTS}/{theirs}", "GETFILESTATUS")[0] == 200
+    finally:
+        other.remove(stack)
+    assert webhdfs(HOST, "GET", f"{HDFS_TESTS}/{theirs}", "GETFILESTATUS")[0] == 404
+
+
 def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
     session = Scratch()
     session.token()
@@ -72,6 +94,11 @@ def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
         hbase_thrift_host="127.0.0.1",
         hbase_thrift_port=1,
         spark_jars=(),
+        hdfs="hdfs://127.0.0.2:8020",  # loopback, where no NameNode listens
     )
     removed = session.remove(elsewhere)
-    assert [f.split(":")[0] for f in removed.failures] == ["Kafka 127.0.0.1", "HBase 127.0.0.1"]
+    assert [f.split(":")[0] for f in removed.failures] == [
+        "Kafka 127.0.0.1",
+        "HBase 127.0.0.1",
+        "HDFS 127.0.0.2",
+    ]
