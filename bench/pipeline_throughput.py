@@ -74,10 +74,18 @@ FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
 FINK_PIPELINE = str(Path(sys.executable).with_name("fink-pipeline"))
 METRICS_PORT = 19470
 PACKETS = {"light": ("light",), "full": ("full",), "both": ("light", "full")}
+SALT_DIGITS = 2  # with --regions > 1: 100 salts spread over the regions
 PACKET_NAMES = {"light": "no cutouts", "full": "full-size (cutouts)"}
 
 
-def document(name: str, archive: Path) -> dict[str, Any]:
+def document(name: str, archive: Path, regions: int = 1) -> dict[str, Any]:
+    """The benchmark's pipeline; with regions > 1 its table is pre-split, row keys salted."""
+    hbase: dict[str, Any] = {
+        "table": name.replace("-", "_"),
+        "columnFamilies": [{"name": "i"}, {"name": "d"}],
+    }
+    if regions > 1:
+        hbase.update(saltDigits=SALT_DIGITS, regions=regions)
     return {
         "apiVersion": "fink.broker.dev/v1alpha1",
         "kind": "BrokerPipeline",
@@ -89,10 +97,7 @@ def document(name: str, archive: Path) -> dict[str, Any]:
             "filters": [{"name": f, "topic": f"{name}.{f}"} for f in FILTERS],
             "sinks": {
                 "kafka": {"deadLetterTopic": f"{name}.dead-letters"},
-                "hbase": {
-                    "table": name.replace("-", "_"),
-                    "columnFamilies": [{"name": "i"}, {"name": "d"}],
-                },
+                "hbase": hbase,
                 "archive": {"path": str(archive)},
             },
             "spark": {"triggerInterval": "1 second"},
@@ -291,7 +296,7 @@ def drain(
     work.mkdir(parents=True)
     archive, checkpoint, log = work / "archive", work / "checkpoint", work / "pipeline.log"
     pipeline_file = work / "pipeline.yaml"
-    pipeline_file.write_text(yaml.safe_dump(document(name, archive)))
+    pipeline_file.write_text(yaml.safe_dump(document(name, archive, args.regions)))
     source = f"{name}-alerts"
     admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     admin.create_topics([NewTopic(source, num_partitions=2, replication_factor=1)])[source].result(
@@ -391,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="light (no cutouts), full (with cutouts, as ZTF sends them), or both (default)",
     )
+    parser.add_argument(
+        "--regions",
+        type=int,
+        default=1,
+        help="regions the HBase table is pre-split into, row keys salted on "
+        f"{SALT_DIGITS} digits (default 1: one region, which HBase splits as it grows)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
     args = parser.parse_args(argv)
 
@@ -440,6 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"== end to end, Kafka -> science -> filter topics + dead letters + HBase + Parquet ({os.cpu_count()} cores)"
     )
+    layout = (
+        f"pre-split into {args.regions} regions, keys salted on {SALT_DIGITS} digits"
+        if args.regions > 1
+        else "one region at the start (HBase splits it as it grows)"
+    )
+    print(f"HBase table: {layout}")
     print(f"{'':<26}" + "".join(f"{PACKET_NAMES[k]:>22}" for k in drained))
     rows = [
         ("alert size (mean)", lambda d: f"{d['size'] / 1024:,.1f} KB"),
