@@ -19,7 +19,7 @@ import pytest
 from cluster import Kafka, Pipelines, wait_for
 from fink_client.consumer import AlertConsumer
 from kubernetes import client
-from test_e2e_fink_filter import fink_filter
+from test_e2e_fink_filter import fink_filter_on
 from test_e2e_science_filters import SteadySource, deployed_world, stop_once_drained
 
 from fink_pipeline.alerts.columns import ALERT_ID
@@ -60,7 +60,7 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
             started = time.monotonic()
 
             # 1. a filter and its test from the template
-            done = fink_filter(stack, "init", name, "--pipeline", world.name, cwd=home)
+            done = fink_filter_on(stack, "init", name, "--pipeline", world.name, cwd=home)
             assert done.returncode == 0, done.stderr
             assert {p.name for p in home.iterdir()} >= {f"{name}.py", f"test_{name}.py"}
             # 2. the scientist's own test, plain pytest, no cluster
@@ -73,16 +73,16 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
             )
             assert tested.returncode == 0, tested.stdout + tested.stderr
             # 3. the operator's checks and the sandbox on realistic alerts
-            tried = fink_filter(stack, "test", f"{name}.py", cwd=home)
+            tried = fink_filter_on(stack, "test", f"{name}.py", cwd=home)
             assert tried.returncode == 0 and "passed" in tried.stdout, tried.stdout + tried.stderr
             # ... and on the survey's own alerts, read from the pipeline's source topic
-            on_stream = fink_filter(
+            on_stream = fink_filter_on(
                 stack, "test", f"{name}.py", "--topic", world.source, "--alerts", "150", cwd=home
             )
             assert on_stream.returncode == 0, on_stream.stdout + on_stream.stderr
             assert "of 150 passed" in on_stream.stdout and world.source in on_stream.stdout
             # 4. published, in the layout fink-client reads, followed until Live
-            applied = fink_filter(
+            applied = fink_filter_on(
                 stack,
                 "apply",
                 f"{name}.py",
@@ -97,7 +97,7 @@ def test_a_newcomer_goes_from_fink_filter_init_to_alerts_in_tail_and_fink_client
             assert applied.returncode == 0, applied.stdout + applied.stderr
             assert f"live in pipeline {world.name}" in applied.stdout, applied.stdout
             # 5. the alerts it selects, as they arrive
-            tail = fink_filter(
+            tail = fink_filter_on(
                 stack,
                 "tail",
                 name,
