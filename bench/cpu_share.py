@@ -28,13 +28,49 @@ def cpu_seconds(pid: int) -> float:
     return _stat_seconds(Path(f"/proc/{pid}/stat"))
 
 
-def compiler_seconds(pid: int) -> float:
-    """CPU seconds of a JVM's just-in-time compiler threads (C1 and C2), alive now."""
+def compiler_threads(pid: int) -> dict[int, float]:
+    """CPU seconds of each live just-in-time compiler thread (C1 and C2) of a JVM, by
+    thread id (empty once it is gone)."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return sum(_stat_seconds(task / "stat", named="CompilerThre") for task in tasks)
+        return {}
+    threads = {}
+    for task in tasks:
+        seconds = _stat_seconds(task / "stat", named="CompilerThre")
+        if seconds:  # another thread, gone, or a compiler that has not run yet
+            threads[int(task.name)] = seconds
+    return threads
+
+
+@dataclass
+class Compiling:
+    """CPU seconds a JVM's compiler threads spent since a moment, thread by thread.
+
+    A JVM starts and stops compiler threads as its queue of methods grows and
+    shrinks, and a thread that ends takes its CPU count with it: a sum of the live
+    threads would drop, or miss a dead thread's work. So each thread counts from
+    when it was first seen (from zero when it started after `since_now`) to when it
+    was last seen; only what a thread did between its last sample and its end is
+    lost.
+    """
+
+    pid: int
+    since_now: bool = True
+    _first: dict[int, float] = field(default_factory=dict)
+    _last: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.since_now:
+            self._first = compiler_threads(self.pid)
+            self._last = dict(self._first)
+
+    def sample(self) -> None:
+        for thread, seconds in compiler_threads(self.pid).items():
+            self._last[thread] = max(seconds, self._last.get(thread, 0.0))
+
+    def seconds(self) -> float:
+        return sum(seconds - self._first.get(thread, 0.0) for thread, seconds in self._last.items())
 
 
 def _stat_seconds(stat: Path, named: str = "") -> float:
@@ -96,15 +132,19 @@ class CpuShare:
     the run does keeps the CPU it was last seen with; one first seen late counts
     from zero, its start belonging to the run. `mark` remembers the totals at a
     moment (the streaming query's start), so start-up can be told from the rest.
-    Spark's JVM is split in two: its just-in-time compiler's threads (a cost that
-    fades as the JVM warms, while a pipeline runs for days) and the rest.
+    Every JVM is split in two: its just-in-time compiler's threads and the rest.
+    Spark's JVM compiles its hot code in the first minutes of a pipeline that runs
+    for days, and so does each server of a freshly started stack (HBase, Kafka)
+    that a production broker keeps up for months: a cost that fades, which would
+    otherwise pass for a cost per alert.
     """
 
     root: int
     servers: dict[str, int] = field(default_factory=server_pids)
     _tree: dict[int, float] = field(default_factory=dict)
     _kinds: dict[int, str] = field(default_factory=dict)
-    _compiling: dict[int, float] = field(default_factory=dict)
+    _compiling: dict[int, Compiling] = field(default_factory=dict)
+    _servers_compiling: dict[str, Compiling] = field(default_factory=dict)
     _servers_start: dict[str, float] = field(default_factory=dict)
     _servers_now: dict[str, float] = field(default_factory=dict)
     _marks: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -114,6 +154,7 @@ class CpuShare:
     def __post_init__(self) -> None:
         self._servers_start = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
         self._servers_now = dict(self._servers_start)
+        self._servers_compiling = {name: Compiling(pid) for name, pid in self.servers.items()}
         self._machine_start = self._machine_now = machine_busy_seconds()
 
     def sample(self) -> None:
@@ -121,8 +162,10 @@ class CpuShare:
             seconds = cpu_seconds(pid)
             self._tree[pid] = max(seconds, self._tree.get(pid, 0.0))
             self._kinds[pid] = self._kind(pid)  # as last seen: spark-submit execs java
-            if self._kinds[pid] == JVM:  # compiler threads come and go: never count down
-                self._compiling[pid] = max(compiler_seconds(pid), self._compiling.get(pid, 0.0))
+            if self._kinds[pid] == JVM:  # started by the run: its compiling counts from zero
+                self._compiling.setdefault(pid, Compiling(pid, since_now=False)).sample()
+        for compiling in self._servers_compiling.values():
+            compiling.sample()
         self._servers_now = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
         self._machine_now = machine_busy_seconds()
 
@@ -143,17 +186,21 @@ class CpuShare:
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds per part since the run began: the pipeline's driver, JVM and
-        workers, each server, and `other` (the rest of the machine: other stack servers, the benchmark itself)."""
+        workers, each server, each JVM's compiler apart (`compiler_of`), and `other`
+        (the rest of the machine: other stack servers, the benchmark itself)."""
         used: dict[str, float] = {}
         for pid, seconds in self._tree.items():
             kind = self._kinds.get(pid, "pipeline: workers (Python)")
             used[kind] = used.get(kind, 0.0) + seconds
-        compiling = sum(self._compiling.values())
+        compiling = sum(c.seconds() for c in self._compiling.values())
         if compiling:
             used[JVM] -= compiling
             used[JIT] = compiling
         for name, start in self._servers_start.items():
-            used[name] = max(0.0, self._servers_now.get(name, start) - start)
+            total = max(0.0, self._servers_now.get(name, start) - start)
+            compiling = min(total, self._servers_compiling[name].seconds())
+            used[name] = total - compiling
+            used[compiler_of(name)] = compiling
         machine = self._machine_now - self._machine_start
         used["other"] = max(0.0, machine - sum(used.values()))
         return used
@@ -162,3 +209,13 @@ class CpuShare:
         """CPU seconds per part since the mark of that name (all of the run without one)."""
         now, before = self.seconds(), self._marks.get(moment, {})
         return {part: seconds - before.get(part, 0.0) for part, seconds in now.items()}
+
+
+def compiler_of(server: str) -> str:
+    """The part a server's just-in-time compiler threads are reported under."""
+    return f"{server}'s JIT compiler"
+
+
+def compilers(part: str) -> bool:
+    """Whether a part is a JVM's just-in-time compiler (a cost that fades as it warms)."""
+    return part == JIT or part.endswith("'s JIT compiler")
