@@ -25,27 +25,26 @@ JIT = "pipeline: Spark JVM's JIT compiler"
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process (0 once it is gone)."""
-    return _stat_seconds(Path(f"/proc/{pid}/stat"))
+    read = _stat(Path(f"/proc/{pid}/stat"))
+    return read[1] if read else 0.0
 
 
-def compiler_threads(pid: int) -> dict[int, float]:
-    """CPU seconds of each live just-in-time compiler thread (C1 and C2) of a JVM, by
-    thread id (empty once it is gone)."""
+def _stat(stat: Path) -> tuple[str, float] | None:
+    """The name and user + system CPU seconds in a /proc stat file (a process's or a
+    thread's); None once it is gone."""
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        text = stat.read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return {}
-    threads = {}
-    for task in tasks:
-        seconds = _stat_seconds(task / "stat", named="CompilerThre")
-        if seconds:  # another thread, gone, or a compiler that has not run yet
-            threads[int(task.name)] = seconds
-    return threads
+        return None
+    name, _, rest = text[text.index("(") + 1 :].rpartition(")")
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / TICKS
 
 
 @dataclass
 class Compiling:
-    """CPU seconds a JVM's compiler threads spent since a moment, thread by thread.
+    """CPU seconds a JVM's just-in-time compiler threads (C1 and C2) spent since a
+    moment, thread by thread.
 
     A JVM starts and stops compiler threads as its queue of methods grows and
     shrinks, and a thread that ends takes its CPU count with it: a sum of the live
@@ -59,32 +58,42 @@ class Compiling:
     since_now: bool = True
     _first: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
+    _others: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.since_now:
-            self._first = compiler_threads(self.pid)
+            self._first = self._threads()
             self._last = dict(self._first)
 
+    def _threads(self) -> dict[int, float]:
+        """CPU seconds of each live compiler thread, by thread id (empty once the JVM is
+        gone). The benchmark samples four times a second and a JVM runs hundreds of
+        threads (HBase 250: 4 ms of CPU to read them all), so a thread once seen not to
+        be a compiler is not read again: a JVM's threads keep their names."""
+        try:
+            threads = [int(task) for task in os.listdir(f"/proc/{self.pid}/task")]
+        except (FileNotFoundError, ProcessLookupError):
+            return {}
+        compiling = {}
+        for thread in threads:
+            if thread in self._others:
+                continue
+            read = _stat(Path(f"/proc/{self.pid}/task/{thread}/stat"))
+            if read is None:
+                continue
+            name, seconds = read
+            if "CompilerThre" in name:
+                compiling[thread] = seconds
+            else:
+                self._others.add(thread)
+        return compiling
+
     def sample(self) -> None:
-        for thread, seconds in compiler_threads(self.pid).items():
+        for thread, seconds in self._threads().items():
             self._last[thread] = max(seconds, self._last.get(thread, 0.0))
 
     def seconds(self) -> float:
         return sum(seconds - self._first.get(thread, 0.0) for thread, seconds in self._last.items())
-
-
-def _stat_seconds(stat: Path, named: str = "") -> float:
-    """User + system CPU seconds in a /proc stat file (a process's or a thread's); 0 when
-    it is gone or its name does not hold `named`."""
-    try:
-        text = stat.read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    name, _, rest = text[text.index("(") + 1 :].rpartition(")")
-    if named not in name:
-        return 0.0
-    fields = rest.split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def machine_busy_seconds() -> float:
@@ -216,6 +225,11 @@ def compiler_of(server: str) -> str:
     return f"{server}'s JIT compiler"
 
 
-def compilers(part: str) -> bool:
-    """Whether a part is a JVM's just-in-time compiler (a cost that fades as it warms)."""
-    return part == JIT or part.endswith("'s JIT compiler")
+def compiling_seconds(parts: dict[str, float]) -> float:
+    """CPU seconds all the JVMs' just-in-time compilers (Spark's and the servers') took,
+    in a CpuShare figure: a cost that fades as each JVM warms."""
+    return sum(
+        seconds
+        for part, seconds in parts.items()
+        if part == JIT or part.endswith("'s JIT compiler")
+    )

@@ -63,7 +63,7 @@ import happybase
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from cpu_share import CpuShare, compilers
+from cpu_share import CpuShare, compiling_seconds
 
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
@@ -292,11 +292,6 @@ def baseline_figures(values: list[bytes], name: str, archive: Path) -> dict[str,
     return figures
 
 
-def compiling(cpu: dict[str, float]) -> float:
-    """CPU seconds the JVMs' just-in-time compilers took (Spark's and the servers')."""
-    return sum(seconds for part, seconds in cpu.items() if compilers(part))
-
-
 def drain(
     args: argparse.Namespace, endpoints: Any, name: str, work: Path, cutouts: bool
 ) -> dict[str, Any]:
@@ -523,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         ("all of them", lambda d, w: f"{1e6 * sum(d[f'{w} cpu'].values()) / d[f'{w} read']:.1f}"),
         (
             "  of which JIT compilers",
-            lambda d, w: f"{1e6 * compiling(d[f'{w} cpu']) / d[f'{w} read']:.1f}",
+            lambda d, w: f"{1e6 * compiling_seconds(d[f'{w} cpu']) / d[f'{w} read']:.1f}",
         ),
         ("throughput then, alerts/s", lambda d, w: f"{d[f'{w} read'] / d[f'{w} busy']:,.0f}"),
         (
@@ -535,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "  the same, compilers warm",
             lambda d, w: (
-                f"{(os.cpu_count() or 1) * d[f'{w} read'] / (sum(d[f'{w} cpu'].values()) - compiling(d[f'{w} cpu'])):,.0f}"
+                f"{(os.cpu_count() or 1) * d[f'{w} read'] / (sum(d[f'{w} cpu'].values()) - compiling_seconds(d[f'{w} cpu'])):,.0f}"
             ),
         ),
     ]:
