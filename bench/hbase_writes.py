@@ -49,6 +49,7 @@ from fink_pipeline.stream.sinks import MUTATIONS_PER_REQUEST, HBaseWriter
 from fink_pipeline.stream.thrift_mutations import CellColumn
 from fink_stack import api, services
 from fink_stack.layout import Layout
+from fink_stack.scratch import removed_at_exit
 
 FAMILIES = ("i", "d")
 CHUNK = 1_000  # rows per put() call, as a task writes a chunk
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    endpoints = api.ensure_up(("hbase",), quiet=True)
+    components = ("hbase",)
+    endpoints = api.ensure_up(components, quiet=True)
     layout = Layout.default()
     print(f"building {args.rows} rows as the pipeline's tasks do ...", flush=True)
     keys, columns, building = pipeline_rows(args.rows)
@@ -272,46 +274,44 @@ def main(argv: list[str] | None = None) -> int:
     per_row = sum(map(len, cells)) / len(cells)
     print(f"  {per_row:.0f} cells per row; building them {building / len(keys) * 1e6:.0f} µs/row")
     command = java_client(layout)
-    work = Path(tempfile.mkdtemp(prefix="bench-hbase-"))
-    rows_file = work / "rows.bin"
-    write_rows_file(rows_file, keys, cells)
-
-    connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
-    stamp = int(time.time())
-    tables: list[str] = []
     results: dict[str, dict[str, float]] = {}
-
-    def table(name: str) -> str:
-        tables.append(fresh_table(connection, f"bench-hbase-{stamp}-{name}"))
-        return tables[-1]
 
     def best(runs: list[dict[str, float]]) -> dict[str, float]:
         return min(runs, key=cpu)
 
-    try:
-        thrift_round(endpoints, table("thrift-warm"), keys, columns)  # caches, regions
-        results["happybase"] = best(
-            [
-                happybase_round(endpoints, table(f"happybase-{r}"), keys, cells)
-                for r in range(args.rounds)
-            ]
-        )
-        results["thrift"] = best(
-            [
-                thrift_round(endpoints, table(f"thrift-{r}"), keys, columns)
-                for r in range(args.rounds)
-            ]
-        )
-        results["java"] = best(
-            [
-                java_round(command, rows_file, [table(f"java-{r}-warm"), table(f"java-{r}")])
-                for r in range(args.rounds)
-            ]
-        )
-    finally:
-        for name in tables:
-            connection.delete_table(name, disable=True)
-        connection.close()
+    work = Path(tempfile.mkdtemp(prefix="bench-hbase-"))
+    # the tables and the rows file go when the run ends, however it ends
+    with removed_at_exit(endpoints, work, stores=components) as scratch:
+        run = scratch.name("bench-hbase")
+        rows_file = work / "rows.bin"
+        write_rows_file(rows_file, keys, cells)
+        connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
+
+        def table(name: str) -> str:
+            return fresh_table(connection, f"{run}-{name}")
+
+        try:
+            thrift_round(endpoints, table("thrift-warm"), keys, columns)  # caches, regions
+            results["happybase"] = best(
+                [
+                    happybase_round(endpoints, table(f"happybase-{r}"), keys, cells)
+                    for r in range(args.rounds)
+                ]
+            )
+            results["thrift"] = best(
+                [
+                    thrift_round(endpoints, table(f"thrift-{r}"), keys, columns)
+                    for r in range(args.rounds)
+                ]
+            )
+            results["java"] = best(
+                [
+                    java_round(command, rows_file, [table(f"java-{r}-warm"), table(f"java-{r}")])
+                    for r in range(args.rounds)
+                ]
+            )
+        finally:
+            connection.close()
 
     rows = len(keys)
     print("\n== HBase writes, core-µs per row (client + servers' CPU)")

@@ -51,6 +51,7 @@ from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.columns import ZTF_COLUMNS
 from fink_pipeline.stream.jvm_decode import reader_schema
 from fink_stack import api
+from fink_stack.scratch import removed_at_exit
 
 SYNC_SIZE = 16  # an Avro container's sync marker
 PACKETS = {"light": (False,), "full": (True,), "both": (False, True)}
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    endpoints = api.ensure_up(("kafka", "spark"), quiet=True)
+    components = ("kafka", "spark")
+    endpoints = api.ensure_up(components, quiet=True)
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers need our packages
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -183,38 +185,40 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for cutouts in PACKETS[args.packets]:
-        kind = "full-size" if cutouts else "light"
-        topic = f"bench-decode-{int(time.time())}-{kind}"
-        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[
-            topic
-        ].result(30)
-        alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=cutouts)
-        values = [codec.encode(a, "ztf") for a in alerts]
-        produce(endpoints.kafka_bootstrap, topic, values)
-        header = header_size(values)
-        size = sum(map(len, values)) / len(values) / 1024
-        print(f"{kind}: {args.alerts} alerts, {size:.1f} KB each, header {header} bytes")
-        source = (
-            spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", endpoints.kafka_bootstrap)
-            .option("subscribe", topic)
-            .option("startingOffsets", "earliest")
-            .load()
-            .select("value")
-        )
-        results[kind] = {}
-        for name, run in phases(source, header).items():
-            run()  # warm-up: the JVM compiles, the workers import
-            rounds = [measure(run, args.alerts) for _ in range(args.rounds)]
-            best = min(rounds, key=lambda r: r["jvm"] + r["python"])
-            results[kind][name] = best
-            print(
-                f"  {name:17s} {best['alerts/s']:8,.0f} alerts/s  JVM {best['jvm']:6.0f}"
-                f"  Python {best['python']:6.0f}  core-µs/alert",
-                flush=True,
+    with removed_at_exit(
+        endpoints, stores=components
+    ) as scratch:  # the topics, however the run ends
+        for cutouts in PACKETS[args.packets]:
+            kind = "full-size" if cutouts else "light"
+            topic = f"{scratch.name('bench-decode')}-{kind}"
+            admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[
+                topic
+            ].result(30)
+            alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=cutouts)
+            values = [codec.encode(a, "ztf") for a in alerts]
+            produce(endpoints.kafka_bootstrap, topic, values)
+            header = header_size(values)
+            size = sum(map(len, values)) / len(values) / 1024
+            print(f"{kind}: {args.alerts} alerts, {size:.1f} KB each, header {header} bytes")
+            source = (
+                spark.read.format("kafka")
+                .option("kafka.bootstrap.servers", endpoints.kafka_bootstrap)
+                .option("subscribe", topic)
+                .option("startingOffsets", "earliest")
+                .load()
+                .select("value")
             )
-        admin.delete_topics([topic])
+            results[kind] = {}
+            for name, run in phases(source, header).items():
+                run()  # warm-up: the JVM compiles, the workers import
+                rounds = [measure(run, args.alerts) for _ in range(args.rounds)]
+                best = min(rounds, key=lambda r: r["jvm"] + r["python"])
+                results[kind][name] = best
+                print(
+                    f"  {name:17s} {best['alerts/s']:8,.0f} alerts/s  JVM {best['jvm']:6.0f}"
+                    f"  Python {best['python']:6.0f}  core-µs/alert",
+                    flush=True,
+                )
     spark.stop()
     print("\n== decode cost over the raw handoff, core-µs/alert (JVM + Python workers)")
     for kind, figures in results.items():

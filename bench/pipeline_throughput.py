@@ -41,15 +41,14 @@
    a warm-up (the per-alert runs on fresh copies of the alerts, copied outside
    the timed region). Ratios are printed against the per-alert baseline.
 
-Topics, table and archive are the benchmark's own (named bench-<time>) and are
-removed at the end unless --keep.
+Topics, table and archive are the benchmark's own (named bench-<token>) and are
+removed when it ends, by an error or Ctrl-C too, unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import happybase
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -71,6 +69,7 @@ from fink_pipeline.science import baseline, enrich, plan_science
 from fink_pipeline.stream.batch import SOURCE_TIMESTAMP_HEADER
 from fink_pipeline.stream.observe import by_label, scrape_metrics
 from fink_stack import api
+from fink_stack.scratch import removed_at_exit
 
 MODULES = ["quality_cuts", "lightcurve_features", "solar_system", "crossmatch", "snia_score"]
 FILTERS = ["early_sn_candidates", "new_sso_candidates", "fast_transients"]
@@ -138,6 +137,16 @@ class PipelineProcess:
         self.cpu = CpuShare(self.process.pid)
         self.query_started = time.monotonic()
         self.ended: float | None = None
+
+    def __enter__(self) -> PipelineProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """A pipeline still running when its block ends (an error or an interrupt in the
+        bench) is stopped, so that it does not write into what the bench then removes."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(60)
 
     def watch(self, name: str, until: Any = None) -> None:
         """Scrape metrics every 0.25 s until the process exits (or `until()` is true)."""
@@ -217,29 +226,33 @@ def latency_run(
         target=latency_consumer, args=(bootstrap, filter_topics, ready, stop, delays)
     )
     consumer.start()
-    ready.wait(30)
-    idle = str(args.every + 8)  # longer than the pause between bursts
-    flags = ["--until-idle", idle] + (["--no-warm-up"] if start == "no warm-up" else [])
-    live = PipelineProcess(pipeline_file, checkpoint, log, *flags)
-    running_key = f'fink_pipeline_running{{pipeline="{name}"}}'
-    live.watch(name, until=lambda samples: samples.get(running_key, 0) == 1)
-    seed = 100 if start == "no warm-up" else 200
-    bursts = [
-        [
-            codec.encode(a, "ztf")
-            for a in generator.generate_alerts(args.burst, "ztf", seed=seed + b, cutouts=cutouts)
-        ]
-        for b in range(args.bursts)
-    ]
-    for b, burst in enumerate(bursts):
-        burst_starts.append(time.time())
-        produce(bootstrap, f"{name}-alerts", burst)
-        if b < len(bursts) - 1:
-            time.sleep(args.every)
-    live.watch(name)
-    time.sleep(1.0)
-    stop.set()
-    consumer.join()
+    try:
+        ready.wait(30)
+        idle = str(args.every + 8)  # longer than the pause between bursts
+        flags = ["--until-idle", idle] + (["--no-warm-up"] if start == "no warm-up" else [])
+        with PipelineProcess(pipeline_file, checkpoint, log, *flags) as live:
+            running_key = f'fink_pipeline_running{{pipeline="{name}"}}'
+            live.watch(name, until=lambda samples: samples.get(running_key, 0) == 1)
+            seed = 100 if start == "no warm-up" else 200
+            bursts = [
+                [
+                    codec.encode(a, "ztf")
+                    for a in generator.generate_alerts(
+                        args.burst, "ztf", seed=seed + b, cutouts=cutouts
+                    )
+                ]
+                for b in range(args.bursts)
+            ]
+            for b, burst in enumerate(bursts):
+                burst_starts.append(time.time())
+                produce(bootstrap, f"{name}-alerts", burst)
+                if b < len(bursts) - 1:
+                    time.sleep(args.every)
+            live.watch(name)
+        time.sleep(1.0)
+    finally:  # the consumer thread ends however the bursts end
+        stop.set()
+        consumer.join()
     return delays, burst_starts
 
 
@@ -345,7 +358,8 @@ def drain(
             runner.cpu.mark("settled")
         return False
 
-    runner.watch(name, until=after_first_batch)
+    with runner:
+        runner.watch(name, until=after_first_batch)
     s = runner.samples
     read = s.get(read_key, 0.0)
     busy = s.get(busy_key, 0.0)
@@ -410,12 +424,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # only what the pipeline uses: the rest of the stack would take CPU from it
-    endpoints = api.ensure_up(("kafka", "hbase", "spark"), quiet=True)
+    components = ("kafka", "hbase", "spark")
+    endpoints = api.ensure_up(components, quiet=True)
     os.environ.update(endpoints.environment())
-    bootstrap = endpoints.kafka_bootstrap
-    name = f"bench-{int(time.time())}"
-    work = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    with removed_at_exit(endpoints, work, stores=components, keep=args.keep) as scratch:
+        return run(args, endpoints, scratch.name("bench"), work)
 
+
+def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
+    """The three phases and the report; what they make is named after name."""
+    bootstrap = endpoints.kafka_bootstrap
     drained = {}
     for kind in PACKETS[args.packets]:
         drained[kind] = drain(args, endpoints, f"{name}-{kind}", work / kind, kind == "full")
@@ -424,7 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     name, values = f"{name}-{kind}", drained[kind]["values"]
     archive, checkpoint = work / kind / "archive", work / kind / "checkpoint"
     log, pipeline_file = work / kind / "pipeline.log", work / kind / "pipeline.yaml"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
 
     # --- 2. latency: bursts into a freshly started pipeline, without and with warm-up ----------
     if args.bursts > 0:
@@ -624,24 +642,6 @@ def main(argv: list[str] | None = None) -> int:
     if p95 is not None:
         print(f"{'p95 latency (warm-up)':<22} {p95:>8.2f} s, goal < 5 s")
 
-    if not args.keep:
-        for k in drained:
-            bench = f"{name.rsplit('-', 1)[0]}-{k}"
-            topics = [
-                f"{bench}-alerts",
-                f"{bench}.dead-letters",
-                *(f"{bench}.{f}" for f in FILTERS),
-            ]
-            for future in admin.delete_topics(topics).values():
-                future.result(30)
-            connection = happybase.Connection(
-                endpoints.hbase_thrift_host, endpoints.hbase_thrift_port
-            )
-            connection.delete_table(bench.replace("-", "_"), disable=True)
-            connection.close()
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"kept: topics {name.rsplit('-', 1)[0]}-*, tables, files {work}")
     return 0
 
 

@@ -41,14 +41,14 @@ default takes about 4.5 on 2 cores).
    task calls); and loading a new generation into the sandbox (what each Python
    worker pays once per reload). Best of 3 after a warm-up.
 
-Everything is named bench-sf-<time>-* and removed at the end unless --keep.
+Everything is named bench-sf-<token>-* and removed when it ends, by an error or Ctrl-C
+too, unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import tempfile
 import threading
@@ -56,7 +56,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import happybase
 import numpy as np
 import yaml
 from confluent_kafka import Producer
@@ -72,6 +71,7 @@ from fink_pipeline.stream import live_filters
 from fink_pipeline.stream.live_filters import LiveFilters, as_filter
 from fink_pipeline.stream.observe import by_label, read_committed
 from fink_stack import api
+from fink_stack.scratch import removed_at_exit
 
 # name, the columns it reads, its rule ({t}: the threshold that a new generation moves)
 RULES = [
@@ -256,7 +256,8 @@ def run_config(
         return False
 
     try:
-        runner.watch(name, until=after_first_batch)
+        with runner:
+            runner.watch(name, until=after_first_batch)
     finally:
         stop.set()
         counter.join(30)
@@ -403,21 +404,6 @@ def sandbox_figures(
     return results
 
 
-def cleanup(bootstrap: str, endpoints: Any, prefix: str, work: Path) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    if topics:
-        for future in admin.delete_topics(topics).values():
-            future.result(30)
-    connection = happybase.Connection(endpoints.hbase_thrift_host, endpoints.hbase_thrift_port)
-    for config in CONFIGS:
-        table = f"{prefix}-{config}".replace("-", "_")
-        if table.encode() in connection.tables():
-            connection.delete_table(table, disable=True)
-    connection.close()
-    shutil.rmtree(work, ignore_errors=True)
-
-
 def ms(times: list[float]) -> str:
     return f"{statistics.median(times):6.2f} ms median, {statistics.fmean(times):6.2f} mean"
 
@@ -447,13 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     calls = 50 if args.quick else 200
 
     load_before = os.getloadavg()
-    endpoints = api.ensure_up(("kafka", "hbase", "spark"), quiet=True)
+    components = ("kafka", "hbase", "spark")
+    endpoints = api.ensure_up(components, quiet=True)
     os.environ.update(endpoints.environment())
     bootstrap = endpoints.kafka_bootstrap
-    prefix = f"bench-sf-{int(time.time())}"
-    work = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-sf-"))
     started = time.monotonic()
-    try:
+    with removed_at_exit(endpoints, work, stores=components, keep=args.keep) as scratch:
+        prefix = scratch.name("bench-sf")
         print(f"generating {args.alerts:,} light ZTF alerts (no cutouts) ...", flush=True)
         alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=False)
         values = [codec.encode(a, "ztf") for a in alerts]
@@ -462,11 +449,6 @@ def main(argv: list[str] | None = None) -> int:
         refresh = refresh_figures(bootstrap, prefix, args.filters, args.refreshes)
         print(f"ScienceFilters on 1,000-row frames, {calls} calls, best of 3 ...", flush=True)
         sandbox = sandbox_figures(values, args.filters, 1_000, calls)
-    finally:
-        if not args.keep:
-            cleanup(bootstrap, endpoints, prefix, work)
-        else:
-            print(f"kept: topics and tables {prefix}-*, files {work}")
     load_after = os.getloadavg()
 
     # --- report -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What a test session makes in the shared local stack, and its removal when the session ends.
+"""What a test session or a benchmark run makes in the shared local stack, and its removal
+when it ends.
 
 Every test session runs against the same stack state (`~/.local/state/fink-stack`),
 so the topics and tables its tests make stay there unless something removes them:
@@ -10,6 +11,10 @@ end, removes the Kafka topics (of both clusters), HBase tables and HDFS director
 names carry one of its tokens as a part (`test-x-1a2b3c.dead-letters`,
 `test_x_1a2b3c`, `job_1a2b3c`), and nothing else: another session's names and a
 developer's own topics carry no token of this session.
+
+A benchmark run does the same through `removed_at_exit`, whichever way it ends: a
+bench that failed midway once left its 850 MB source topic, its table and its
+work directory behind.
 """
 
 from __future__ import annotations
@@ -17,14 +22,19 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import urllib.parse
 import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .endpoints import Endpoints
 from .layout import PORTS
 
 HDFS_TESTS = "/tests"  # tests' HDFS directories: /tests/<unique name>/...
+STORES = ("kafka", "hbase", "hdfs")  # the stack's components a run may leave names in
 
 _PARTS = re.compile(r"[-_.]")
 
@@ -59,32 +69,61 @@ class Scratch:
         """stem-<token>: a name no other test uses, removed at the session's end."""
         return f"{stem}-{self.token()}"
 
-    def remove(self, endpoints: Endpoints) -> Removed:
-        """Delete the topics, tables and HDFS directories carrying one of the tokens; a
-        server that does not answer is reported in `failures`, never raised: the tests
-        already ran."""
+    def remove(self, endpoints: Endpoints, stores: Collection[str] = STORES) -> Removed:
+        """Delete the topics, tables and HDFS directories carrying one of the tokens, in
+        the stores (stack components) named; a server that does not answer is reported
+        in `failures`, never raised: the tests already ran."""
         removed = Removed()
         if not self.tokens:
             return removed
         clusters = [endpoints.kafka_bootstrap, endpoints.kafka_upstream_bootstrap]
-        for bootstrap in filter(None, clusters):
+        for bootstrap in filter(None, clusters if "kafka" in stores else []):
             try:
                 removed.topics += _remove_topics(bootstrap, self.tokens)
             except Exception as error:
                 removed.failures.append(f"Kafka {bootstrap}: {error}")
-        try:
-            removed.tables += _remove_tables(endpoints, self.tokens)
-        except Exception as error:
-            removed.failures.append(
-                f"HBase {endpoints.hbase_thrift_host}:{endpoints.hbase_thrift_port}: {error}"
-            )
-        if endpoints.hdfs:
+        if "hbase" in stores:
+            try:
+                removed.tables += _remove_tables(endpoints, self.tokens)
+            except Exception as error:
+                removed.failures.append(
+                    f"HBase {endpoints.hbase_thrift_host}:{endpoints.hbase_thrift_port}: {error}"
+                )
+        if endpoints.hdfs and "hdfs" in stores:
             host = urllib.parse.urlsplit(endpoints.hdfs).hostname or ""
             try:
                 removed.directories += _remove_hdfs_directories(host, self.tokens)
             except Exception as error:
                 removed.failures.append(f"HDFS {host}:{PORTS.hdfs_namenode_http}: {error}")
         return removed
+
+
+@contextmanager
+def removed_at_exit(
+    endpoints: Endpoints,
+    work: Path | None = None,
+    *,
+    stores: Collection[str] = STORES,
+    keep: bool = False,
+    report: Callable[[str], None] = print,
+) -> Iterator[Scratch]:
+    """A run's scratch names, whose topics, tables and HDFS directories in stores (the
+    components the run brought up: another one, stopped, would only be reported) and
+    work directory are removed when the block ends, by an error or an interrupt too,
+    unless keep; the block's own error, if any, is the one raised."""
+    scratch = Scratch()
+    try:
+        yield scratch
+    finally:
+        if keep:
+            kept = ", ".join(sorted(scratch.tokens)) or "none"
+            report(f"kept: what is named after {kept}" + (f", files {work}" if work else ""))
+        else:
+            removed = scratch.remove(endpoints, stores)
+            for failure in removed.failures:
+                report(f"left behind, not removed: {failure}")
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def _remove_topics(bootstrap: str, tokens: set[str]) -> int:

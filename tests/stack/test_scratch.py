@@ -1,4 +1,5 @@
-"""A test session removes what it named after its tokens, and only that, on the real servers."""
+"""A test session or a benchmark run removes what it named after its tokens, and only that,
+on the real servers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import HOST
-from fink_stack.scratch import HDFS_TESTS, Scratch, carries, webhdfs
+from fink_stack.scratch import HDFS_TESTS, Scratch, carries, removed_at_exit, webhdfs
 
 
 def test_a_token_counts_only_as_a_whole_part_of_a_name() -> None:
@@ -85,20 +86,103 @@ def test_remove_deletes_the_sessions_hdfs_directories_and_only_those(stack: Endp
     assert webhdfs(HOST, "GET", f"{HDFS_TESTS}/{theirs}", "GETFILESTATUS")[0] == 404
 
 
-def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
-    session = Scratch()
-    session.token()
-    elsewhere = Endpoints(
+def _nowhere(tmp_path: Path, hdfs: str = "") -> Endpoints:
+    """A stack whose servers all refuse: ports and an address where nothing listens."""
+    return Endpoints(
         kubeconfig=tmp_path / "kubeconfig",
         kafka_bootstrap="127.0.0.1:1",
         hbase_thrift_host="127.0.0.1",
         hbase_thrift_port=1,
         spark_jars=(),
-        hdfs="hdfs://127.0.0.2:8020",  # loopback, where no NameNode listens
+        hdfs=hdfs,
     )
-    removed = session.remove(elsewhere)
+
+
+def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
+    session = Scratch()
+    session.token()
+    # HDFS on a loopback address where no NameNode listens
+    removed = session.remove(_nowhere(tmp_path, hdfs="hdfs://127.0.0.2:8020"))
     assert [f.split(":")[0] for f in removed.failures] == [
         "Kafka 127.0.0.1",
         "HBase 127.0.0.1",
         "HDFS 127.0.0.2",
     ]
+
+
+def _run_objects(stack: Endpoints, name: str, work: Path) -> None:
+    """What a benchmark run makes: its source and sink topics, its table, its files."""
+    _create_topics(stack.kafka_bootstrap, [f"{name}-light-alerts", f"{name}-light.dead-letters"])
+    hbase = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    try:
+        hbase.create_table(f"{name}-light".replace("-", "_"), {"i": {}})
+    finally:
+        hbase.close()
+    (work / "light" / "checkpoint").mkdir(parents=True)
+
+
+def _left(stack: Endpoints, name: str) -> tuple[set[str], set[str]]:
+    topics = {t for t in _topics(stack.kafka_bootstrap) if t.startswith(name)}
+    hbase = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
+    try:
+        prefix = name.replace("-", "_")
+        return topics, {t.decode() for t in hbase.tables() if t.decode().startswith(prefix)}
+    finally:
+        hbase.close()
+
+
+@pytest.mark.stack
+def test_a_run_that_fails_midway_leaves_nothing_behind_and_its_error_goes_on(
+    stack: Endpoints, tmp_path: Path
+) -> None:
+    work, reports = tmp_path / "bench", []
+    with (
+        pytest.raises(SystemExit, match="the pipeline read 0 of 100 alerts"),
+        removed_at_exit(stack, work, report=reports.append) as scratch,
+    ):
+        name = scratch.name("bench")
+        _run_objects(stack, name, work)
+        assert _left(stack, name) == (
+            {f"{name}-light-alerts", f"{name}-light.dead-letters"},
+            {f"{name}-light".replace("-", "_")},
+        )
+        raise SystemExit("the pipeline read 0 of 100 alerts")
+    assert _left(stack, name) == (set(), set())
+    assert not work.exists()
+    assert reports == []
+
+
+@pytest.mark.stack
+def test_a_kept_run_leaves_everything_and_says_what(stack: Endpoints, tmp_path: Path) -> None:
+    work, reports = tmp_path / "bench", []
+    with removed_at_exit(stack, work, keep=True, report=reports.append) as scratch:
+        name = scratch.name("bench")
+        _run_objects(stack, name, work)
+    try:
+        assert _left(stack, name) == (
+            {f"{name}-light-alerts", f"{name}-light.dead-letters"},
+            {f"{name}-light".replace("-", "_")},
+        )
+        assert (work / "light" / "checkpoint").is_dir()
+        assert reports == [f"kept: what is named after {name[-6:]}, files {work}"]
+    finally:
+        scratch.remove(stack)
+
+
+def test_a_run_reports_what_it_could_not_remove_without_raising(tmp_path: Path) -> None:
+    elsewhere = _nowhere(tmp_path)
+    work, reports = tmp_path / "bench", []
+    work.mkdir()
+    with removed_at_exit(elsewhere, work, report=reports.append) as scratch:
+        scratch.token()
+    assert [r.split(":")[0] for r in reports] == [
+        "left behind, not removed",
+        "left behind, not removed",
+    ]
+    assert "Kafka 127.0.0.1" in reports[0] and "HBase 127.0.0.1" in reports[1]
+    assert not work.exists()
+
+    reports.clear()  # a run that brought up Kafka alone is not told about HBase
+    with removed_at_exit(elsewhere, stores=("kafka", "spark"), report=reports.append) as scratch:
+        scratch.token()
+    assert len(reports) == 1 and "Kafka 127.0.0.1" in reports[0]
