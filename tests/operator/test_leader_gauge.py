@@ -7,12 +7,27 @@ upgrade (the chart's upgrade test counts leaders by scraping every pod).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
 
 from fink_operator import cli, handlers, metrics
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI's kopf.configure gives the root logger a handler on the stream pytest
+    captures for this test, closed after it: left there, it took py4j's INFO line at the
+    interpreter's exit and printed a "Logging error" at the end of every run."""
+    for logger in (logging.getLogger(), logging.getLogger("asyncio")):
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
 
 
 def _gauge_when_served(monkeypatch: pytest.MonkeyPatch, before: float, *flags: str) -> float:
