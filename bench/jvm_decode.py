@@ -185,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     results: dict[str, dict[str, dict[str, float]]] = {}
-    with removed_at_exit(
-        endpoints, stores=components
-    ) as scratch:  # the topics, however the run ends
+    # the topics go when the run ends, however it ends
+    with removed_at_exit(endpoints, stores=components) as scratch:
         for cutouts in PACKETS[args.packets]:
             kind = "full-size" if cutouts else "light"
             topic = f"{scratch.name('bench-decode')}-{kind}"

@@ -110,15 +110,19 @@ def test_an_unreachable_server_is_reported_not_raised(tmp_path: Path) -> None:
     ]
 
 
-def _run_objects(stack: Endpoints, name: str, work: Path) -> None:
-    """What a benchmark run makes: its source and sink topics, its table, its files."""
-    _create_topics(stack.kafka_bootstrap, [f"{name}-light-alerts", f"{name}-light.dead-letters"])
+def _run_objects(stack: Endpoints, name: str, work: Path) -> tuple[set[str], set[str]]:
+    """What a benchmark run makes: its source and sink topics, its table, its files;
+    the topics and tables are returned."""
+    topics = {f"{name}-light-alerts", f"{name}-light.dead-letters"}
+    table = f"{name}-light".replace("-", "_")
+    _create_topics(stack.kafka_bootstrap, sorted(topics))
     hbase = happybase.Connection(stack.hbase_thrift_host, stack.hbase_thrift_port)
     try:
-        hbase.create_table(f"{name}-light".replace("-", "_"), {"i": {}})
+        hbase.create_table(table, {"i": {}})
     finally:
         hbase.close()
     (work / "light" / "checkpoint").mkdir(parents=True)
+    return topics, {table}
 
 
 def _left(stack: Endpoints, name: str) -> tuple[set[str], set[str]]:
@@ -138,14 +142,12 @@ def test_a_run_that_fails_midway_leaves_nothing_behind_and_its_error_goes_on(
     work, reports = tmp_path / "bench", []
     with (
         pytest.raises(SystemExit, match="the pipeline read 0 of 100 alerts"),
-        removed_at_exit(stack, work, report=reports.append) as scratch,
+        # the stores the run brought up, as a bench passes them
+        removed_at_exit(stack, work, stores=("kafka", "hbase"), report=reports.append) as scratch,
     ):
         name = scratch.name("bench")
-        _run_objects(stack, name, work)
-        assert _left(stack, name) == (
-            {f"{name}-light-alerts", f"{name}-light.dead-letters"},
-            {f"{name}-light".replace("-", "_")},
-        )
+        made = _run_objects(stack, name, work)
+        assert _left(stack, name) == made
         raise SystemExit("the pipeline read 0 of 100 alerts")
     assert _left(stack, name) == (set(), set())
     assert not work.exists()
@@ -157,12 +159,9 @@ def test_a_kept_run_leaves_everything_and_says_what(stack: Endpoints, tmp_path: 
     work, reports = tmp_path / "bench", []
     with removed_at_exit(stack, work, keep=True, report=reports.append) as scratch:
         name = scratch.name("bench")
-        _run_objects(stack, name, work)
+        made = _run_objects(stack, name, work)
     try:
-        assert _left(stack, name) == (
-            {f"{name}-light-alerts", f"{name}-light.dead-letters"},
-            {f"{name}-light".replace("-", "_")},
-        )
+        assert _left(stack, name) == made
         assert (work / "light" / "checkpoint").is_dir()
         assert reports == [f"kept: what is named after {name[-6:]}, files {work}"]
     finally:
