@@ -352,6 +352,26 @@ def _hbase() -> dict[str, Any]:
                 enum=list(model.CUTOUT_MODES),
                 default="drop",
             ),
+            "layout": _string(
+                "How an alert's row holds its values: columns, one cell per field (as Fink "
+                "stores them: hbase shell and server-side filters see each field); packed, "
+                f"one cell per family, '<family>:{model.PACKED_QUALIFIER}', holding the "
+                "family's fields as one JSON object (about 5x cheaper for HBase to write; "
+                "read it with json.loads). It is recorded on the table at creation and "
+                "cannot change: rows of two layouts in one table would mislead readers.",
+                enum=list(model.HBASE_LAYOUTS),
+                default="columns",
+                **{
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "self == oldSelf",
+                            "message": "the HBase layout of a pipeline cannot change: its "
+                            "table holds rows in this layout; create a new pipeline with a "
+                            "new table for the other one",
+                        }
+                    ]
+                },
+            ),
         },
         "x-kubernetes-validations": [
             {

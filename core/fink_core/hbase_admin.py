@@ -29,7 +29,13 @@ from thriftpy2.transport import TBufferedTransportFactory, TTransportException
 from fink_core.calls import count
 from fink_core.connections import Address
 from fink_core.errors import ServerRejected, ServerUnreachable
-from fink_core.resources import HBASE_FOREVER, FamilyState, TableState
+from fink_core.resources import (
+    DEFAULT_LAYOUT,
+    HBASE_FOREVER,
+    LAYOUT_ATTRIBUTE,
+    FamilyState,
+    TableState,
+)
 
 _IDL = Path(__file__).with_name("hbase_admin.thrift")
 # HBase's messages when the master or a region server cannot serve yet: worth retrying
@@ -169,16 +175,30 @@ class HBaseAdmin:
         except _Refused as refused:
             raise refused.rejected() from None
 
+    def layout(self, table: str) -> str | None:
+        """The layout recorded on the table (`columns` for a table without one), or None
+        when it does not exist."""
+        try:
+            descriptors = self._call(table, "getTableDescriptors", [table_name(table)])
+        except _Refused as refused:
+            raise refused.rejected() from None
+        for descriptor in descriptors or []:
+            recorded = (descriptor.attributes or {}).get(LAYOUT_ATTRIBUTE.encode())
+            return _text(recorded) if recorded else DEFAULT_LAYOUT
+        return None
+
     def create(self, table: TableState, attributes: Mapping[str, str] | None = None) -> bool:
-        """Create the table (pre-split, in its namespace); False if it already existed."""
+        """Create the table (pre-split, in its namespace, its layout recorded on it);
+        False if it already existed."""
         hb = _protocol()
         namespace = table.name.rpartition(":")[0]
         if namespace:
             self._ensure_namespace(namespace)
+        attributes = {**(attributes or {}), LAYOUT_ATTRIBUTE: table.layout}
         descriptor = hb.TTableDescriptor(
             tableName=table_name(table.name),
             columns=[_family_descriptor(f) for f in table.families],
-            attributes={k.encode(): v.encode() for k, v in (attributes or {}).items()},
+            attributes={k.encode(): v.encode() for k, v in attributes.items()},
         )
         splits = [k.encode() for k in table.split_keys] or None
         try:

@@ -48,11 +48,18 @@ class FamilyState:
 CUTOUTS_FAMILY_STATE = FamilyState(name=CUTOUTS_FAMILY)
 
 
+# the table attribute naming the layout its rows were written in (spec.sinks.hbase.layout);
+# a table without it was made before layouts existed, so it holds columns
+LAYOUT_ATTRIBUTE = "fink.broker.dev/layout"
+DEFAULT_LAYOUT = "columns"
+
+
 @dataclass(frozen=True)
 class TableState:
     name: str
     families: tuple[FamilyState, ...]
     split_keys: tuple[str, ...] = ()  # only used at creation: regions are never merged back
+    layout: str = DEFAULT_LAYOUT  # recorded on the table at creation, never changed
 
     def family(self, name: str) -> FamilyState | None:
         return next((f for f in self.families if f.name == name), None)
@@ -99,6 +106,7 @@ def resources_of(spec: PipelineSpec) -> Resources:
             name=sink.table,
             families=families,
             split_keys=split_keys(sink.regions, sink.salt_digits),
+            layout=sink.layout,
         )
     return Resources(topics=topics, table=table)
 

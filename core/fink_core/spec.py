@@ -33,6 +33,10 @@ BLOOM_FILTERS = ("NONE", "ROW", "ROWCOL")
 # what happens to an alert's cutouts (image stamps): kept in their own family, or not read
 CUTOUT_MODES = ("store", "drop")
 CUTOUTS_FAMILY = "cutouts"
+# how an alert's row holds its values (docs/pipeline.md, HBase rows): `columns`, a cell
+# per field, as Fink stores them; `packed`, one JSON record per family in PACKED_QUALIFIER
+HBASE_LAYOUTS = ("columns", "packed")
+PACKED_QUALIFIER = "record"
 # how a filter topic's messages are laid out (docs/pipeline.md, Filter topics): `fink`,
 # Avro single-object encoding; `fink-client`, what fink-client reads (schema in the key)
 FILTER_LAYOUTS = ("fink", "fink-client")
@@ -101,6 +105,7 @@ class HBaseSink:
     salt_digits: int = 0
     regions: int = 1  # pre-split into this many regions (split points follow the salt)
     cutouts: str = "drop"  # "store": the stamps in family CUTOUTS_FAMILY of the alert's row
+    layout: str = "columns"  # "packed": one JSON record per family (HBASE_LAYOUTS)
 
     @property
     def stores_cutouts(self) -> bool:
@@ -433,6 +438,7 @@ def _parse_hbase(doc: Mapping[str, Any], survey: str) -> HBaseSink:
         salt_digits=salt_digits,
         regions=regions,
         cutouts=cutouts,
+        layout=_choice(doc, "layout", HBASE_LAYOUTS, "spec.sinks.hbase.layout", default="columns"),
     )
 
 

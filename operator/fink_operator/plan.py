@@ -101,7 +101,11 @@ class TablePlan:
         return bool(self.create or self.add or self.modify)
 
 
-def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] | None) -> TablePlan:
+def plan_table(
+    desired: TableState | None,
+    observed: Mapping[str, FamilyState] | None,
+    layout: str | None = None,
+) -> TablePlan:
     """Create a missing table; add and alter families in place; refuse removing one.
 
     Through HBase's Thrift2 gateway a family's versions, TTL, compression and
@@ -109,11 +113,15 @@ def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] |
     rewrites old ones at its next major compaction) and families can be added.
     A family the spec no longer lists is refused, never dropped: that would
     destroy its data. Region splits only apply at creation.
+    `layout` is the one recorded on the existing table: a spec asking for the other
+    is refused, as rows of two layouts in one table would mislead its readers.
     """
     if desired is None:
         return TablePlan()
     if observed is None:
         return TablePlan(create=desired)
+    if layout is not None and layout != desired.layout:
+        return TablePlan(refusals=(_layout_refusal(desired, layout),))
     wanted = {f.name: f for f in desired.families}
     refusals = tuple(
         Refusal(
@@ -133,6 +141,16 @@ def plan_table(desired: TableState | None, observed: Mapping[str, FamilyState] |
         if name in observed and observed[name] != f
     )
     return TablePlan(add=add, modify=modify, refusals=refusals)
+
+
+def _layout_refusal(desired: TableState, layout: str) -> Refusal:
+    return Refusal(
+        desired.name,
+        "LayoutMismatch",
+        f"table {desired.name} holds its rows in the {layout!r} layout and the spec asks "
+        f"for {desired.layout!r}: rows of both in one table would mislead every reader, so "
+        f"nothing is written; set spec.sinks.hbase.layout to {layout}, or name a new table",
+    )
 
 
 def _put_back(family: str) -> str:

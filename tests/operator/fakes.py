@@ -94,6 +94,7 @@ class FakeHBase:
     def __init__(self, down: bool = False, cluster: str = "hbase-1") -> None:
         self.tables: dict[str, dict[str, FamilyState]] = {}
         self.splits: dict[str, tuple[str, ...]] = {}
+        self.layouts: dict[str, str] = {}
         self.down = down
         self.cluster = cluster
         self.calls: list[str] = []
@@ -115,12 +116,17 @@ class FakeHBase:
         self._check()
         return {t: self.families(t) for t in tables}
 
+    def layout(self, table: str) -> str | None:
+        self._check()
+        return self.layouts.get(table, "columns") if table in self.tables else None
+
     def create(self, table: TableState, attributes: Mapping[str, str] | None = None) -> bool:
         self._check()
         if table.name in self.tables:
             return False
         self.tables[table.name] = {f.name: f for f in table.families}
         self.splits[table.name] = table.split_keys
+        self.layouts[table.name] = table.layout
         self.calls.append(f"create {table.name}")
         return True
 

@@ -205,6 +205,21 @@ def test_the_survey_cannot_change_on_a_live_pipeline(
     assert "create a new BrokerPipeline for the other survey" in message
 
 
+def test_the_hbase_layout_defaults_to_columns_and_cannot_change_on_a_live_pipeline(
+    pipelines: Pipelines, unique_name: str
+) -> None:
+    created = pipelines.create(minimal(name=unique_name, sinks={"hbase": {"table": "t"}}))
+    assert created["spec"]["sinks"]["hbase"]["layout"] == "columns"
+    message = update_refusal(
+        pipelines, unique_name, {"spec": {"sinks": {"hbase": {"layout": "packed"}}}}
+    )
+    assert "the HBase layout of a pipeline cannot change" in message
+    packed = minimal(name=f"{unique_name}-p", sinks={"hbase": {"table": "t2", "layout": "packed"}})
+    assert pipelines.create(packed)["spec"]["sinks"]["hbase"]["layout"] == "packed"
+    wrong = minimal(name=f"{unique_name}-w", sinks={"hbase": {"table": "t3", "layout": "json"}})
+    assert 'Unsupported value: "json"' in refusal(pipelines, wrong)
+
+
 def test_a_derived_dead_letter_name_must_fit_kafkas_limit(
     pipelines: Pipelines, unique_name: str
 ) -> None:

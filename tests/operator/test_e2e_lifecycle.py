@@ -9,8 +9,11 @@ from cluster import HBase, Kafka, Pipelines, wait_for
 from conftest import OperatorProcess
 from pipeline_documents import minimal
 
+from fink_core.connections import Address
+from fink_core.hbase_admin import HBaseAdmin
 from fink_core.resources import FamilyState
 from fink_operator.config import FINALIZER
+from fink_stack.endpoints import Endpoints
 
 pytestmark = pytest.mark.stack
 
@@ -196,6 +199,42 @@ def test_delete_with_retain_keeps_topics_and_table(
     wait_for(lambda: pipelines.get(name) is None, 30, "the resource to go")
     assert set(owned) <= set(kafka.topics())
     assert hbase.families(table) is not None
+
+
+def test_a_table_keeps_the_layout_it_was_made_with(
+    stack: Endpoints,
+    pipelines: Pipelines,
+    running_operator: OperatorProcess,
+    unique_name: str,
+    leftovers: dict,
+) -> None:
+    """layout: packed is recorded on the table the operator creates; a later pipeline
+    taking that table over with the other layout is refused, and the table is untouched."""
+    name = unique_name
+    table = name.replace("-", "_")
+    leftovers["topics"] += [f"{name}.early_sn", f"{name}.sso", f"{name}-deadletter"]
+    leftovers["topics"] += [f"{name}-2.early_sn", f"{name}-2.sso", f"{name}-2-deadletter"]
+    leftovers["tables"].append(table)
+    pipelines.create(pipeline(name, sinks={"hbase": {"table": table, "layout": "packed"}}))
+    pipelines.wait_ready(name)
+    admin_address = Address(stack.hbase_thrift_host, stack.hbase_admin_port)
+    with HBaseAdmin(admin_address, timeout=10) as admin:
+        assert admin.layout(table) == "packed"
+    pipelines.delete(name)  # Retain: the table stays, released
+    wait_for(lambda: pipelines.get(name) is None, 30, "the resource to go")
+
+    columns = pipeline(f"{name}-2", sinks={"hbase": {"table": table}}, adopt={"tables": [table]})
+    pipelines.create(columns)
+    refused = pipelines.wait_reason(f"{name}-2", "TablesReady", "LayoutMismatch")
+    assert refused["message"] == (
+        f"table {table} holds its rows in the 'packed' layout and the spec asks for 'columns': "
+        "rows of both in one table would mislead every reader, so nothing is written; set "
+        "spec.sinks.hbase.layout to packed, or name a new table"
+    )
+    assert pipelines.condition(f"{name}-2")["status"] == "False"
+    with HBaseAdmin(admin_address, timeout=10) as admin:
+        assert admin.layout(table) == "packed"
+        assert set(admin.families(table) or {}) == {"i", "d"}
 
 
 def test_delete_with_delete_removes_topics_and_table(

@@ -91,3 +91,16 @@ def test_removed_family_is_refused_as_destructive() -> None:
 def test_added_family_is_added() -> None:
     plan = plan_table(TABLE, {"i": FamilyState("i")})
     assert plan.add == (FamilyState("d", 3, 60),) and not plan.refusals
+
+
+def test_a_table_of_the_other_layout_is_refused_whole() -> None:
+    desired = TableState(
+        "t", (FamilyState("i"), FamilyState("d"), FamilyState("x")), layout="packed"
+    )
+    observed = {"i": FamilyState("i"), "d": FamilyState("d")}
+    plan = plan_table(desired, observed, "columns")
+    assert not plan.changes  # not even the new family
+    (refusal,) = plan.refusals
+    assert refusal.reason == "LayoutMismatch"
+    assert "set spec.sinks.hbase.layout to columns, or name a new table" in refusal.message
+    assert plan_table(desired, observed, "packed").add == (FamilyState("x"),)
