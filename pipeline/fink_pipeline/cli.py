@@ -104,7 +104,12 @@ def validate(args: argparse.Namespace, spec: PipelineSpec, plan: SciencePlan) ->
         families = ", ".join(f.name for f in spec.hbase_sink.column_families)
         if spec.hbase_sink.stores_cutouts:
             families += f", {CUTOUTS_FAMILY} for the cutouts"
-        print(f"  HBase table {spec.hbase_sink.table} (families {families})")
+        rows = (
+            "one JSON record per family"
+            if spec.hbase_sink.layout == "packed"
+            else "a cell per field"
+        )
+        print(f"  HBase table {spec.hbase_sink.table} (families {families}; {rows})")
     if spec.archive_path:
         print(
             f"  Parquet archive {spec.archive_path}/night=YYYYMMDD/pipeline={spec.namespace}.{spec.name}/batch=ID/"

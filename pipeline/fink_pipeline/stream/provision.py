@@ -61,10 +61,22 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
                     if hbase.create(wanted.table):
                         created.append(wanted.table.name)
                 else:
+                    _check_layout(hbase, wanted.table)
                     created += _add_missing_families(hbase, wanted.table, create_missing)
     except FinkError as error:  # unreachable, or a creation the server refused
         raise NotReady(str(error)) from error
     return created
+
+
+def _check_layout(hbase: HBaseAdmin, table: TableState) -> None:
+    """The rows the pipeline writes must be in the layout the table already holds."""
+    recorded = hbase.layout(table.name)
+    if recorded is not None and recorded != table.layout:
+        raise NotReady(
+            f"HBase table {table.name} holds its rows in the {recorded!r} layout and the "
+            f"pipeline writes {table.layout!r}: set spec.sinks.hbase.layout to {recorded}, "
+            "or name a new table"
+        )
 
 
 def _add_missing_families(hbase: HBaseAdmin, table: TableState, create_missing: bool) -> list[str]:

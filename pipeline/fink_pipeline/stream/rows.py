@@ -5,6 +5,11 @@ again (a restart replays the micro-batch it was in) rewrites the same cells
 instead of adding rows. Cells hold UTF-8 text (numbers as Python writes them,
 booleans as true/false, arrays as JSON) so that `hbase shell`, happybase and
 any Thrift client read them without our code. Nulls are not stored.
+
+With spec.sinks.hbase.layout `packed` a row holds one cell per family instead,
+`family:record`, the family's fields as one JSON object with the same texts
+(strings quoted): HBase's cost per row is set by its number of cells, and a light
+alert has about 40.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fink_core.spec import CUTOUTS_FAMILY
+from fink_core.spec import CUTOUTS_FAMILY, PACKED_QUALIFIER
 from fink_pipeline.alerts.columns import OBJECT_ID, TIME
 from fink_pipeline.stream.thrift_mutations import CellColumn
 
@@ -91,6 +96,68 @@ def hbase_columns(frame: pd.DataFrame, families: Mapping[str, Sequence[str]]) ->
     ]
 
 
+def packed_records(frame: pd.DataFrame, families: Mapping[str, Sequence[str]]) -> list[CellColumn]:
+    """Each family's b"family:record" and its cells, one JSON object per row holding the
+    row's non-null values of the family's columns (None: no value at all, not stored).
+
+    Built a column at a time in Arrow, as hbase_columns' texts are: each column's
+    `,"name":value` members (empty for a null), then every row's members end to end,
+    its first comma cut. (Arrow's own null skipping while joining drops the rows whose
+    members are all null, so the nulls are emptied first.)
+    """
+    records = []
+    for family, columns in families.items():
+        members = [
+            pc.fill_null(
+                pc.binary_join_element_wise(
+                    f",{json.dumps(column)}:", _json_texts(frame[column]), ""
+                ),
+                "",
+            )
+            for column in columns
+        ]
+        texts = pa.nulls(len(frame), pa.string())
+        if members and len(frame):
+            joined = pc.binary_join_element_wise(*members, "")
+            wrapped = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(joined, 1), "}", "")
+            texts = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), wrapped)
+        records.append((f"{family}:{PACKED_QUALIFIER}".encode(), _as_bytes(texts)))
+    return records
+
+
+def _json_texts(column: pd.Series) -> pa.Array:
+    """Each value's JSON text (null where nothing is stored): a number, true/false or an
+    array as its cell in the columns layout, a string quoted."""
+    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
+    if kind == "f":
+        numbers = pa.array(column.to_numpy(np.float64), from_pandas=True)
+        texts = _number_texts(numbers)
+        if pc.any(pc.is_inf(numbers)).as_py():  # repr's inf: JSON readers know Infinity
+            texts = pc.replace_substring_regex(texts, "^(-?)inf$", r"\1Infinity")
+        return texts
+    if kind in ("i", "u"):
+        return pc.cast(pa.array(column.to_numpy()), pa.string())
+    if kind == "b":
+        return pc.if_else(pa.array(column.to_numpy()), "true", "false")
+    histories = _json_array_texts(column)
+    if histories is not None:
+        return histories.cast(pa.string())
+    return pa.array([_json_text(value) for value in column.tolist()], pa.string())
+
+
+def _json_text(value: Any) -> str | None:
+    if _is_null(value):
+        return None
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return json.dumps(float(value))  # Infinity, -Infinity
+    text = cell_text(value)
+    return None if text is None else text.decode()
+
+
 def cells_by_row(columns: Sequence[CellColumn], rows: int) -> list[dict[bytes, bytes]]:
     """The cells of each row as {b"family:column": value}: what a reader of the table sees."""
     cells: list[dict[bytes, bytes]] = [{} for _ in range(rows)]
@@ -110,13 +177,13 @@ def column_texts(column: pd.Series) -> list[bytes | None]:
         return [str(v).encode() for v in column.to_numpy().tolist()]
     if kind == "b":
         return [b"true" if v else b"false" for v in column.to_numpy().tolist()]
-    histories = _json_arrays(column)
+    histories = _json_array_texts(column)
     if histories is not None:
-        return histories
+        return _as_bytes(histories)
     return [cell_text(value) for value in column.tolist()]
 
 
-def _json_arrays(column: pd.Series) -> list[bytes | None] | None:
+def _json_array_texts(column: pd.Series) -> pa.Array | None:
     """_json_array of every cell of a column of number lists (a history), or None when
     the column is not that (cell_text then goes value by value).
 
@@ -145,7 +212,7 @@ def _json_arrays(column: pd.Series) -> list[bytes | None] | None:
     texts = pc.fill_null(_number_texts(values), "null")
     offsets = pc.subtract(lists.offsets, lists.offsets[0])
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, texts), ", ")
-    return _as_bytes(pc.binary_join_element_wise("[", joined, "]", ""))
+    return pc.binary_join_element_wise("[", joined, "]", "")
 
 
 def _as_bytes(texts: pa.Array) -> list[bytes | None]:

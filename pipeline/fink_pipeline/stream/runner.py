@@ -90,6 +90,7 @@ def build_writer(settings: RunSettings, metrics: PipelineMetrics) -> MicroBatchW
             families=tuple((f, tuple(c)) for f, c in families.items()),
             salt_digits=spec.hbase_sink.salt_digits,
             cutouts=spec.hbase_sink.stores_cutouts,
+            layout=spec.hbase_sink.layout,
         )
     step = ScienceStep(plan, hbase, schema_registry=spec.source.schema_registry)
     codec = EnrichedCodec(enriched_schema(spec.survey, step.alert_columns))

@@ -36,7 +36,7 @@ from fink_pipeline.science import SciencePlan, enrich, select
 from fink_pipeline.stream import faults
 from fink_pipeline.stream.jvm_decode import DECODED, SOURCE_COLUMNS, decoded_frame
 from fink_pipeline.stream.live_filters import FAILURE_TIMING, take_chunk_failures
-from fink_pipeline.stream.rows import cutout_columns, hbase_columns, row_keys
+from fink_pipeline.stream.rows import cutout_columns, hbase_columns, packed_records, row_keys
 from fink_pipeline.stream.sinks import HBaseWriter
 
 META_COLUMNS = {
@@ -89,6 +89,7 @@ class HBaseTarget:
     families: tuple[tuple[str, tuple[str, ...]], ...]
     salt_digits: int = 0
     cutouts: bool = False  # the alerts' stamps in family "cutouts" (spec.sinks.hbase.cutouts)
+    layout: str = "columns"  # "packed": one JSON record per family (spec.sinks.hbase.layout)
 
 
 def hbase_families(plan: SciencePlan, family_names: Sequence[str]) -> dict[str, list[str]]:
@@ -207,7 +208,8 @@ class ScienceStep:
         if self.hbase is not None and len(enriched):
             started = time.perf_counter()
             keys = row_keys(enriched, self.plan.survey, self.hbase.salt_digits)
-            columns = hbase_columns(enriched, dict(self.hbase.families))
+            cells = packed_records if self.hbase.layout == "packed" else hbase_columns
+            columns = cells(enriched, dict(self.hbase.families))
             if stamps is not None:
                 columns += cutout_columns(stamps)
             _hbase_writer(self.hbase).put(keys, columns, self.batch_id)

@@ -75,7 +75,7 @@ def test_validate_shows_what_the_pipeline_will_run_and_write(offline: World) -> 
         "  module snia_score  -> snia_score",
         *(f"  filter {f} -> topic {offline.filter_topic(f)}" for f in offline.filters),
         f"  dead letters -> topic {offline.dead_letter_topic}",
-        f"  HBase table {offline.table} (families i, d)",
+        f"  HBase table {offline.table} (families i, d; a cell per field)",
         f"  Parquet archive {archive}/night=YYYYMMDD/pipeline=tests.{name}/batch=ID/",
     ]
     # -f - reads the same document from stdin (kubectl get bp NAME -o yaml | ...)
@@ -239,6 +239,20 @@ def test_missing_topics_tables_or_servers_exit_3_with_one_line(
     assert added.code == 0, added.stderr
     assert f"{world.table}:cutouts" in added.stdout + added.stderr
     assert world.hbase_families() == {"i", "d", "cutouts"}
+
+    # that table, made without a layout, holds cells: packed rows are refused, whatever
+    # the flags, as nothing can mend it but the spec
+    world.layout = "packed"
+    path = str(world.pipeline_file())
+    other_layout = command("run", "-f", path, "--create-missing", env=env)
+    assert other_layout.code == 3
+    assert other_layout.error() == (
+        f"fink-pipeline: cannot start {world.name}: HBase table {world.table} holds its rows "
+        "in the 'columns' layout and the pipeline writes 'packed': set spec.sinks.hbase.layout "
+        "to columns, or name a new table"
+    )
+    world.layout = "columns"
+    path = str(world.pipeline_file())
 
     unreachable = command("run", "-f", path, "--bootstrap-servers", "127.0.0.1:9", env=env)
     assert unreachable.code == 3

@@ -35,6 +35,8 @@ from stream_world import (
     kill,
 )
 
+from fink_core.connections import Address
+from fink_core.hbase_admin import HBaseAdmin
 from fink_pipeline.alerts import codec, generator, rubin_schemas
 from fink_pipeline.alerts.survey_encoder import SurveyEncoder
 from fink_pipeline.stream.observe import by_label, metric_sum, scrape_metrics
@@ -305,8 +307,9 @@ def test_an_lsst_pipeline_runs_the_same_way(
 ) -> None:
     """Rubin alerts as Rubin publishes them: every official schema version in one stream,
     each registered with the stack's schema registry and written under the id it gave;
-    their cutouts stored in HBase; keys salted (saltDigits: 2), the document read from
-    stdin (-f -)."""
+    their cutouts stored in HBase; keys salted (saltDigits: 2); rows packed (layout:
+    packed, each family's values one JSON record, the layout recorded on the table); the
+    document read from stdin (-f -)."""
     assert stack.schema_registry, "the stack's schema registry (component registry) is needed"
     versions = tuple(f"{major}.{minor}" for major, minor in rubin_schemas.versions())
     world = World(
@@ -318,16 +321,27 @@ def test_an_lsst_pipeline_runs_the_same_way(
         schema_versions=versions,
         schema_registry=stack.schema_registry,
         cutouts="store",
+        layout="packed",
     )
     values = world.produce(600, malformed=6, seed=9)
     ids = {struct.unpack(">I", v[1:5])[0] for v in values if len(v) > 5 and v[0] == 0}
     registered = set(SurveyEncoder("lsst", versions, stack.schema_registry).ids.values())
     assert len(registered) == len(versions) and registered <= ids  # one id per version
     world.wait(world.start("--until-idle", "5", stdin=True))
-    want = assert_sinks_hold_exactly(world, values)
+    want = assert_sinks_hold_exactly(world, values)  # every value, in the records
     rows = world.hbase_rows()
     alerts = want.enriched
     assert set(rows) == set(row_keys(alerts, "lsst", 2))
+    assert {q for cells in rows.values() for q in cells} == {
+        b"i:record",
+        b"d:record",
+        b"cutouts:science",
+        b"cutouts:template",
+        b"cutouts:difference",
+    }
+    admin_address = Address(stack.hbase_thrift_host, stack.hbase_admin_port)
+    with HBaseAdmin(admin_address, timeout=10) as admin:
+        assert admin.layout(world.table) == "packed"
     with_object = alerts[alerts["diaObjectId"].notna()].iloc[0]
     # the documented key, spelled out: crc32(object) mod 100, then object_time
     obj = str(int(with_object["diaObjectId"]))

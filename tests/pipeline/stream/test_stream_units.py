@@ -93,9 +93,9 @@ def test_cells_are_text_and_nulls_are_not_stored() -> None:
     }
 
 
-def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
-    """The tasks' fast path must store exactly what the value-by-value rule says."""
-    frame = pd.DataFrame(
+def _every_kind_of_column() -> pd.DataFrame:
+    """A column of each kind the alerts and the modules give the HBase rows."""
+    return pd.DataFrame(
         {
             "f64": [18.25, math.nan, 1e-7, -0.0, math.inf, 2.0],
             "f32": np.array([0.1, 2.5, math.nan, 3.0, -1.0, 1e20], dtype=np.float32),
@@ -129,6 +129,11 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
             "int_among_floats": [[1.0], [2], [], [3.5], [], []],
         }
     )
+
+
+def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
+    """The tasks' fast path must store exactly what the value-by-value rule says."""
+    frame = _every_kind_of_column()
     for column in frame.columns:
         expected = [rows.cell_text(value) for value in frame[column].tolist()]
         assert rows.column_texts(frame[column]) == expected, column
@@ -143,9 +148,43 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
     ]
     assert rows.column_texts(frame["mixed"])[-1] == b"[Infinity]"
     for column in ("float_history", "float32_history", "int_history"):  # column-wide path
-        assert rows._json_arrays(frame[column]) == rows.column_texts(frame[column]), column
+        column_wide = rows._json_array_texts(frame[column])
+        assert column_wide is not None, column
+        assert rows._as_bytes(column_wide) == rows.column_texts(frame[column]), column
     assert rows.column_texts(frame["float_history"])[1] == b"[19.0, null, null]"
     assert rows.column_texts(frame["int_among_floats"])[1] == b"[2]"
+
+
+def test_a_packed_record_holds_the_values_of_the_rows_cells_as_one_json_object() -> None:
+    """layout: packed stores what the columns layout stores, one JSON object per family."""
+    frame = _every_kind_of_column()
+    families = {"i": list(frame.columns[:6]), "d": list(frame.columns[6:])}
+    by_cell = rows.cells_by_row(rows.hbase_columns(frame, families), len(frame))
+    packed = rows.cells_by_row(rows.packed_records(frame, families), len(frame))
+    for position, (cells, records) in enumerate(zip(by_cell, packed, strict=True)):
+        assert set(records) == {b"i:record", b"d:record"}
+        for family, columns in families.items():
+            record = json.loads(records[f"{family}:record".encode()])
+            expected = {}
+            for column in columns:
+                cell = cells.get(f"{family}:{column}".encode())
+                if cell is None:
+                    continue
+                value = frame[column].iloc[position]
+                if isinstance(value, str):
+                    expected[column] = cell.decode()
+                elif cell in (b"inf", b"-inf"):
+                    expected[column] = float(cell)
+                else:
+                    expected[column] = json.loads(cell)
+            assert record == expected, (position, family)
+    # a row whose family has no value at all has no cell
+    empty = pd.DataFrame({"a": [1.5, math.nan], "b": ["x", None]})
+    (_, column), *_ = rows.packed_records(empty, {"d": ["a", "b"]})
+    assert column == [b'{"a":1.5,"b":"x"}', None]
+    quoted = pd.DataFrame({'say "hi"': ['a "quote", a \\ and é']})
+    (_, (text,)), *_ = rows.packed_records(quoted, {"i": ['say "hi"']})
+    assert json.loads(text) == {'say "hi"': 'a "quote", a \\ and é'}
 
 
 def test_arrow_writes_every_float_as_repr_does() -> None:
@@ -163,7 +202,16 @@ def test_arrow_writes_every_float_as_repr_does() -> None:
     assert rows.column_texts(pd.Series(values)) == [rows.cell_text(v) for v in values]
     finite = values[np.isfinite(values)]
     histories = pd.Series([finite[i : i + 11] for i in range(0, len(finite), 11)])
-    assert rows._json_arrays(histories) == [rows.cell_text(h) for h in histories]
+    column_wide = rows._json_array_texts(histories)
+    assert column_wide is not None
+    assert rows._as_bytes(column_wide) == [rows.cell_text(h) for h in histories]
+    # a packed record reads back as the very same doubles (NaN: no value; inf: Infinity)
+    (_, records), *_ = rows.packed_records(pd.DataFrame({"x": values}), {"i": ["x"]})
+    for value, record in zip(values.tolist(), records, strict=True):
+        if math.isnan(value):
+            assert record is None
+        else:
+            assert json.loads(record)["x"] == value, value
 
 
 @pytest.mark.parametrize(
@@ -370,6 +418,38 @@ def test_stored_cutouts_go_to_the_alerts_row_and_never_into_the_output(
                 b"cutouts:difference": alert["cutoutDifference"]["stampData"],
             }
         assert stamps == wanted
+
+
+def test_a_packed_pipeline_writes_one_record_per_family_with_every_value_of_its_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fink_pipeline.alerts import codec, generator
+
+    plan = plan_for("ztf", ["quality_cuts"], [])
+    families = tuple((f, tuple(c)) for f, c in hbase_families(plan, ["i", "d"]).items())
+    written = {}
+    for layout in ("columns", "packed"):
+        writer = CapturingWriter()
+        monkeypatch.setitem(science_step._HBASE_WRITERS, ("h", 1, layout), writer)
+        step = ScienceStep(plan, HBaseTarget("h", 1, layout, families, cutouts=True, layout=layout))
+        values = [codec.encode(a, "ztf") for a in generator.generate_alerts(20, "ztf", seed=8)]
+        raw = pd.DataFrame({"value": values, "topic": "src", "partition": np.int32(0)})
+        raw["offset"] = np.arange(len(values), dtype=np.int64)
+        raw["timestamp"] = pd.Timestamp("2026-11-25T12:00:00")
+        step.process(raw)
+        written[layout] = writer.rows
+    assert written["packed"].keys() == written["columns"].keys()
+    for key, packed in written["packed"].items():
+        cells = written["columns"][key]
+        stamps = {q for q in cells if q.startswith(b"cutouts:")}
+        assert set(packed) == {b"i:record", b"d:record", *stamps}  # the cutouts as they were
+        for family in ("i", "d"):
+            record = json.loads(packed[f"{family}:record".encode()])
+            prefix = f"{family}:".encode()
+            assert {f"{family}:{name}".encode() for name in record} == {
+                q for q in cells if q.startswith(prefix)
+            }
+        assert json.loads(packed[b"i:record"])["candid"] == int(cells[b"i:candid"])
 
 
 # --- the fault hook (test machinery, so it must do exactly what the tests rely on) ---------
