@@ -78,13 +78,15 @@ METRICS_PORT = 19470
 PACKETS = {"light": ("light",), "full": ("full",), "both": ("light", "full")}
 SALT_DIGITS = 2  # with --regions > 1: 100 salts spread over the regions
 PACKET_NAMES = {"light": "no cutouts", "full": "full-size (cutouts)"}
+LAYOUTS = {"columns": ("columns",), "packed": ("packed",), "both": ("columns", "packed")}
 
 
-def document(name: str, archive: Path, regions: int = 1) -> dict[str, Any]:
+def document(name: str, archive: Path, regions: int = 1, layout: str = "columns") -> dict[str, Any]:
     """The benchmark's pipeline; with regions > 1 its table is pre-split, row keys salted."""
     hbase: dict[str, Any] = {
         "table": name.replace("-", "_"),
         "columnFamilies": [{"name": "i"}, {"name": "d"}],
+        "layout": layout,
     }
     if regions > 1:
         hbase.update(saltDigits=SALT_DIGITS, regions=regions)
@@ -306,29 +308,38 @@ def baseline_figures(values: list[bytes], name: str, archive: Path) -> dict[str,
 
 
 def drain(
-    args: argparse.Namespace, endpoints: Any, name: str, work: Path, cutouts: bool
+    args: argparse.Namespace,
+    endpoints: Any,
+    name: str,
+    work: Path,
+    cutouts: bool,
+    layout: str = "columns",
+    values: list[bytes] | None = None,
 ) -> dict[str, Any]:
-    """Phase 1 for one packet size: a backlog of --alerts drained by fink-pipeline run."""
+    """Phase 1 for one packet size and HBase layout: a backlog of --alerts drained by
+    fink-pipeline run (`values`: the alerts an earlier drain of that size generated)."""
     work.mkdir(parents=True)
     archive, checkpoint, log = work / "archive", work / "checkpoint", work / "pipeline.log"
     pipeline_file = work / "pipeline.yaml"
-    pipeline_file.write_text(yaml.safe_dump(document(name, archive, args.regions)))
+    pipeline_file.write_text(yaml.safe_dump(document(name, archive, args.regions, layout)))
     source = f"{name}-alerts"
     admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     admin.create_topics([NewTopic(source, num_partitions=2, replication_factor=1)])[source].result(
         30
     )
     kind = "full-size" if cutouts else "light"
-    print(f"generating {args.alerts} {kind} ZTF alerts ...", flush=True)
-    started = time.perf_counter()
-    alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=cutouts)
-    values = [codec.encode(a, "ztf") for a in alerts]
-    generated = time.perf_counter() - started
+    made = "the same alerts as the previous drain"
+    if values is None:
+        print(f"generating {args.alerts} {kind} ZTF alerts ...", flush=True)
+        started = time.perf_counter()
+        alerts = generator.generate_alerts(args.alerts, "ztf", seed=1, cutouts=cutouts)
+        values = [codec.encode(a, "ztf") for a in alerts]
+        made = f"generated+encoded in {time.perf_counter() - started:.1f} s"
     sent = produce(endpoints.kafka_bootstrap, source, values)
     size = statistics.fmean(len(v) for v in values)
     print(
-        f"  generated+encoded in {generated:.1f} s, produced in {sent:.1f} s "
-        f"({len(values) / sent:,.0f}/s), {size / 1024:.1f} KB per alert"
+        f"  {made}, produced in {sent:.1f} s ({len(values) / sent:,.0f}/s), "
+        f"{size / 1024:.1f} KB per alert; HBase rows: {layout}"
     )
     print(
         f"draining them with fink-pipeline run (Spark local[2], batches of {args.batch}) ...",
@@ -370,6 +381,10 @@ def drain(
     if read_at_start:
         print(f"  (the first scrape came after a batch: the wall clock misses {read_at_start:.0f})")
     return {
+        "name": name,
+        "work": work,
+        "cutouts": cutouts,
+        "kind": "full" if cutouts else "light",
         "values": values,
         "size": size,
         "read": read,
@@ -420,6 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         help="regions the HBase table is pre-split into, row keys salted on "
         f"{SALT_DIGITS} digits (default 1: one region, which HBase splits as it grows)",
     )
+    parser.add_argument(
+        "--layouts",
+        choices=sorted(LAYOUTS),
+        default="columns",
+        help="the HBase rows' layout (spec.sinks.hbase.layout); both: each packet size "
+        "drained once per layout, alternated, on the same alerts",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --layouts both: how many times to alternate"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
     args = parser.parse_args(argv)
 
@@ -435,14 +460,23 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     """The three phases and the report; what they make is named after name."""
     bootstrap = endpoints.kafka_bootstrap
-    drained = {}
+    drained: dict[str, dict[str, Any]] = {}  # by the column the report gives it
+    layouts = LAYOUTS[args.layouts] * args.rounds  # alternated: the machine's speed drifts
     for kind in PACKETS[args.packets]:
-        drained[kind] = drain(args, endpoints, f"{name}-{kind}", work / kind, kind == "full")
-    # the latency and baseline phases use the last packet kind drained
-    kind = PACKETS[args.packets][-1]
-    name, values = f"{name}-{kind}", drained[kind]["values"]
-    archive, checkpoint = work / kind / "archive", work / kind / "checkpoint"
-    log, pipeline_file = work / kind / "pipeline.log", work / kind / "pipeline.yaml"
+        values = None
+        for run_number, layout in enumerate(layouts, 1):
+            label, tag = PACKET_NAMES[kind], kind
+            if len(layouts) > 1:
+                round_number = (run_number - 1) // len(LAYOUTS[args.layouts]) + 1
+                label, tag = f"{kind}, {layout} #{round_number}", f"{kind}-{layout}{run_number}"
+            d = drain(args, endpoints, f"{name}-{tag}", work / tag, kind == "full", layout, values)
+            values = d["values"]
+            drained[label] = d
+    # the latency and baseline phases use the last run drained
+    last = drained[list(drained)[-1]]
+    kind, name, values = last["kind"], last["name"], last["values"]
+    archive, checkpoint = last["work"] / "archive", last["work"] / "checkpoint"
+    log, pipeline_file = last["work"] / "pipeline.log", last["work"] / "pipeline.yaml"
 
     # --- 2. latency: bursts into a freshly started pipeline, without and with warm-up ----------
     if args.bursts > 0:
@@ -479,7 +513,7 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
         else "one region at the start (HBase splits it as it grows)"
     )
     print(f"HBase table: {layout}")
-    print(f"{'':<26}" + "".join(f"{PACKET_NAMES[k]:>22}" for k in drained))
+    print(f"{'':<26}" + "".join(f"{k:>22}" for k in drained))
     rows = [
         ("alert size (mean)", lambda d: f"{d['size'] / 1024:,.1f} KB"),
         ("alerts read", lambda d: f"{d['read']:,.0f} in {d['batches']:.0f} batches"),
@@ -492,13 +526,13 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
         print(f"{label:<26}" + "".join(f"{cell(d):>22}" for d in drained.values()))
     for k, d in drained.items():
         written = ", ".join(f"{sink} {n:,.0f}" for sink, n in sorted(d["written"].items()))
-        print(f"written ({PACKET_NAMES[k]}): {written}")
+        print(f"written ({k}): {written}")
     print("(in batches: alerts read / time inside micro-batches; wall clock: from the")
     print(" query's start to its last batch's end, gaps between batches included)")
     stage_names = sorted({st for d in drained.values() for st in d["stages"]})
     print("time per stage, µs/alert (science: the tasks' job, Parquet included, driver wall")
     print("time; hbase: inside the tasks, summed over them; kafka: driver, after the tasks):")
-    for stage in sorted(stage_names, key=lambda st: -drained[kind]["stages"].get(st, 0.0)):
+    for stage in sorted(stage_names, key=lambda st: -last["stages"].get(st, 0.0)):
         print(
             f"  {stage:<24}"
             + "".join(
@@ -521,7 +555,7 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
 
     print(f"  {'':<34}" + "".join(f"{'after batch 1':>16}{'then':>10}" for _ in drained))
     parts = sorted({part for d in drained.values() for part in d["steady cpu"]})
-    for part in sorted(parts, key=lambda pt: -drained[kind]["steady cpu"].get(pt, 0.0)):
+    for part in sorted(parts, key=lambda pt: -last["steady cpu"].get(pt, 0.0)):
         print(
             f"  {part:<34}"
             + "".join(
@@ -563,12 +597,12 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     ]
     for label, cell in rows:
         print(f"  {label:<34}" + "".join(f"{cell(d):>16}{'':>10}" for d in drained.values()))
-    read, busy = drained[kind]["read"], drained[kind]["busy"]
-    modules = drained[kind]["modules"]
+    read, busy = last["read"], last["busy"]
+    modules = last["modules"]
     throughput = read / busy
     per_alert_rate = 1 / (figures["decode"] + figures["per_alert"])
     vectorised_rate = 1 / (figures["decode"] + figures["vectorised"])
-    print(f"per module in Spark tasks ({PACKET_NAMES[kind]}):")
+    print(f"per module in Spark tasks ({list(drained)[-1]}):")
     for module, seconds in sorted(modules.items(), key=lambda kv: -kv[1]):
         print(f"  {module:<22} {1e6 * seconds / read:>8.1f} µs/alert")
     print()
@@ -630,15 +664,14 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     goals = {"light": 5_000, "full": 2_000}
     print("\n== against the goals (2 cores)")
     for k, d in drained.items():
-        rate = d["read"] / d["busy"]
+        rate, goal = d["read"] / d["busy"], goals[d["kind"]]
         later = ""
         if d["settled read"] and d["settled busy"]:
             settled = d["settled read"] / d["settled busy"]
-            later = f"; after {args.settle:.0%} of the alerts {settled:,.0f} ({settled / goals[k]:.2f}x)"
-        print(
-            f"{PACKET_NAMES[k]:<22} {rate:>8,.0f} alerts/s, goal >= {goals[k]:,} ({rate / goals[k]:.2f}x)"
-            + later
-        )
+            later = (
+                f"; after {args.settle:.0%} of the alerts {settled:,.0f} ({settled / goal:.2f}x)"
+            )
+        print(f"{k:<22} {rate:>8,.0f} alerts/s, goal >= {goal:,} ({rate / goal:.2f}x)" + later)
     if p95 is not None:
         print(f"{'p95 latency (warm-up)':<22} {p95:>8.2f} s, goal < 5 s")
 
