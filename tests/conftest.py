@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from short_lived_jvm import OPTIONS as SHORT_LIVED_JVM
 
 from fink_stack import api
 from fink_stack.endpoints import Endpoints
@@ -23,6 +24,9 @@ from fink_stack.scratch import Scratch
 
 # Spark would otherwise bind its driver to the first non-loopback interface
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# every Spark JVM started on the host (pipelines, the in-process session, Hadoop's
+# client): spark-submit adds these to the driver's command line (short_lived_jvm.py)
+os.environ.setdefault("SPARK_SUBMIT_OPTS", SHORT_LIVED_JVM)
 
 
 @pytest.fixture(scope="session")

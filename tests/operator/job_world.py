@@ -17,6 +17,7 @@ import happybase
 import pyarrow.dataset as ds
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from short_lived_jvm import SPARK_CONF as SHORT_LIVED_JVM
 
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
@@ -84,14 +85,13 @@ class JobWorld:
 
     def document(self, **spark: Any) -> dict[str, Any]:
         archive = ARCHIVE
+        conf = dict(SHORT_LIVED_JVM)  # the pods' JVMs start as the host's do in tests
         if self.hdfs:
             archive = self.hdfs_location("archive")
-            spark = {
-                "checkpointLocation": self.hdfs_location("checkpoint"),
-                # the stack's DataNode is advertised by a name CoreDNS gives pods
-                "sparkConf": {"spark.hadoop.dfs.client.use.datanode.hostname": "true"},
-                **spark,
-            }
+            # the stack's DataNode is advertised by a name CoreDNS gives pods
+            conf["spark.hadoop.dfs.client.use.datanode.hostname"] = "true"
+            spark = {"checkpointLocation": self.hdfs_location("checkpoint"), **spark}
+        spark = {"sparkConf": conf, **spark}
         return {
             "apiVersion": "fink.broker.dev/v1alpha1",
             "kind": "BrokerPipeline",

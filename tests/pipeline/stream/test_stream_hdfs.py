@@ -60,9 +60,9 @@ def test_checkpoint_and_archive_on_hdfs_deliver_exactly_once_across_a_driver_res
 def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
     stack: Endpoints, unique_name: str, tmp_path: Path, root: str
 ) -> None:
-    """Same alerts, same batch ids, same archive path: each pipeline's files are under its
-    pipeline=NAMESPACE.NAME, so both pipelines' batches are all there, each alert once per
-    pipeline. A local root: the tasks write, and the driver discards, only under the
+    """Same alerts, same batch ids, same archive path, both pipelines running at once: each
+    pipeline's files are under its pipeline=NAMESPACE.NAME, so both pipelines' batches are
+    all there, each alert once per pipeline. A local root: the tasks write, and the driver discards, only under the
     pipeline's own directory; an hdfs:// root: Spark's dynamic overwrite replaces only the
     directories a batch writes."""
     if root == "hdfs":
@@ -82,7 +82,10 @@ def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
     for world in worlds:
         world.directory.mkdir()
         values = world.produce(400, malformed=2, seed=5)  # the same alerts in both sources
-        world.wait(world.start("--until-idle", "5", "--max-offsets-per-trigger", "200"))
+    # both at once, as two teams' pipelines would run
+    runs = [w.start("--until-idle", "5", "--max-offsets-per-trigger", "200") for w in worlds]
+    for world, run in zip(worlds, runs, strict=True):
+        world.wait(run)
 
     alert_id = ALERT_ID["ztf"]
     want = sorted(expected(worlds[0], values).enriched.index)
