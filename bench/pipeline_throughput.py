@@ -383,7 +383,6 @@ def drain(
     return {
         "name": name,
         "work": work,
-        "cutouts": cutouts,
         "kind": "full" if cutouts else "light",
         "values": values,
         "size": size,
