@@ -64,6 +64,19 @@ class TableState:
     def family(self, name: str) -> FamilyState | None:
         return next((f for f in self.families if f.name == name), None)
 
+    def layout_mismatch(self, recorded: str | None) -> str | None:
+        """Why this table's rows cannot go into the existing table whose rows are in the
+        `recorded` layout (None: they can, or nothing is recorded because it does not
+        exist). The operator's refusal and `fink-pipeline run`'s say the same."""
+        if recorded is None or recorded == self.layout:
+            return None
+        return (
+            f"HBase table {self.name} holds its rows in the {recorded!r} layout and the spec "
+            f"asks for {self.layout!r}: rows of both in one table would mislead every reader, "
+            f"so nothing is written; set spec.sinks.hbase.layout to {recorded}, or name a new "
+            "table"
+        )
+
 
 @dataclass(frozen=True)
 class Resources:

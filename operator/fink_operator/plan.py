@@ -120,8 +120,9 @@ def plan_table(
         return TablePlan()
     if observed is None:
         return TablePlan(create=desired)
-    if layout is not None and layout != desired.layout:
-        return TablePlan(refusals=(_layout_refusal(desired, layout),))
+    mismatch = desired.layout_mismatch(layout)
+    if mismatch:
+        return TablePlan(refusals=(Refusal(desired.name, "LayoutMismatch", mismatch),))
     wanted = {f.name: f for f in desired.families}
     refusals = tuple(
         Refusal(
@@ -141,16 +142,6 @@ def plan_table(
         if name in observed and observed[name] != f
     )
     return TablePlan(add=add, modify=modify, refusals=refusals)
-
-
-def _layout_refusal(desired: TableState, layout: str) -> Refusal:
-    return Refusal(
-        desired.name,
-        "LayoutMismatch",
-        f"table {desired.name} holds its rows in the {layout!r} layout and the spec asks "
-        f"for {desired.layout!r}: rows of both in one table would mislead every reader, so "
-        f"nothing is written; set spec.sinks.hbase.layout to {layout}, or name a new table",
-    )
 
 
 def _put_back(family: str) -> str:

@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from fink_core.errors import SpecError
-from fink_core.resources import RETENTION_KEY, FamilyState, TopicState, resources_of, split_keys
+from fink_core.resources import (
+    RETENTION_KEY,
+    FamilyState,
+    TableState,
+    TopicState,
+    resources_of,
+    split_keys,
+)
 from fink_core.spec import parse_pipeline
 
 EXAMPLE = Path(__file__).parents[2] / "manifests" / "examples" / "ztf-demo-pipeline.yaml"
@@ -117,6 +124,18 @@ def test_stored_cutouts_get_their_own_family_after_the_declared_ones() -> None:
     for dropped in ({"table": "t"}, {"table": "t", "cutouts": "drop"}):
         state = resources(minimal(sinks={"hbase": dropped}))
         assert state.table is not None and state.table.family("cutouts") is None
+
+
+def test_only_a_table_recorded_in_the_other_layout_is_a_mismatch() -> None:
+    packed = TableState("t", (FamilyState("i"),), layout="packed")
+    assert packed.layout_mismatch(None) is None  # no table yet: it is made packed
+    assert packed.layout_mismatch("packed") is None
+    assert packed.layout_mismatch("columns") == (
+        "HBase table t holds its rows in the 'columns' layout and the spec asks for 'packed': "
+        "rows of both in one table would mislead every reader, so nothing is written; set "
+        "spec.sinks.hbase.layout to columns, or name a new table"
+    )
+    assert TableState("t", (FamilyState("i"),)).layout_mismatch("columns") is None
 
 
 def test_pre_split_points_follow_the_salt() -> None:

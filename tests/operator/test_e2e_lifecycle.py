@@ -227,7 +227,7 @@ def test_a_table_keeps_the_layout_it_was_made_with(
     pipelines.create(columns)
     refused = pipelines.wait_reason(f"{name}-2", "TablesReady", "LayoutMismatch")
     assert refused["message"] == (
-        f"table {table} holds its rows in the 'packed' layout and the spec asks for 'columns': "
+        f"HBase table {table} holds its rows in the 'packed' layout and the spec asks for 'columns': "
         "rows of both in one table would mislead every reader, so nothing is written; set "
         "spec.sinks.hbase.layout to packed, or name a new table"
     )

@@ -70,13 +70,9 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
 
 def _check_layout(hbase: HBaseAdmin, table: TableState) -> None:
     """The rows the pipeline writes must be in the layout the table already holds."""
-    recorded = hbase.layout(table.name)
-    if recorded is not None and recorded != table.layout:
-        raise NotReady(
-            f"HBase table {table.name} holds its rows in the {recorded!r} layout and the "
-            f"pipeline writes {table.layout!r}: set spec.sinks.hbase.layout to {recorded}, "
-            "or name a new table"
-        )
+    mismatch = table.layout_mismatch(hbase.layout(table.name))
+    if mismatch:
+        raise NotReady(mismatch)
 
 
 def _add_missing_families(hbase: HBaseAdmin, table: TableState, create_missing: bool) -> list[str]:

@@ -248,8 +248,9 @@ def test_missing_topics_tables_or_servers_exit_3_with_one_line(
     assert other_layout.code == 3
     assert other_layout.error() == (
         f"fink-pipeline: cannot start {world.name}: HBase table {world.table} holds its rows "
-        "in the 'columns' layout and the pipeline writes 'packed': set spec.sinks.hbase.layout "
-        "to columns, or name a new table"
+        "in the 'columns' layout and the spec asks for 'packed': rows of both in one table "
+        "would mislead every reader, so nothing is written; set spec.sinks.hbase.layout to "
+        "columns, or name a new table"
     )
     world.layout = "columns"
     path = str(world.pipeline_file())
