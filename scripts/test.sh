@@ -18,5 +18,17 @@ trap stop_stack EXIT
 .venv/bin/fink-stack up
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# the 30 slowest tests at the end: where CI time goes
-.venv/bin/pytest --durations=30 "$@"
+# First the tests that share the stack peacefully, two at a time (pytest-xdist: a test file
+# stays on one worker; the files using the real node take turns, see tests/conftest.py),
+# then, alone, those that stop or restart a server every test shares (marked `exclusive`).
+# Each part ends with its 30 slowest tests: where CI time goes. Exit code 5 is a part
+# the arguments selected nothing from.
+failed=0
+part() {
+  local code=0
+  .venv/bin/pytest --durations=30 "$@" || code=$?
+  [ "$code" = 0 ] || [ "$code" = 5 ] || failed=1
+}
+part -n 2 --dist loadgroup -m "not exclusive" "$@"
+part -m exclusive "$@"
+exit "$failed"

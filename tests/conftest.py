@@ -79,6 +79,18 @@ def spark(stack: Endpoints) -> Iterator[Any]:
     session.stop()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the tests two at a time (pytest-xdist, `--dist loadgroup`, see
+    scripts/test.sh): a file's tests stay together on one worker, in their order, with its
+    module fixtures built once. The files that run pipelines on the stack's one real node or
+    read its Prometheus are marked `xdist_group("real-node")`: one of them runs at a time,
+    as the node's pods and what Prometheus scrapes are then all theirs."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """A skipped check is a failure: every documented check must run (FINK_ALLOW_SKIPS=1 to
     iterate on part of the suite, e.g. with a stack that was already running)."""

@@ -18,7 +18,7 @@ import pytest
 
 from fink_stack.endpoints import Endpoints
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 ROOT = Path(__file__).parents[1]
 ALERTS, MALFORMED = 300, 3
 

@@ -25,7 +25,7 @@ from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
 from fink_stack.scratch import Scratch
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 STREAM_TIMEOUT = 300
 
 

@@ -24,7 +24,7 @@ from fink_stack import prometheus as local_prometheus
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 ALERTS = ["FinkPipelineLagging", "FinkDriverRestarting", "FinkDeadLettersRising"]
 OPERATOR_ALERTS = ["FinkOperatorReconcileErrors"]
 

@@ -20,7 +20,7 @@ from fink_stack.endpoints import Endpoints
 sys.path.insert(0, str(ROOT / "tests" / "charts"))
 from tools import KUBE_VERSION, helm, kubectl
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 

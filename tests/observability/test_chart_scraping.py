@@ -22,7 +22,7 @@ from fink_stack.scratch import Scratch
 sys.path.insert(0, str(ROOT / "tests" / "charts"))
 from tools import helm, kubectl
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 
 
 @pytest.fixture

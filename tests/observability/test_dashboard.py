@@ -17,7 +17,7 @@ import pytest
 from promapi import ROOT, Prometheus, dashboard, panel_queries, panels, substitute
 from streamrun import StreamedRun
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 
 # what the dashboard must show (docs/observability.md describes each panel)
 REQUIRED = {

@@ -22,7 +22,7 @@ from kubernetes import client
 
 from fink_stack.endpoints import Endpoints
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 STREAM_TIMEOUT = 300  # seconds for the job to drain what was produced (JVMs starting on 2 cores)
 
 

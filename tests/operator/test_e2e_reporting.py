@@ -111,6 +111,7 @@ def test_a_filter_leaving_the_spec_releases_its_topic_which_stays(
     assert f"{name}.f1" not in claimed and f"{name}.f0" in claimed
 
 
+@pytest.mark.exclusive
 def test_cleanup_is_abandoned_with_a_warning_when_kafka_stays_down(
     start_operator: OperatorFactory,
     pipelines: Pipelines,

@@ -36,6 +36,7 @@ def owned(name: str, filters: int = 2) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.exclusive
 def test_kafka_outage_is_reported_then_healed_without_user_action(
     stack: Endpoints,
     start_operator: OperatorFactory,
@@ -69,6 +70,7 @@ def test_kafka_outage_is_reported_then_healed_without_user_action(
     assert topics.get(f"{name}.f0") == 1 and topics.get(f"{name}.f1") == 2, topics
 
 
+@pytest.mark.exclusive
 def test_hbase_outage_is_reported_then_healed_without_user_action(
     stack: Endpoints,
     start_operator: OperatorFactory,

@@ -15,7 +15,7 @@ from fink_stack import api, hoststate, netguard
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import POD_NETWORK, Layout
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.exclusive]  # takes the whole stack down and up
 
 
 def host_snapshot() -> dict[str, object]:

@@ -19,6 +19,7 @@ from fink_stack.stack import status as stack_status
 pytestmark = pytest.mark.stack  # (the last tests need no stack, only processes of their own)
 
 
+@pytest.mark.exclusive
 def test_stopping_kafka_keeps_its_topics(stack: Endpoints, unique_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     admin.create_topics([NewTopic(unique_name, num_partitions=2, replication_factor=1)])[
@@ -36,6 +37,7 @@ def test_stopping_kafka_keeps_its_topics(stack: Endpoints, unique_name: str) -> 
     assert unique_name in admin.list_topics(timeout=10).topics
 
 
+@pytest.mark.exclusive
 def test_up_is_idempotent(stack: Endpoints) -> None:
     def pids() -> dict[str, int | None]:
         return {s.name: s.pid for s in stack_status(Layout.default())}

@@ -18,7 +18,7 @@ from fink_stack.endpoints import Endpoints
 from fink_stack.layout import POD_NETWORK, Layout
 from fink_stack.services import KUBERNETES, SERVICES
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 
 
 def _pods(stack: Endpoints):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from kubernetes import client
 from fink_stack.endpoints import Endpoints
 from fink_stack.layout import Layout
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("real-node")]  # tests/conftest.py
 
 JOB = """
 import socket

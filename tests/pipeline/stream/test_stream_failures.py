@@ -52,6 +52,7 @@ def error_line(world: World, run: Run) -> str:
     return lines[0][len(prefix) :]
 
 
+@pytest.mark.exclusive
 def test_kafka_unreachable_inside_the_transaction_fails_the_run_and_a_restart_completes_it(
     world: World,
 ) -> None:
@@ -80,6 +81,7 @@ def test_kafka_unreachable_inside_the_transaction_fails_the_run_and_a_restart_co
     assert_sinks_hold_exactly(world, values)
 
 
+@pytest.mark.exclusive
 def test_hbase_unreachable_mid_batch_fails_the_run_after_one_reconnection(world: World) -> None:
     """HBase stops as batch 1 starts: the tasks' puts reconnect once, then the batch fails;
     nothing of it is written anywhere, and the restart delivers it once.
