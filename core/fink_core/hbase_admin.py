@@ -34,6 +34,7 @@ from fink_core.resources import (
     HBASE_FOREVER,
     LAYOUT_ATTRIBUTE,
     FamilyState,
+    ObservedTable,
     TableState,
 )
 
@@ -70,6 +71,15 @@ def _family_descriptor(family: FamilyState) -> Any:
         timeToLive=family.ttl_seconds if family.ttl_seconds is not None else HBASE_FOREVER,
         compressionType=getattr(hb.TCompressionAlgorithm, family.compression),
         bloomnFilterType=getattr(hb.TBloomFilterType, family.bloom_filter),
+    )
+
+
+def _observed(descriptor: Any) -> ObservedTable:
+    """A TTableDescriptor's families and the layout recorded on it."""
+    recorded = (descriptor.attributes or {}).get(LAYOUT_ATTRIBUTE.encode())
+    return ObservedTable(
+        families={f.name: f for f in (family_state(c) for c in descriptor.columns or [])},
+        layout=_text(recorded) if recorded else DEFAULT_LAYOUT,
     )
 
 
@@ -166,7 +176,7 @@ class HBaseAdmin:
         found: dict[str, dict[str, FamilyState] | None] = dict.fromkeys(wanted)
         for descriptor in descriptors or []:
             name = _qualified(descriptor.tableName)
-            found[name] = {f.name: f for f in (family_state(c) for c in descriptor.columns or [])}
+            found[name] = _observed(descriptor).families
         return found
 
     def exists(self, table: str) -> bool:
@@ -175,17 +185,21 @@ class HBaseAdmin:
         except _Refused as refused:
             raise refused.rejected() from None
 
-    def layout(self, table: str) -> str | None:
-        """The layout recorded on the table (`columns` for a table without one), or None
-        when it does not exist."""
+    def observe(self, table: str) -> ObservedTable | None:
+        """The table's families and recorded layout from one descriptor, or None when it
+        does not exist (what a reconcile pass reads of a table it may change)."""
         try:
             descriptors = self._call(table, "getTableDescriptors", [table_name(table)])
         except _Refused as refused:
             raise refused.rejected() from None
         for descriptor in descriptors or []:
-            recorded = (descriptor.attributes or {}).get(LAYOUT_ATTRIBUTE.encode())
-            return _text(recorded) if recorded else DEFAULT_LAYOUT
+            return _observed(descriptor)
         return None
+
+    def layout(self, table: str) -> str | None:
+        """The layout recorded on the table, or None when it does not exist."""
+        observed = self.observe(table)
+        return observed.layout if observed is not None else None
 
     def create(self, table: TableState, attributes: Mapping[str, str] | None = None) -> bool:
         """Create the table (pre-split, in its namespace, its layout recorded on it);

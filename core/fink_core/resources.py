@@ -79,6 +79,15 @@ class TableState:
 
 
 @dataclass(frozen=True)
+class ObservedTable:
+    """An existing table as HBase describes it, read in one request: its families and the
+    layout recorded on it (DEFAULT_LAYOUT for a table made before layouts were recorded)."""
+
+    families: dict[str, FamilyState]
+    layout: str = DEFAULT_LAYOUT
+
+
+@dataclass(frozen=True)
 class Resources:
     """Everything one pipeline wants to exist in Kafka and HBase."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fink_core.errors import ServerRejected, ServerUnreachable
-from fink_core.resources import FamilyState, TableState, TopicState
+from fink_core.resources import FamilyState, ObservedTable, TableState, TopicState
 from fink_operator.claims import ClaimStore
 from fink_operator.conditions import TABLES_READY, TOPICS_READY, Condition, overall
 from fink_operator.desired import DesiredState
@@ -40,8 +40,7 @@ class TopicAdmin(Protocol):
 
 class TableAdmin(Protocol):
     def cluster_id(self) -> str: ...
-    def families(self, table: str) -> dict[str, FamilyState] | None: ...
-    def layout(self, table: str) -> str | None: ...
+    def observe(self, table: str) -> ObservedTable | None: ...
     def create(self, table: TableState, attributes: Mapping[str, str] | None = None) -> bool: ...
     def add_family(self, table: str, family: FamilyState) -> None: ...
     def modify_family(self, table: str, family: FamilyState) -> None: ...
@@ -300,7 +299,8 @@ def _reconcile_table(
     name = table.name
     observed: dict[str, FamilyState] | None = None
     try:
-        observed = admin.families(name)
+        found = admin.observe(name)
+        observed = found.families if found is not None else None
         cluster = admin.cluster_id()
         refused = _claim_all(
             mine, TABLE, cluster, [name], {name} if observed is not None else set(), set(previous)
@@ -308,8 +308,7 @@ def _reconcile_table(
         if refused:
             outcome.tables = _refused_condition(TABLES_READY, refused)
             return
-        layout = admin.layout(name) if observed is not None else None
-        plan = plan_table(table, observed, layout)
+        plan = plan_table(table, observed, found.layout if found is not None else None)
         if plan.create is not None:
             owner = desired.pipeline
             if admin.create(plan.create, {"fink.broker.dev/owner": f"{owner} ({owner.uid})"}):

@@ -12,7 +12,7 @@ from typing import Any
 
 from fink_core.connections import Address, Defaults, KafkaConnection
 from fink_core.errors import ServerRejected, ServerUnreachable
-from fink_core.resources import FamilyState, TableState, TopicState
+from fink_core.resources import FamilyState, ObservedTable, TableState, TopicState
 from fink_core.spec import parse_pipeline
 from fink_operator.config import OperatorConfig
 from fink_operator.context import OperatorContext
@@ -116,9 +116,12 @@ class FakeHBase:
         self._check()
         return {t: self.families(t) for t in tables}
 
-    def layout(self, table: str) -> str | None:
+    def observe(self, table: str) -> ObservedTable | None:
         self._check()
-        return self.layouts.get(table, "columns") if table in self.tables else None
+        found = self.tables.get(table)
+        if found is None:
+            return None
+        return ObservedTable(dict(found), self.layouts.get(table, "columns"))
 
     def create(self, table: TableState, attributes: Mapping[str, str] | None = None) -> bool:
         self._check()

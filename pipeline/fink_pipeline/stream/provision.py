@@ -10,7 +10,7 @@ from __future__ import annotations
 from fink_core.errors import FinkError
 from fink_core.hbase_admin import HBaseAdmin
 from fink_core.kafka_admin import KafkaAdmin
-from fink_core.resources import TableState, resources_of
+from fink_core.resources import ObservedTable, TableState, resources_of
 from fink_pipeline.stream.settings import RunSettings
 
 TIMEOUT = 15.0
@@ -51,7 +51,8 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
             created += sink_admin.create(missing)
         if wanted.table is not None:
             with HBaseAdmin(connections.hbase_admin, timeout=TIMEOUT) as hbase:
-                if not hbase.exists(wanted.table.name):
+                found = hbase.observe(wanted.table.name)
+                if found is None:
                     if not create_missing:
                         raise NotReady(
                             f"HBase table {wanted.table.name} does not exist (Thrift2 admin "
@@ -61,25 +62,21 @@ def ensure_ready(settings: RunSettings, *, create_missing: bool) -> list[str]:
                     if hbase.create(wanted.table):
                         created.append(wanted.table.name)
                 else:
-                    _check_layout(hbase, wanted.table)
-                    created += _add_missing_families(hbase, wanted.table, create_missing)
+                    mismatch = wanted.table.layout_mismatch(found.layout)
+                    if mismatch:  # rows must go in the layout the table already holds
+                        raise NotReady(mismatch)
+                    created += _add_missing_families(hbase, wanted.table, found, create_missing)
     except FinkError as error:  # unreachable, or a creation the server refused
         raise NotReady(str(error)) from error
     return created
 
 
-def _check_layout(hbase: HBaseAdmin, table: TableState) -> None:
-    """The rows the pipeline writes must be in the layout the table already holds."""
-    mismatch = table.layout_mismatch(hbase.layout(table.name))
-    if mismatch:
-        raise NotReady(mismatch)
-
-
-def _add_missing_families(hbase: HBaseAdmin, table: TableState, create_missing: bool) -> list[str]:
+def _add_missing_families(
+    hbase: HBaseAdmin, table: TableState, found: ObservedTable, create_missing: bool
+) -> list[str]:
     """An existing table lacking a family the pipeline writes (e.g. cutouts: store on an
     older table): added with --create-missing, else NotReady (a write would fail)."""
-    present = hbase.families(table.name) or {}
-    missing = [f for f in table.families if f.name not in present]
+    missing = [f for f in table.families if f.name not in found.families]
     if missing and not create_missing:
         names = ", ".join(f.name for f in missing)
         raise NotReady(
