@@ -233,8 +233,10 @@ def test_a_table_keeps_the_layout_it_was_made_with(
     )
     assert pipelines.condition(f"{name}-2")["status"] == "False"
     with HBaseAdmin(admin_address, timeout=10) as admin:
-        assert admin.layout(table) == "packed"
-        assert set(admin.families(table) or {}) == {"i", "d"}
+        observed = admin.observe(table)  # what the operator's pass reads, in one request
+        assert observed is not None and observed.layout == "packed"
+        assert set(observed.families) == {"i", "d"}
+        assert admin.observe(f"{table}_never_made") is None
 
 
 def test_delete_with_delete_removes_topics_and_table(
