@@ -18,11 +18,20 @@ trap stop_stack EXIT
 .venv/bin/fink-stack up
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# First the tests that share the stack peacefully, two at a time (pytest-xdist: a test file
-# stays on one worker; the files using the real node take turns, see tests/conftest.py),
-# then, alone, those that stop or restart a server every test shares (marked `exclusive`).
-# Each part ends with its 30 slowest tests: where CI time goes. Exit code 5 is a part
-# the arguments selected nothing from.
+# An -m of the caller's own chooses the tests: then one run, serial, as plain pytest's.
+for arg in "$@"; do
+  case "$arg" in
+    -m | -m?* | --markexpr*)
+      .venv/bin/pytest --durations=30 "$@"
+      exit 0
+      ;;
+  esac
+done
+# Else first the tests that share the stack peacefully, two at a time (pytest-xdist: a
+# test file stays on one worker; the files using the real node take turns, see
+# tests/conftest.py), then, alone, those that stop or restart a server every test shares
+# (marked `exclusive`). Each part ends with its 30 slowest tests: where CI time goes.
+# Exit code 5 is a part the arguments selected nothing from.
 failed=0
 part() {
   local code=0
