@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from probe_crd import probe_crd as crd_of_group
 
 from fink_operator.install import install_crd
 from fink_stack.endpoints import Endpoints
@@ -22,24 +23,7 @@ INSTALLERS = 4
 def probe_crd(stack: Endpoints, unique_name: str) -> Iterator[dict[str, Any]]:
     """A CRD of this test's own (the shared stack's operator CRDs are not ours to delete)."""
     group = f"{unique_name}.install.test"
-    document = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"probes.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "probes", "singular": "probe", "kind": "Probe"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object"}},
-                }
-            ],
-        },
-    }
+    document = crd_of_group(group)
     yield document
     extensions = client.ApiextensionsV1Api(
         config.new_client_from_config(config_file=str(stack.kubeconfig))

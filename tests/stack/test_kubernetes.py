@@ -7,6 +7,7 @@ import time
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from probe_crd import probe_crd
 
 from fink_stack.endpoints import Endpoints
 
@@ -18,36 +19,16 @@ def api_client(stack: Endpoints) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(stack.kubeconfig))
 
 
-def _crd(group: str) -> dict:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"probes.{group}"},
+PARTITIONED = {
+    "type": "object",
+    "properties": {
         "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "probes", "singular": "probe", "kind": "Probe"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "required": ["partitions"],
-                                    "properties": {"partitions": {"type": "integer", "minimum": 1}},
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+            "type": "object",
+            "required": ["partitions"],
+            "properties": {"partitions": {"type": "integer", "minimum": 1}},
+        }
+    },
+}
 
 
 def test_namespace_round_trip(api_client: client.ApiClient, unique_name: str) -> None:
@@ -65,7 +46,7 @@ def test_custom_resource_definition_is_served_and_validated(
 ) -> None:
     group = f"{unique_name}.stack.test"
     extensions = client.ApiextensionsV1Api(api_client)
-    extensions.create_custom_resource_definition(_crd(group))
+    extensions.create_custom_resource_definition(probe_crd(group, PARTITIONED))
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
