@@ -84,7 +84,7 @@ class ObservedTable:
     layout recorded on it (DEFAULT_LAYOUT for a table made before layouts were recorded)."""
 
     families: dict[str, FamilyState]
-    layout: str = DEFAULT_LAYOUT
+    layout: str
 
 
 @dataclass(frozen=True)
