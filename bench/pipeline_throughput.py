@@ -81,8 +81,17 @@ PACKET_NAMES = {"light": "no cutouts", "full": "full-size (cutouts)"}
 LAYOUTS = {"columns": ("columns",), "packed": ("packed",), "both": ("columns", "packed")}
 
 
-def document(name: str, archive: Path, regions: int = 1, layout: str = "columns") -> dict[str, Any]:
-    """The benchmark's pipeline; with regions > 1 its table is pre-split, row keys salted."""
+def document(
+    name: str,
+    archive: Path,
+    regions: int = 1,
+    layout: str = "columns",
+    java_options: str = "",
+    spark_conf: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The benchmark's pipeline; with regions > 1 its table is pre-split, row keys salted;
+    java_options: the options of Spark's JVM (in local mode, the driver's); spark_conf:
+    the spec's spark.sparkConf."""
     hbase: dict[str, Any] = {
         "table": name.replace("-", "_"),
         "columnFamilies": [{"name": "i"}, {"name": "d"}],
@@ -90,6 +99,9 @@ def document(name: str, archive: Path, regions: int = 1, layout: str = "columns"
     }
     if regions > 1:
         hbase.update(saltDigits=SALT_DIGITS, regions=regions)
+    spark_conf = dict(spark_conf or {})
+    if java_options:
+        spark_conf["spark.driver.extraJavaOptions"] = java_options
     return {
         "apiVersion": "fink.broker.dev/v1alpha1",
         "kind": "BrokerPipeline",
@@ -104,7 +116,7 @@ def document(name: str, archive: Path, regions: int = 1, layout: str = "columns"
                 "hbase": hbase,
                 "archive": {"path": str(archive)},
             },
-            "spark": {"triggerInterval": "1 second"},
+            "spark": {"triggerInterval": "1 second", "sparkConf": spark_conf},
         },
     }
 
@@ -315,13 +327,16 @@ def drain(
     cutouts: bool,
     layout: str = "columns",
     values: list[bytes] | None = None,
+    java_options: str = "",
 ) -> dict[str, Any]:
     """Phase 1 for one packet size and HBase layout: a backlog of --alerts drained by
     fink-pipeline run (`values`: the alerts an earlier drain of that size generated)."""
     work.mkdir(parents=True)
     archive, checkpoint, log = work / "archive", work / "checkpoint", work / "pipeline.log"
     pipeline_file = work / "pipeline.yaml"
-    pipeline_file.write_text(yaml.safe_dump(document(name, archive, args.regions, layout)))
+    pipeline_file.write_text(
+        yaml.safe_dump(document(name, archive, args.regions, layout, java_options, dict(args.conf)))
+    )
     source = f"{name}-alerts"
     admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
     admin.create_topics([NewTopic(source, num_partitions=2, replication_factor=1)])[source].result(
@@ -442,7 +457,23 @@ def main(argv: list[str] | None = None) -> int:
         "drained once per layout, alternated, on the same alerts",
     )
     parser.add_argument(
-        "--rounds", type=int, default=1, help="with --layouts both: how many times to alternate"
+        "--rounds", type=int, default=1, help="how many times to alternate the variants"
+    )
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        type=lambda text: tuple(text.split("=", 1)),
+        metavar="KEY=VALUE",
+        help="a Spark setting of every drain (spec.spark.sparkConf), e.g. "
+        "spark.sql.execution.arrow.maxRecordsPerBatch=5000",
+    )
+    parser.add_argument(
+        "--java-options",
+        action="append",
+        metavar="OPTIONS",
+        help="options of Spark's JVM (spark.driver.extraJavaOptions); given more than once, "
+        "each is a variant drained in turn on the same alerts, e.g. '' and '-XX:...'",
     )
     parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
     args = parser.parse_args(argv)
@@ -460,17 +491,27 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     """The three phases and the report; what they make is named after name."""
     bootstrap = endpoints.kafka_bootstrap
     drained: dict[str, dict[str, Any]] = {}  # by the column the report gives it
-    layouts = LAYOUTS[args.layouts] * args.rounds  # alternated: the machine's speed drifts
+    jvms = args.java_options or [""]
+    # alternated, round after round: the machine's speed drifts
+    variants = [(lay, jvm) for lay in LAYOUTS[args.layouts] for jvm in jvms]
     for kind in PACKETS[args.packets]:
         values = None
-        for run_number, layout in enumerate(layouts, 1):
+        for run_number, (layout, jvm) in enumerate(variants * args.rounds, 1):
             label, tag = PACKET_NAMES[kind], kind
-            if len(layouts) > 1:
-                round_number = (run_number - 1) // len(LAYOUTS[args.layouts]) + 1
-                label, tag = f"{kind}, {layout} #{round_number}", f"{kind}-{layout}{run_number}"
-            d = drain(args, endpoints, f"{name}-{tag}", work / tag, kind == "full", layout, values)
+            if len(variants) > 1 or args.rounds > 1:
+                round_number = (run_number - 1) // len(variants) + 1
+                jvm_label = f", JVM {jvms.index(jvm) + 1}" if len(jvms) > 1 else ""
+                label = f"{kind}, {layout}{jvm_label} #{round_number}"
+                tag = f"{kind}-{layout}{run_number}"
+            d = drain(
+                args, endpoints, f"{name}-{tag}", work / tag, kind == "full", layout, values, jvm
+            )
             values = d["values"]
             drained[label] = d
+    for number, jvm in enumerate(jvms if len(jvms) > 1 else [], 1):
+        print(f"JVM {number}: {jvm or '(Spark defaults)'}")
+    for key, value in args.conf:
+        print(f"every drain: {key}={value}")
     # the latency and baseline phases use the last run drained
     last = drained[list(drained)[-1]]
     kind, name, values = last["kind"], last["name"], last["values"]
@@ -512,7 +553,8 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
         else "one region at the start (HBase splits it as it grows)"
     )
     print(f"HBase table: {layout}")
-    print(f"{'':<26}" + "".join(f"{k:>22}" for k in drained))
+    width = max(22, 2 + max(len(k) for k in drained))  # a column per drain
+    print(f"{'':<26}" + "".join(f"{k:>{width}}" for k in drained))
     rows = [
         ("alert size (mean)", lambda d: f"{d['size'] / 1024:,.1f} KB"),
         ("alerts read", lambda d: f"{d['read']:,.0f} in {d['batches']:.0f} batches"),
@@ -522,7 +564,7 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
         ("  in MB/s", lambda d: f"{d['read'] * d['size'] / d['wall'] / 1e6:,.1f} MB/s"),
     ]
     for label, cell in rows:
-        print(f"{label:<26}" + "".join(f"{cell(d):>22}" for d in drained.values()))
+        print(f"{label:<26}" + "".join(f"{cell(d):>{width}}" for d in drained.values()))
     for k, d in drained.items():
         written = ", ".join(f"{sink} {n:,.0f}" for sink, n in sorted(d["written"].items()))
         print(f"written ({k}): {written}")
@@ -535,7 +577,8 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
         print(
             f"  {stage:<24}"
             + "".join(
-                f"{1e6 * d['stages'].get(stage, 0.0) / d['read']:>22.1f}" for d in drained.values()
+                f"{1e6 * d['stages'].get(stage, 0.0) / d['read']:>{width}.1f}"
+                for d in drained.values()
             )
         )
     print(
