@@ -145,7 +145,7 @@ def passed_until_stopped(archived: pd.DataFrame, fails: Callable[[pd.DataFrame],
     picks: every call before the first batch with such a call, and that batch's others.
 
     One call per source partition and batch here (150 offsets a batch, far below the
-    1,000 alerts of a chunk), so a call's alerts are the archive's rows of one
+    10,000 alerts of a chunk), so a call's alerts are the archive's rows of one
     (batch, _partition).
     """
     calls = list(archived.groupby(["batch", "_partition"]))
