@@ -7,6 +7,7 @@ it moves out of the first micro-batch is measured by bench/pipeline_throughput.p
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -151,20 +152,31 @@ def test_live_science_filters_start_in_the_workers_sandboxes_before_the_query(
 
 
 def python_workers() -> set[int]:
-    """Spark's Python workers under this process: the pyspark daemon's forked children."""
+    """Spark's Python workers under this process: the pyspark daemon's forked children,
+    descendants of this test process (whose Spark JVM started the daemon), not those of
+    the pipelines other tests run beside it on the machine."""
     daemons, parents = set(), {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes()
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
         except (FileNotFoundError, ProcessLookupError):
             continue
         if b"pyspark.daemon" in command:
             daemons.add(int(entry.name))
-            parents[int(entry.name)] = parent
-    return {pid for pid in daemons if parents[pid] in daemons}
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return {pid for pid in daemons if parents[pid] in daemons and ours(pid)}
 
 
 @pytest.mark.stack
