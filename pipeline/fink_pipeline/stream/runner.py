@@ -44,7 +44,7 @@ ARROW_BYTES_PER_BATCH = 64 * 1024 * 1024
 # HotSpot compiles a method after 5x the calls it would by default: the code that runs
 # every alert still compiles within the first batches, the code that runs a few times
 # per batch stays interpreted. Measured on light packets: the JIT compiler's CPU per
-# alert in the first minutes down by a third to a half, throughput the same or up to 6 %
+# alert in the first minutes down by a third to a half, throughput the same or up to 7 %
 # higher, p95 latency of the first bursts unchanged with the warm-up (docs/pipeline.md).
 JVM_OPTIONS = "-XX:CompileThresholdScaling=5"
 
