@@ -109,7 +109,7 @@ def test_a_worker_gets_light_alerts_by_thousands_and_full_size_packets_bounded_i
 
 
 PRINT_JVM_OPTIONS = """
-import json, sys
+import json
 from fink_pipeline.stream.runner import spark_session
 from test_session_conf import settings
 session = spark_session(settings({"spark.driver.extraJavaOptions": "-Dfink.tests.user=1"}))
