@@ -5,7 +5,8 @@ tasks and both idempotent, then the driver's Kafka transaction that also commits
 the source offsets. If the driver dies anywhere in between, Spark replays the
 batch: HBase and Parquet are rewritten with the same content and the transaction
 either never happened (sent again) or committed (skipped). The driver receives
-only what it sends through Kafka and a tally of the rest (task_outputs.py).
+only what it sends through Kafka, the filter messages already encoded by the
+tasks (outbox.py), and a tally of the rest (task_outputs.py).
 """
 
 from __future__ import annotations
@@ -18,23 +19,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fink_core.filter_control import LiveFilter
-from fink_pipeline.alerts.columns import ALERT_ID, OBJECT_ID
 from fink_pipeline.stream import faults, fink_client_layout
-from fink_pipeline.stream.enriched import FILTERS_FIELD, EnrichedCodec
-from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
+from fink_pipeline.stream.enriched import EnrichedCodec
+from fink_pipeline.stream.fink_client_layout import FinkClientCodec
 from fink_pipeline.stream.jvm_decode import JvmDecoder
 from fink_pipeline.stream.live_filters import FAILURE_TIMING, LiveFilters, stopped_in
 from fink_pipeline.stream.metrics import PipelineMetrics
+from fink_pipeline.stream.outbox import FilterEncoder, passed_counts
 from fink_pipeline.stream.science_step import (
     DECODED_KEY,
     HBASE_TIMING,
     PREFIXES_KEY,
     ScienceStep,
-    pass_column,
 )
 from fink_pipeline.stream.sinks import (
     OutgoingMessage,
@@ -50,8 +50,6 @@ from fink_pipeline.stream.task_outputs import (
 )
 
 log = logging.getLogger(__name__)
-
-SOURCE_TIMESTAMP_HEADER = "fink-source-timestamp-ms"
 
 
 class StopRequested(Exception):
@@ -139,7 +137,7 @@ class MicroBatchWriter:
             if archive is not None and self._archive_unsettled:
                 archive.discard(batch_id)  # an earlier attempt's files: this run replaces them
                 self._archive_unsettled = False
-            split = SplitStep(step, reports, archive)
+            split = SplitStep(step, reports, self.encoder(step), archive)
             archived = source.mapInArrow(split, schema=split.spark_schema())
             try:
                 if archive is not None and split.yields_rows:  # one job: science, HBase, Parquet
@@ -149,11 +147,12 @@ class MicroBatchWriter:
             except Exception:
                 self._discard_archived(batch_id)  # what the tasks that succeeded wrote
                 raise
-            output, tally = gathered(reports.value, step.arrow_schema())
+            tasks = gathered(reports.value, step.arrow_schema())
             self._stage("science", started)
+            self.metrics.stage_seconds.labels(self.pipeline, "encode").inc(tasks.encode_seconds)
             # integer columns holding nulls stay Python ints (not floats) for Avro and HBase
-            frame = output.to_pandas(integer_object_nulls=True)
-            report = self.write(frame, batch_id, started, tally)
+            frame = tasks.rows.to_pandas(integer_object_nulls=True)
+            report = self.write(frame, batch_id, started, tasks.tally, tasks.outbox)
         except Exception as error:
             self.failure = (batch_id, error)
             self._archive_unsettled = True
@@ -226,6 +225,12 @@ class MicroBatchWriter:
         self.layouts.update({f.topic: f.layout for f in self.live_ran})
         return replace(self.step, plan=self.live.plan_with(self.step.plan))
 
+    def encoder(self, step: ScienceStep) -> FilterEncoder:
+        """How the step's alerts become filter messages, with the layouts known now."""
+        if self.client_codec is None and fink_client_layout.LAYOUT in self.layouts.values():
+            self.client_codec = FinkClientCodec(step.plan.survey, step.alert_columns)
+        return FilterEncoder.of(step, self.layouts, self.codec, self.client_codec)
+
     def _filter_reports(
         self, passed: Mapping[str, int], failures: Mapping[str, str]
     ) -> list[tuple[bytes, bytes]]:
@@ -243,12 +248,14 @@ class MicroBatchWriter:
         batch_id: int,
         started: float,
         tally: BatchTally | None = None,
+        outbox: pa.Table | None = None,
     ) -> BatchReport:
         """The driver's part of a batch the tasks ran: Kafka, metrics, the report.
 
-        `frame`: the rows the tasks handed to the driver (rejected, passing a filter,
-        carrying timings; task_outputs.driver_rows); `tally`: the whole batch's
-        counts and offsets (without one, `frame` is taken as the whole batch).
+        `frame`: the rows the tasks handed to the driver (rejected or carrying
+        timings; task_outputs.driver_rows); `tally`: the whole batch's counts and
+        offsets; `outbox`: its filter messages, encoded (outbox.py). Without them,
+        `frame` is taken as the whole batch, and its alerts are encoded here.
         """
         m, p = self.metrics, self.pipeline
         tally = tally if tally is not None else BatchTally.of(frame)
@@ -268,13 +275,16 @@ class MicroBatchWriter:
             m.alerts_written.labels(p, "parquet").inc(tally.good)
 
         ends = tally.ends()
-        passed = {f.name: int(good[pass_column(f.name)].sum()) for f, _ in self.plan.filters}
+        encoder = self.encoder(self.last_step())
+        if outbox is None:
+            outbox = encoder.encode(good)
+        passed = passed_counts(outbox, [f.name for f, _ in self.plan.filters])
         stage = time.monotonic()
         # where the previous batch's transaction left the source: this batch's start
         committed = self.sinks.kafka.committed(ends)
         replayed = delivered(committed, ends)
         if not replayed:
-            messages = self.filter_messages(good) + self.dead_letters(rejected)
+            messages = self.filter_messages(encoder, outbox) + self.dead_letters(rejected)
             reports = self._filter_reports(passed, failures)
             control = [OutgoingMessage(self._control_topic(), v, k, []) for k, v in reports]
             self.sinks.kafka.deliver(messages + control, ends, batch_id)
@@ -300,60 +310,12 @@ class MicroBatchWriter:
         m.last_batch.labels(p).set_to_current_time()
         return BatchReport(batch_id, tally.read, len(rejected), passed, replayed, seconds)
 
-    def filter_messages(self, good: pd.DataFrame) -> list[OutgoingMessage]:
-        plan = self.plan
-        flags = {f.name: good[pass_column(f.name)].to_numpy(bool) for f, _ in plan.filters}
-        any_pass = np.zeros(len(good), dtype=bool)
-        for mask in flags.values():
-            any_pass |= mask
-        if not any_pass.any():
-            return []
-        selected = good[any_pass]
-        records = selected[list(self.step.alert_columns)].to_dict("records")
-        names_per_row = [
-            [name for name, mask in flags.items() if mask[i]] for i in np.flatnonzero(any_pass)
-        ]
-        object_ids = selected[OBJECT_ID[plan.survey]].tolist()
-        alert_ids = selected[ALERT_ID[plan.survey]].tolist()
-        stamps = selected["_timestamp_ms"].tolist()
-        client = fink_client_layout.LAYOUT
-        layout_of = {topic: self.layouts.get(topic, "fink") for _, topic in plan.filters}
+    def filter_messages(self, encoder: FilterEncoder, outbox: pa.Table) -> list[OutgoingMessage]:
+        """The batch's encoded alerts, one message per filter passed, to its topic."""
         # fink-client's key is the schema: the partition follows the object's id instead,
         # asked once per batch (a topic's partitions may grow)
-        partitions = {
-            topic: self.sinks.kafka.partition_count(topic)
-            for topic, layout in layout_of.items()
-            if layout == client
-        }
-        if partitions and self.client_codec is None:  # a topic's layout known only now
-            self.client_codec = FinkClientCodec(self.step.plan.survey, self.step.alert_columns)
-        messages = []
-        for record, names, object_id, alert_id, stamp in zip(
-            records, names_per_row, object_ids, alert_ids, stamps, strict=True
-        ):
-            record[FILTERS_FIELD] = names
-            record = _plain(record)
-            layouts = {layout_of[t] for f, t in plan.filters if f.name in names}
-            # each alert is encoded once per layout its topics need
-            value = self.codec.encode(record) if "fink" in layouts else b""
-            client_value = self.client_codec.encode(record) if client in layouts else b""
-            key = filter_message_key(object_id, alert_id)
-            for science_filter, topic in plan.filters:
-                if science_filter.name in names:
-                    headers = [
-                        ("fink-filter", science_filter.name.encode()),
-                        (SOURCE_TIMESTAMP_HEADER, str(int(stamp)).encode()),
-                    ]
-                    if layout_of[topic] == client:
-                        partition = object_partition(key, partitions[topic])
-                        messages.append(
-                            OutgoingMessage(
-                                topic, client_value, self.client_codec.key, headers, partition
-                            )
-                        )
-                    else:
-                        messages.append(OutgoingMessage(topic, value, key, headers))
-        return messages
+        partitions = {t: self.sinks.kafka.partition_count(t) for t in encoder.client_topics()}
+        return encoder.messages(outbox, partitions)
 
     def dead_letters(self, rejected: pd.DataFrame) -> list[OutgoingMessage]:
         messages = []
@@ -455,49 +417,6 @@ class MicroBatchWriter:
             self.metrics.input_lag.labels(self.pipeline, topic, str(partition)).set(lag)
 
 
-def filter_message_key(object_id: Any, alert_id: Any) -> bytes:
-    """The object's id, so its alerts share a partition, in order; the alert's id without one.
-
-    Every message has a key: a compacted topic refuses a message without one, and with
-    it the whole transaction of the batch. (A Rubin diaSource of a known asteroid has
-    no diaObject.)
-    """
-    chosen = alert_id if object_id is None or pd.isna(object_id) else object_id
-    return _id_text(chosen).encode()
-
-
 def dead_letter_key(topic: Any, partition: Any, offset: Any) -> bytes:
     """Where the message was read, `topic:partition:offset`: unique, so compaction keeps all."""
     return f"{topic}:{int(partition)}:{int(offset)}".encode()
-
-
-def _id_text(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return str(int(value))  # an integer id that went through a float column
-    if isinstance(value, np.generic):
-        value = value.item()
-    return str(value)
-
-
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars and arrays, pandas NA and NaN -> what fastavro writes."""
-    for key, value in record.items():
-        if value is None or value is pd.NA:
-            record[key] = None
-        elif isinstance(value, np.ndarray):
-            record[key] = [_scalar(v) for v in value.tolist()]
-        elif isinstance(value, list):
-            record[key] = [_scalar(v) for v in value]
-        else:
-            record[key] = _scalar(value)
-    return record
-
-
-def _scalar(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value

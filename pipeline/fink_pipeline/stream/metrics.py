@@ -82,8 +82,9 @@ class PipelineMetrics:
         )
         self.stage_seconds = Counter(
             "fink_pipeline_stage_seconds",
-            "Driver wall time per stage of the micro-batches: science (Spark tasks and the "
-            "collect), hbase, parquet, kafka (the transaction)",
+            "Time per stage of the micro-batches: science (the Spark tasks' job, driver wall "
+            "time), hbase and encode (the filter messages, both in the tasks, summed), "
+            "kafka (the driver's transaction)",
             ["pipeline", "stage"],
             registry=r,
         )

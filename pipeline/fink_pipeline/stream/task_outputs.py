@@ -1,13 +1,14 @@
 """What a micro-batch's tasks hand on: their alerts to the archive, the rest to the driver.
 
 The driver does not need the whole batch. It sends through Kafka only the alerts
-that passed a filter and the rejected messages; for the rest it needs counts,
-each chunk's timings and, per source partition, the first and last offsets
-read. So each task archives its good alerts itself (sinks.ParquetArchive: its
-own Parquet files under a local root, or typed columns yielded to Spark's writer
-for a Hadoop URL), and adds what the driver needs to an accumulator: one
-`ChunkReport` per chunk, its rows as Arrow IPC. Spark merges a finished task's
-accumulator updates into the driver once, and before the job returns.
+that passed a filter, already encoded by the tasks (outbox.py), and the rejected
+messages; for the rest it needs counts, each chunk's timings and, per source
+partition, the first and last offsets read. So each task archives its good
+alerts itself (sinks.ParquetArchive: its own Parquet files under a local root,
+or typed columns yielded to Spark's writer for a Hadoop URL), and adds what the
+driver needs to an accumulator: one `ChunkReport` per chunk, its rows and its
+outbox as Arrow IPC. Spark merges a finished task's accumulator updates into the
+driver once, and before the job returns.
 
 When the tasks yield nothing (no archive, or a local one), the job's output goes
 to Spark's `noop` writer: the same single pass over the batch.
@@ -15,7 +16,8 @@ to Spark's `noop` writer: the same single pass over the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fink_pipeline.stream import rows
+from fink_pipeline.stream.outbox import OUTBOX_SCHEMA, FilterEncoder
 from fink_pipeline.stream.science_step import (
     ScienceStep,
     arrow_array,
@@ -78,18 +81,29 @@ class BatchTally:
 
 @dataclass(frozen=True)
 class ChunkReport:
-    """One chunk's share for the driver: its rows for Kafka, as Arrow IPC, and its tally."""
+    """One chunk's share for the driver, as Arrow IPC: its rows for the dead letters and
+    the timings, its encoded filter messages; its tally and the seconds encoding took."""
 
     rows: bytes
+    outbox: bytes
     tally: BatchTally
+    encode_seconds: float = 0.0
 
 
-def driver_rows(out: pd.DataFrame, filters: Iterable[str]) -> pd.DataFrame:
-    """The rows the driver sends or reads: rejected, passing a filter, or carrying timings."""
+def driver_rows(out: pd.DataFrame) -> pd.DataFrame:
+    """The rows the driver reads: rejected (dead letters) or carrying the chunk's timings."""
     keep = out["_reject"].notna().to_numpy(bool) | out["_timings"].notna().to_numpy(bool)
-    for name in filters:
-        keep |= out[pass_column(name)].fillna(False).to_numpy(bool)
     return out[keep]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The driver's side of a batch's tasks: their rows, outboxes, tally and encoding time."""
+
+    rows: pa.Table
+    outbox: pa.Table
+    tally: BatchTally
+    encode_seconds: float
 
 
 class ReportsParam:
@@ -151,6 +165,7 @@ class SplitStep:
 
     step: ScienceStep
     reports: Any
+    encoder: FilterEncoder
     archive: ParquetArchive | None = None
 
     @property
@@ -164,12 +179,14 @@ class SplitStep:
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         step = self.step
         schema = step.arrow_schema()
-        filters = [f.name for f, _ in step.plan.filters]
         columns = ArchiveRows.of(step)
         for chunk, batch in enumerate(batches):
             out = step.output_of(batch)
-            ipc = to_ipc(driver_rows(out, filters), schema)
+            ipc = to_ipc(driver_rows(out), schema)
             good = out[out["_reject"].isna().to_numpy(bool)]
+            started = time.perf_counter()
+            outbox = table_ipc(self.encoder.encode(good))
+            encode_seconds = time.perf_counter() - started
             if self.archive is not None and len(good):
                 assert step.batch_id is not None
                 archived = columns.batch(
@@ -180,7 +197,7 @@ class SplitStep:
                 else:
                     self._write_local(archived, step.batch_id, chunk)
             # reported once the chunk is archived: a failed write reports nothing
-            self.reports.add([ChunkReport(ipc, BatchTally.of(out))])
+            self.reports.add([ChunkReport(ipc, outbox, BatchTally.of(out), encode_seconds)])
 
     def _write_local(self, archived: pa.RecordBatch, batch_id: int, chunk: int) -> None:
         """The chunk's files, one per night, named after the task's partition and the
@@ -199,8 +216,21 @@ class SplitStep:
             self.archive.write_part(part, night, batch_id, name)
 
 
-def gathered(reports: list[ChunkReport], schema: pa.Schema) -> tuple[pa.Table, BatchTally]:
-    """The driver's side: every chunk's rows as one table, and the batch's tally."""
+def gathered(reports: list[ChunkReport], schema: pa.Schema) -> Gathered:
+    """The driver's side: every chunk's rows and outbox as one table each, and the tally."""
     tables = [from_ipc(report.rows) for report in reports]
-    tally = sum((report.tally for report in reports), BatchTally())
-    return (pa.concat_tables(tables) if tables else schema.empty_table()), tally
+    outboxes = [from_ipc(report.outbox) for report in reports]
+    return Gathered(
+        pa.concat_tables(tables) if tables else schema.empty_table(),
+        pa.concat_tables(outboxes) if outboxes else OUTBOX_SCHEMA.empty_table(),
+        sum((report.tally for report in reports), BatchTally()),
+        sum(report.encode_seconds for report in reports),
+    )
+
+
+def table_ipc(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream (science_step.from_ipc reads it)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

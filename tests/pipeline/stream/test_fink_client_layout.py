@@ -17,68 +17,24 @@ import zlib
 from typing import Any
 
 import fastavro
-import numpy as np
-import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from fink_client.consumer import AlertConsumer
+from processed_batch import FAST, SSO, document, science
 
 from fink_core import spec as model
 from fink_core.connections import KafkaConnection
 from fink_core.errors import SpecError
-from fink_pipeline.alerts import codec, generator
-from fink_pipeline.science.plan import build_plan
-from fink_pipeline.stream.batch import (
-    BatchSinks,
-    MicroBatchWriter,
-    _plain,
-    filter_message_key,
-)
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.observe import read_committed
+from fink_pipeline.stream.outbox import filter_message_key, plain_records
 from fink_pipeline.stream.science_step import ScienceStep, pass_column
 from fink_pipeline.stream.sinks import TransactionalKafka
 from fink_stack.endpoints import Endpoints
-
-SSO = "new_sso_candidates"
-FAST = "fast_transients"
-
-
-def document(survey: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    modules = ["quality_cuts", "solar_system", "lightcurve_features"]
-    modules += ["fast_transient_rate"] if survey == "ztf" else []
-    return {
-        "apiVersion": f"{model.API_GROUP}/{model.API_VERSION}",
-        "kind": model.KIND,
-        "metadata": {"name": "p", "namespace": "ns"},
-        "spec": {
-            "survey": survey,
-            "source": {"kafka": {"topic": "alerts"}},
-            "modules": [{"name": m} for m in modules],
-            "filters": filters,
-        },
-    }
-
-
-def science(
-    survey: str, spec: model.PipelineSpec, count: int, seed: int, source: str = "alerts"
-) -> tuple[Any, Any]:
-    """The pipeline's step and one real processed batch of generated alerts."""
-    values = [codec.encode(a, survey) for a in generator.generate_alerts(count, survey, seed=seed)]
-    raw = pd.DataFrame(
-        {
-            "value": values,
-            "topic": source,
-            "partition": np.int32(0),
-            "offset": np.arange(len(values), dtype=np.int64),
-            "timestamp": pd.Timestamp("2026-11-25T12:00:00"),
-        }
-    )
-    step = ScienceStep(build_plan(spec.survey, spec.modules, spec.filters))
-    return step, step.process(raw)
 
 
 def writer_for(step: ScienceStep, spec: model.PipelineSpec, kafka: Any) -> MicroBatchWriter:
@@ -91,6 +47,12 @@ def writer_for(step: ScienceStep, spec: model.PipelineSpec, kafka: Any) -> Micro
         PipelineMetrics(spec.name),
         {f.topic: f.layout for f in spec.filters},
     )
+
+
+def filter_messages(writer: MicroBatchWriter, step: ScienceStep, good: Any) -> list[Any]:
+    """The messages of a batch's alerts, encoded as the tasks encode them."""
+    encoder = writer.encoder(step)
+    return writer.filter_messages(encoder, encoder.encode(good))
 
 
 class Message:
@@ -158,7 +120,7 @@ def test_fink_client_decodes_the_messages_of_a_fink_client_topic() -> None:
     step, frame = science("ztf", spec, 300, seed=5)
     good = frame[frame["_reject"].isna()].reset_index(drop=True)
     writer = writer_for(step, spec, PartitionedFakeKafka(4))
-    messages = writer.filter_messages(good)
+    messages = filter_messages(writer, step, good)
     selected = good[good[pass_column(SSO)]]
     assert len(messages) == len(selected) > 0
 
@@ -190,11 +152,11 @@ def test_fink_client_decodes_lsst_alerts_in_the_layout() -> None:
     step, frame = science("lsst", spec, 300, seed=5)
     good = frame[frame["_reject"].isna()].reset_index(drop=True)
     layout = FinkClientCodec("lsst", step.alert_columns)
-    records = good[list(step.alert_columns)].to_dict("records")
+    records = plain_records(good, step.alert_columns)
     with offline_consumer("lsst") as consumer:
         for record, (_, row) in zip(records, good.iterrows(), strict=True):
             record["fink_filters"] = ["f"]
-            value = layout.encode(_plain(record))
+            value = layout.encode(record)
             _, alert, _ = consumer.process_message(Message("t", layout.key, value))
             assert alert["diaSourceId"] == row["diaSourceId"]
             assert alert["diaSource"]["midpointMjdTai"] == row["midpointMjdTai"]
@@ -234,7 +196,7 @@ def test_each_alert_is_encoded_once_per_layout_its_topics_need(monkeypatch: Any)
             return original(record)
 
         monkeypatch.setattr(target, "encode", counting)
-    messages = writer.filter_messages(good)
+    messages = filter_messages(writer, step, good)
     sso, fast = good[pass_column(SSO)], good[pass_column(FAST)]
     assert calls == {"fink": int(fast.sum()), "fink-client": int(sso.sum())}
     assert sso.sum() > 0

@@ -15,21 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+from processed_batch import source_rows
 
 from fink_core.connections import KafkaConnection
 from fink_core.spec import FilterSpec, ModuleSpec, TopicSettings
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.alerts.malformed import malformed_messages
 from fink_pipeline.science.plan import build_plan
-from fink_pipeline.stream.batch import (
-    BatchSinks,
-    MicroBatchWriter,
-    dead_letter_key,
-    filter_message_key,
-)
+from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, dead_letter_key
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.observe import read_committed
+from fink_pipeline.stream.outbox import filter_message_key
 from fink_pipeline.stream.science_step import ScienceStep
 from fink_pipeline.stream.sinks import TransactionalKafka
 from fink_stack.endpoints import Endpoints
@@ -64,15 +61,7 @@ def test_compacted_topics_accept_a_batch_with_malformed_messages(
     alerts = [codec.encode(a, "ztf") for a in generator.generate_alerts(300, "ztf", seed=21)]
     bad = [m for m, _ in malformed_messages(6, "ztf", seed=21)]
     values = [*alerts, *bad, None]  # a null message too: a dead letter with an empty value
-    raw = pd.DataFrame(
-        {
-            "value": values,
-            "topic": source,
-            "partition": np.int32(0),
-            "offset": np.arange(len(values), dtype=np.int64),
-            "timestamp": pd.Timestamp("2026-11-25T12:00:00"),
-        }
-    )
+    raw = source_rows(values, source)
     plan = build_plan(
         "ztf",
         [ModuleSpec("quality_cuts"), ModuleSpec("solar_system")],
