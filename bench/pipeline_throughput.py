@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/pipeline_throughput.py [--alerts 20000] [--batch 5000] [--settle 0.5]
         [--bursts 4 --burst 2000 --every 10] [--baseline-sample 3000] [--keep]
+        [--packets light|full|both] [--layouts columns|packed|both] [--rounds 1]
+        [--java-options OPTIONS ...] [--code CHECKOUT ...] [--conf KEY=VALUE ...]
 
 1. Throughput, for both packet sizes (--packets): light ZTF alerts without
    cutouts (7-11 KB) and full-size ones with their three gzipped FITS stamps
@@ -66,8 +68,8 @@ from cpu_share import CpuShare, compiling_seconds
 from fink_core.spec import parse_pipeline
 from fink_pipeline.alerts import codec, generator
 from fink_pipeline.science import baseline, enrich, plan_science
-from fink_pipeline.stream.batch import SOURCE_TIMESTAMP_HEADER
 from fink_pipeline.stream.observe import by_label, scrape_metrics
+from fink_pipeline.stream.outbox import SOURCE_TIMESTAMP_HEADER
 from fink_stack import api
 from fink_stack.scratch import removed_at_exit
 
@@ -137,14 +139,29 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def code_environment(code: str) -> dict[str, str]:
+    """The environment of a pipeline running the code of the checkout `code` ("": this one).
+
+    Its `pipeline` and `core` folders come first on PYTHONPATH, ahead of this checkout's
+    editable install, in the driver and in the Python workers Spark starts from it."""
+    env = os.environ.copy()
+    if code:
+        root = Path(code).resolve()
+        paths = [str(root / "pipeline"), str(root / "core"), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
 class PipelineProcess:
-    def __init__(self, pipeline_file: Path, checkpoint: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, pipeline_file: Path, checkpoint: Path, log: Path, *args: str, code: str = ""
+    ) -> None:
         command = [
             FINK_PIPELINE, "-q", "run", "-f", str(pipeline_file), "--checkpoint", str(checkpoint),
             "--metrics-port", str(METRICS_PORT), "--create-missing", *args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=os.environ.copy()
+            command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=code_environment(code)
         )
         self.samples: dict[str, float] = {}
         self.first_scrape: tuple[float, float] | None = None  # (unix time, alerts read)
@@ -328,9 +345,11 @@ def drain(
     layout: str = "columns",
     values: list[bytes] | None = None,
     java_options: str = "",
+    code: str = "",
 ) -> dict[str, Any]:
     """Phase 1 for one packet size and HBase layout: a backlog of --alerts drained by
-    fink-pipeline run (`values`: the alerts an earlier drain of that size generated)."""
+    fink-pipeline run (`values`: the alerts an earlier drain of that size generated;
+    `code`: the checkout whose pipeline runs, "" this one)."""
     work.mkdir(parents=True)
     archive, checkpoint, log = work / "archive", work / "checkpoint", work / "pipeline.log"
     pipeline_file = work / "pipeline.yaml"
@@ -368,6 +387,7 @@ def drain(
         "4",
         "--max-offsets-per-trigger",
         str(args.batch),
+        code=code,
     )
     first: dict[str, float] = {}  # the metrics once the first batch is done (warm-up)
     settled: dict[str, float] = {}  # the metrics once --settle of the alerts are read
@@ -475,6 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         help="options of Spark's JVM (spark.driver.extraJavaOptions); given more than once, "
         "each is a variant drained in turn on the same alerts, e.g. '' and '-XX:...'",
     )
+    parser.add_argument(
+        "--code",
+        action="append",
+        metavar="CHECKOUT",
+        help="run the pipeline's code of another checkout of this repository (e.g. "
+        "`git worktree add /tmp/before HEAD~1`; '.' is this one); given more than once, "
+        "each is a variant drained in turn on the same alerts",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the topics, table and files")
     args = parser.parse_args(argv)
 
@@ -492,24 +520,36 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     bootstrap = endpoints.kafka_bootstrap
     drained: dict[str, dict[str, Any]] = {}  # by the column the report gives it
     jvms = args.java_options or [""]
+    codes = [("" if c == "." else c) for c in args.code or ["."]]
     # alternated, round after round: the machine's speed drifts
-    variants = [(lay, jvm) for lay in LAYOUTS[args.layouts] for jvm in jvms]
+    variants = [(lay, jvm, code) for lay in LAYOUTS[args.layouts] for jvm in jvms for code in codes]
     for kind in PACKETS[args.packets]:
         values = None
-        for run_number, (layout, jvm) in enumerate(variants * args.rounds, 1):
+        for run_number, (layout, jvm, code) in enumerate(variants * args.rounds, 1):
             label, tag = PACKET_NAMES[kind], kind
             if len(variants) > 1 or args.rounds > 1:
                 round_number = (run_number - 1) // len(variants) + 1
                 jvm_label = f", JVM {jvms.index(jvm) + 1}" if len(jvms) > 1 else ""
-                label = f"{kind}, {layout}{jvm_label} #{round_number}"
+                code_label = f", code {codes.index(code) + 1}" if len(codes) > 1 else ""
+                label = f"{kind}, {layout}{jvm_label}{code_label} #{round_number}"
                 tag = f"{kind}-{layout}{run_number}"
             d = drain(
-                args, endpoints, f"{name}-{tag}", work / tag, kind == "full", layout, values, jvm
+                args,
+                endpoints,
+                f"{name}-{tag}",
+                work / tag,
+                kind == "full",
+                layout,
+                values,
+                jvm,
+                code,
             )
             values = d["values"]
             drained[label] = d
     for number, jvm in enumerate(jvms if len(jvms) > 1 else [], 1):
         print(f"JVM {number}: {jvm or '(Spark defaults)'}")
+    for number, code in enumerate(codes if len(codes) > 1 else [], 1):
+        print(f"code {number}: {code or 'this checkout'}")
     for key, value in args.conf:
         print(f"every drain: {key}={value}")
     # the latency and baseline phases use the last run drained
@@ -572,7 +612,8 @@ def run(args: argparse.Namespace, endpoints: Any, name: str, work: Path) -> int:
     print(" query's start to its last batch's end, gaps between batches included)")
     stage_names = sorted({st for d in drained.values() for st in d["stages"]})
     print("time per stage, µs/alert (science: the tasks' job, Parquet included, driver wall")
-    print("time; hbase: inside the tasks, summed over them; kafka: driver, after the tasks):")
+    print("time; hbase, encode: inside the tasks, summed over them; kafka: driver, after the")
+    print("tasks):")
     for stage in sorted(stage_names, key=lambda st: -last["stages"].get(st, 0.0)):
         print(
             f"  {stage:<24}"
