@@ -15,7 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fastavro
+import pyarrow as pa
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from fink_pipeline.stream.avro_columns import ColumnarAvro
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 FILTERS_FIELD = "fink_filters"
@@ -70,12 +73,18 @@ class EnrichedCodec:
         self.schema = dict(schema)
         self.parsed = fastavro.parse_schema(self.schema)
         self.header = SINGLE_OBJECT_MARKER + rabin_fingerprint(self.schema)
+        self.columnar = ColumnarAvro(self.schema)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         out = io.BytesIO()
         out.write(self.header)
         fastavro.schemaless_writer(out, self.parsed, record)
         return out.getvalue()
+
+    def encode_columns(self, columns: Mapping[str, pa.Array]) -> list[bytes]:
+        """The message of each record of the columns (one per field), fastavro's bytes
+        made a column at a time (avro_columns.py): how the tasks encode a chunk."""
+        return self.columnar.encode(columns, self.header)
 
     def decode(self, message: bytes) -> dict[str, Any]:
         """The record of a message this schema wrote; ValueError for any other message."""

@@ -31,7 +31,7 @@ from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.fink_client_layout import FinkClientCodec, object_partition
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.observe import read_committed
-from fink_pipeline.stream.outbox import filter_message_key, plain_records
+from fink_pipeline.stream.outbox import plain_records
 from fink_pipeline.stream.science_step import ScienceStep, pass_column
 from fink_pipeline.stream.sinks import TransactionalKafka
 from fink_stack.endpoints import Endpoints
@@ -133,7 +133,7 @@ def test_fink_client_decodes_the_messages_of_a_fink_client_topic() -> None:
     ):
         assert topic == "sso" and key == message.key.decode()
         # the partition follows the object's id, as the `fink` layout's key does
-        object_key = filter_message_key(row["objectId"], row["candid"])
+        object_key = row["objectId"].encode()
         assert message.partition == zlib.crc32(object_key) % 4
         assert alert["fink_filters"] == [SSO]
         assert alert["sso_flag"] == row["sso_flag"] and alert["roid"] == row["roid"]
@@ -188,14 +188,18 @@ def test_each_alert_is_encoded_once_per_layout_its_topics_need(monkeypatch: Any)
     good = frame[frame["_reject"].isna()].reset_index(drop=True)
     writer = writer_for(step, spec, PartitionedFakeKafka(2))
     calls = {"fink": 0, "fink-client": 0}
-    for name, target in (("fink", writer.codec), ("fink-client", writer.client_codec)):
-        original = target.encode
+    by_columns, by_record = writer.codec.encode_columns, writer.client_codec.encode
 
-        def counting(record: Any, name: str = name, original: Any = original) -> bytes:
-            calls[name] += 1
-            return original(record)
+    def fink_columns(columns: Any) -> list[bytes]:
+        calls["fink"] += len(columns["fink_filters"])  # a record per value of a column
+        return by_columns(columns)
 
-        monkeypatch.setattr(target, "encode", counting)
+    def client_record(record: Any) -> bytes:
+        calls["fink-client"] += 1
+        return by_record(record)
+
+    monkeypatch.setattr(writer.codec, "encode_columns", fink_columns)
+    monkeypatch.setattr(writer.client_codec, "encode", client_record)
     messages = filter_messages(writer, step, good)
     sso, fast = good[pass_column(SSO)], good[pass_column(FAST)]
     assert calls == {"fink": int(fast.sum()), "fink-client": int(sso.sum())}

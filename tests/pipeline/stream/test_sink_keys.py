@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from processed_batch import source_rows
@@ -26,18 +26,22 @@ from fink_pipeline.stream.batch import BatchSinks, MicroBatchWriter, dead_letter
 from fink_pipeline.stream.enriched import EnrichedCodec, enriched_schema
 from fink_pipeline.stream.metrics import PipelineMetrics
 from fink_pipeline.stream.observe import read_committed
-from fink_pipeline.stream.outbox import filter_message_key
+from fink_pipeline.stream.outbox import filter_message_keys
 from fink_pipeline.stream.science_step import ScienceStep
 from fink_pipeline.stream.sinks import TransactionalKafka
 from fink_stack.endpoints import Endpoints
 
 
 def test_a_filter_message_is_keyed_by_its_object_else_by_the_alert() -> None:
-    assert filter_message_key("ZTF24aaaaaab", 123) == b"ZTF24aaaaaab"
-    assert filter_message_key(2_000_000_000_000_000_001, 5) == b"2000000000000000001"
-    # a Rubin diaSource of a known asteroid has no diaObject: the diaSource id
-    assert filter_message_key(None, 100_000_000_000_000_007) == b"100000000000000007"
-    assert filter_message_key(pd.NA, np.int64(9)) == b"9"
+    ztf = filter_message_keys(pa.array(["ZTF24aaaaaab", "ZTF24aaaaaac"]), pa.array([123, 124]))
+    assert ztf.to_pylist() == [b"ZTF24aaaaaab", b"ZTF24aaaaaac"]
+    # LSST: integer ids in decimal; a diaSource of a known asteroid has no diaObject
+    objects = pa.array([2_000_000_000_000_000_001, None], pa.int64())
+    sources = pa.array([5, 100_000_000_000_000_007], pa.int64())
+    assert filter_message_keys(objects, sources).to_pylist() == [
+        b"2000000000000000001",
+        b"100000000000000007",
+    ]
     assert dead_letter_key("ztf-alerts", np.int32(1), np.int64(42)) == b"ztf-alerts:1:42"
 
 
