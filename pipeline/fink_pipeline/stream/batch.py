@@ -254,8 +254,9 @@ class MicroBatchWriter:
 
         `frame`: the rows the tasks handed to the driver (rejected or carrying
         timings; task_outputs.driver_rows); `tally`: the whole batch's counts and
-        offsets; `outbox`: its filter messages, encoded (outbox.py). Without them,
-        `frame` is taken as the whole batch, and its alerts are encoded here.
+        offsets; `outbox`: its filter messages, encoded (outbox.py). Without a
+        tally, `frame` is taken as the whole batch; without an outbox, its good
+        alerts are encoded here (tests hand it a batch processed in-process).
         """
         m, p = self.metrics, self.pipeline
         tally = tally if tally is not None else BatchTally.of(frame)
