@@ -256,10 +256,14 @@ def to_ipc(frame: pd.DataFrame, schema: pa.Schema) -> bytes:
     is off by default), so the driver sees what Spark's columns would have held.
     """
     arrays = [arrow_array(frame[field.name], field.type) for field in schema]
-    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return table_ipc(pa.Table.from_arrays(arrays, schema=schema))
+
+
+def table_ipc(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream (from_ipc reads it)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_batch(batch)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 

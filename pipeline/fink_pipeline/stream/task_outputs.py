@@ -33,6 +33,7 @@ from fink_pipeline.stream.science_step import (
     arrow_type,
     from_ipc,
     pass_column,
+    table_ipc,
     to_ipc,
 )
 from fink_pipeline.stream.sinks import ARCHIVE_PARTITIONS, ParquetArchive
@@ -226,11 +227,3 @@ def gathered(reports: list[ChunkReport], schema: pa.Schema) -> Gathered:
         sum((report.tally for report in reports), BatchTally()),
         sum(report.encode_seconds for report in reports),
     )
-
-
-def table_ipc(table: pa.Table) -> bytes:
-    """A table as an Arrow IPC stream (science_step.from_ipc reads it)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
