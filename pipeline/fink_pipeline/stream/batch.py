@@ -42,6 +42,7 @@ from fink_pipeline.stream.sinks import (
     TransactionalKafka,
     delivered,
 )
+from fink_pipeline.stream.storage import HadoopFiles
 from fink_pipeline.stream.task_outputs import (
     BatchTally,
     ReportsParam,
@@ -50,6 +51,26 @@ from fink_pipeline.stream.task_outputs import (
 )
 
 log = logging.getLogger(__name__)
+
+
+CANCELLED_TASKS_WAIT = 60.0  # seconds: a failed job's cancelled tasks end within a row batch
+
+
+def await_no_running_tasks(context: Any, timeout: float) -> bool:
+    """Wait until no executor runs a task (a failed job's cancelled tasks have ended).
+
+    Spark fails a job as soon as one task fails and cancels the others without
+    waiting; a pipeline's driver runs one query, so no running task is left of it.
+    """
+    deadline = time.monotonic() + timeout
+    tracker = context._jsc.sc().statusTracker()
+    while True:
+        running = sum(info.numRunningTasks() for info in tracker.getExecutorInfos())
+        if running == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 class StopRequested(Exception):
@@ -145,7 +166,8 @@ class MicroBatchWriter:
                 else:  # the same job; the tasks wrote any archive themselves
                     archived.write.format("noop").mode("overwrite").save()
             except Exception:
-                self._discard_archived(batch_id)  # what the tasks that succeeded wrote
+                # what the tasks that succeeded wrote, or what Spark's staging left
+                self._discard_archived(batch_id, raw.sparkSession.sparkContext)
                 raise
             tasks = gathered(reports.value, step.arrow_schema())
             self._stage("science", started)
@@ -176,16 +198,30 @@ class MicroBatchWriter:
             report.seconds,
         )
 
-    def _discard_archived(self, batch_id: int) -> None:
+    def _discard_archived(self, batch_id: int, context: Any) -> None:
         """When the tasks' job fails, the files its other tasks wrote do not stay in the archive.
 
+        At a Hadoop URL, Spark's writer removed its staging, but tasks cancelled with
+        the job may have made its directories again: once they have ended, those go.
         (A batch that fails later, in the Kafka transaction, keeps its whole archive:
         its replay replaces it.)"""
-        if self.sinks.archive is None:
+        archive = self.sinks.archive
+        if archive is None:
             return
         try:
-            self.sinks.archive.discard(batch_id)
-        except OSError as error:  # the next attempt removes them first
+            if archive.local:
+                archive.discard(batch_id)
+            elif await_no_running_tasks(context, CANCELLED_TASKS_WAIT):
+                archive.sweep_aborted_staging(HadoopFiles.of_spark(context))
+            else:
+                log.warning(
+                    "the failed batch %d's tasks still run after %.0f s: any staging "
+                    "directory they leave under %s stays",
+                    batch_id,
+                    CANCELLED_TASKS_WAIT,
+                    archive.root,
+                )
+        except Exception as error:  # the next attempt removes or replaces them
             log.warning("could not remove the failed batch %d's archive files: %s", batch_id, error)
 
     def _fresh_reports(self, raw: Any) -> Any:

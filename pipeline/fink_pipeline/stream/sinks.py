@@ -192,6 +192,26 @@ class ParquetArchive:
             shutil.rmtree(directory)
             log.info("archive: removed %s (batch %d not committed)", directory, batch_id)
 
+    def sweep_aborted_staging(self, files: storage.HadoopFiles) -> list[str]:
+        """Remove, at a Hadoop URL, the staging directories that hold no file: what a
+        failed job's cancelled tasks recreate after Spark's abort removed its staging.
+
+        Spark's writer stages a job's files in `ROOT/.spark-staging-<job>` and removes it
+        when the job fails; but the job fails as soon as one task does, and a task still
+        running then (it is cancelled, not waited for) creates its file, and with it the
+        parent directories, before aborting and removing only its own file. Call this
+        once the failed job's tasks have ended. A directory holding a file is left
+        alone: a running job of another pipeline sharing the root, or one to look into.
+        """
+        swept = []
+        for location in files.children(self.root):
+            name = location.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(SPARK_STAGING) and not files.holds_files(location):
+                files.remove(location)
+                swept.append(location)
+                log.info("archive: removed %s, left empty by a failed job's tasks", location)
+        return swept
+
     def write_part(self, part: pa.Table, night: str, batch_id: int, name: str) -> None:
         """One task's file of one night (a local root), whole or not at all.
 
@@ -242,6 +262,7 @@ class ParquetArchive:
 
 
 PYTHON_EXCEPTION = "org.apache.spark.api.python.PythonException"
+SPARK_STAGING = ".spark-staging-"  # HadoopMapReduceCommitProtocol's staging, with dynamic overwrite
 
 
 def java_causes(error: BaseException) -> list[str]:

@@ -78,6 +78,24 @@ class HadoopFiles:
         path = self._path(location)
         return bool(self._fs(path).exists(path))
 
+    def children(self, location: str) -> list[str]:
+        """The URLs of the entries right under a directory ([] when it does not exist)."""
+        path = self._path(location)
+        fs = self._fs(path)
+        if not fs.exists(path):
+            return []
+        return [str(status.getPath().toString()) for status in fs.listStatus(path)]
+
+    def holds_files(self, location: str) -> bool:
+        """Whether a directory tree holds a file at any depth (empty directories do not count)."""
+        path = self._path(location)
+        return bool(self._fs(path).listFiles(path, True).hasNext())
+
+    def remove(self, location: str) -> bool:
+        """Remove a file or a whole directory tree; False when there was nothing."""
+        path = self._path(location)
+        return bool(self._fs(path).delete(path, True))
+
     def download(self, location: str, local: Path) -> Path:
         """Copy a file or a directory tree to `local` (no .crc files); returns `local`."""
         path = self._path(location)

@@ -7,9 +7,13 @@ Spark for both the checkpoint and the archive (its writer runs in the tasks).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from stream_world import (
@@ -21,6 +25,8 @@ from stream_world import (
     kill,
 )
 
+from fink_pipeline.stream.batch import await_no_running_tasks
+from fink_pipeline.stream.sinks import ParquetArchive
 from fink_pipeline.stream.storage import HadoopFiles
 from fink_stack.endpoints import Endpoints
 
@@ -98,3 +104,58 @@ def test_pipelines_sharing_an_archive_path_never_overwrite_each_others_files(
         own = [f for f in files if f.parent.parent.name == f"pipeline=tests.{world.name}"]
         ids = [i for f in own for i in pq.read_table(f).column(alert_id).to_pylist()]
         assert sorted(ids) == want, world.name
+
+
+def test_a_failed_jobs_empty_staging_is_swept_and_anything_holding_a_file_stays(
+    stack: Endpoints, unique_name: str
+) -> None:
+    """What tasks cancelled with a failed job leave on HDFS after Spark's abort, a staging
+    directory of empty directories, goes; a staging directory holding a file (another
+    pipeline's running job) and the archive's own directories stay."""
+    assert stack.hdfs.startswith("hdfs://"), "the stack's HDFS (component hdfs) is needed"
+    root = f"{stack.hdfs}/tests/{unique_name}/archive"
+    left_empty = f"{root}/.spark-staging-aborted/_temporary/0/_temporary"
+    running = f"{root}/.spark-staging-running/_temporary/0/_temporary/attempt_1/part-0.parquet"
+    archived = f"{root}/night=20240330/pipeline=tests.{unique_name}/batch=0/part-0.parquet"
+    empty_night = f"{root}/night=20240331"
+    with HadoopFiles.launched() as files:
+        fs_path = files.jvm.org.apache.hadoop.fs.Path
+        for directory in (left_empty, empty_night):
+            path = fs_path(directory)
+            path.getFileSystem(files.configuration).mkdirs(path)
+        for file in (running, archived):
+            path = fs_path(file)
+            path.getFileSystem(files.configuration).create(path).close()
+
+        swept = ParquetArchive(root, f"tests.{unique_name}").sweep_aborted_staging(files)
+
+        assert [s.rsplit("/", 1)[-1] for s in swept] == [".spark-staging-aborted"]
+        assert not files.exists(f"{root}/.spark-staging-aborted")
+        for kept in (running, archived, empty_night):
+            assert files.exists(kept), kept
+
+
+def test_the_driver_waits_for_the_tasks_a_failed_job_cancelled(spark: Any) -> None:
+    """Spark fails a job as soon as one task fails and cancels the others without waiting:
+    the sweep above must wait for them, or they recreate the staging it removes."""
+
+    def one_fails_one_lingers(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            if frame["id"].iloc[0] == 0:
+                raise RuntimeError("the failing task")
+            time.sleep(4)  # the other task, still running when the job fails
+            yield frame
+
+    context = spark.sparkContext
+    tracker = context._jsc.sc().statusTracker()
+
+    def running() -> int:
+        return sum(info.numRunningTasks() for info in tracker.getExecutorInfos())
+
+    rows = spark.range(0, 2, numPartitions=2).mapInPandas(one_fails_one_lingers, "id long")
+    with pytest.raises(Exception, match="the failing task"):
+        rows.write.format("noop").mode("overwrite").save()
+    assert running() > 0  # the lingering task outlived its job
+
+    assert await_no_running_tasks(context, timeout=60)
+    assert running() == 0
