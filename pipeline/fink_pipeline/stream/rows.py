@@ -18,7 +18,6 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import pyarrow.compute as pc
 
 from fink_core.spec import CUTOUTS_FAMILY, PACKED_QUALIFIER
 from fink_pipeline.alerts.columns import OBJECT_ID, TIME
-from fink_pipeline.stream.thrift_mutations import CellColumn
+from fink_pipeline.stream.thrift_mutations import CellColumn, binary_values
 
 # each decoded cutout column -> its cell in the cutouts family of the alert's row
 CUTOUT_QUALIFIERS = {
@@ -90,7 +89,7 @@ def hbase_columns(frame: pd.DataFrame, families: Mapping[str, Sequence[str]]) ->
     (thrift_mutations.py), with no object per cell on the way.
     """
     return [
-        (f"{family}:{column}".encode(), column_texts(frame[column]))
+        (f"{family}:{column}".encode(), column_cells(frame[column]))
         for family, columns in families.items()
         for column in columns
     ]
@@ -142,7 +141,39 @@ def _json_texts(column: pd.Series) -> pa.Array:
     histories = _json_array_texts(column)
     if histories is not None:
         return histories.cast(pa.string())
+    strings = _strings(column)
+    if strings is not None:
+        return _json_strings(strings)
     return pa.array([_json_text(value) for value in column.tolist()], pa.string())
+
+
+def _strings(column: pd.Series) -> pa.Array | None:
+    """A column of texts (and nulls) as an Arrow string array; None when it holds
+    anything else (numbers, lists, bytes that are not UTF-8), which goes value by value."""
+    values = column.to_numpy(dtype=object)
+    if not len(values):
+        return None
+    try:
+        return pa.array(values, pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):  # a lone surrogate: as before
+        return None
+
+
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'  # what json.dumps escapes when ensure_ascii=False
+
+
+def _json_strings(strings: pa.Array) -> pa.Array:
+    """json.dumps(text, ensure_ascii=False) of every text, nulls kept: quotes around it,
+    and json.dumps itself for the few texts holding a quote, a backslash or a control."""
+    quoted = pc.binary_join_element_wise('"', strings, '"', "")
+    escaped = pc.fill_null(pc.match_substring_regex(strings, _JSON_ESCAPED), False)
+    if not pc.any(escaped).as_py():
+        return quoted
+    texts = quoted.to_pylist()
+    originals = strings.to_pylist()
+    for position in np.flatnonzero(escaped.to_numpy(zero_copy_only=False)).tolist():
+        texts[position] = json.dumps(originals[position], ensure_ascii=False)
+    return pa.array(texts, pa.string())
 
 
 def _json_text(value: Any) -> str | None:
@@ -162,25 +193,35 @@ def cells_by_row(columns: Sequence[CellColumn], rows: int) -> list[dict[bytes, b
     """The cells of each row as {b"family:column": value}: what a reader of the table sees."""
     cells: list[dict[bytes, bytes]] = [{} for _ in range(rows)]
     for qualifier, values in columns:
-        for row, value in zip(cells, values, strict=True):
+        texts = _as_bytes(values) if isinstance(values, pa.Array) else values
+        for row, value in zip(cells, texts, strict=True):
             if value is not None:
                 row[qualifier] = value
     return cells
 
 
-def column_texts(column: pd.Series) -> list[bytes | None]:
-    """cell_text of every value of one column, with one dispatch on its dtype."""
+def column_cells(column: pd.Series) -> pa.Array:
+    """cell_text of every value of one column, as Arrow texts (null: not stored), with one
+    dispatch on its dtype; they stay in Arrow up to the Thrift call (thrift_mutations.py)."""
     kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
     if kind == "f":  # NaN: a null, not stored
-        return _as_bytes(_number_texts(pa.array(column.to_numpy(np.float64), from_pandas=True)))
+        return _number_texts(pa.array(column.to_numpy(np.float64), from_pandas=True))
     if kind in ("i", "u"):
-        return [str(v).encode() for v in column.to_numpy().tolist()]
+        return pc.cast(pa.array(column.to_numpy()), pa.string())
     if kind == "b":
-        return [b"true" if v else b"false" for v in column.to_numpy().tolist()]
+        return pc.if_else(pa.array(column.to_numpy()), "true", "false")
     histories = _json_array_texts(column)
     if histories is not None:
-        return _as_bytes(histories)
-    return [cell_text(value) for value in column.tolist()]
+        return histories
+    strings = _strings(column)
+    if strings is not None:
+        return strings
+    return pa.array([cell_text(value) for value in column.tolist()], pa.binary())
+
+
+def column_texts(column: pd.Series) -> list[bytes | None]:
+    """column_cells as Python bytes."""
+    return _as_bytes(column_cells(column))
 
 
 def _json_array_texts(column: pd.Series) -> pa.Array | None:
@@ -216,17 +257,8 @@ def _json_array_texts(column: pd.Series) -> pa.Array | None:
 
 
 def _as_bytes(texts: pa.Array) -> list[bytes | None]:
-    """The strings' UTF-8 bytes (None for a null), cut from Arrow's buffer: to_pylist
-    makes a scalar object per value on the way, which cost more than the formatting."""
-    texts = texts.cast(pa.binary())
-    _, offsets_buffer, data = texts.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int32)[texts.offset : texts.offset + len(texts) + 1]
-    whole = data.to_pybytes() if data is not None else b""
-    cells: list[bytes | None] = [whole[start:end] for start, end in pairwise(offsets.tolist())]
-    if texts.null_count:
-        for position in np.flatnonzero(texts.is_null().to_numpy(zero_copy_only=False)).tolist():
-            cells[position] = None
-    return cells
+    """The strings' UTF-8 bytes (None for a null), cut from Arrow's buffer."""
+    return binary_values(texts)
 
 
 def _number_texts(values: pa.Array) -> pa.Array:

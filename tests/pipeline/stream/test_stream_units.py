@@ -187,6 +187,27 @@ def test_a_packed_record_holds_the_values_of_the_rows_cells_as_one_json_object()
     assert json.loads(text) == {'say "hi"': 'a "quote", a \\ and é'}
 
 
+def test_texts_are_stored_and_quoted_as_value_by_value() -> None:
+    """A column of texts goes through Arrow at once: its cells are the texts' UTF-8 bytes
+    and its packed members json.dumps(text, ensure_ascii=False), for any text (quotes,
+    backslashes, every control character, non-ASCII, astral), nulls not stored; a column
+    mixing texts with anything else still goes value by value."""
+    rng = np.random.default_rng(3)
+    alphabet = [chr(c) for c in range(32)] + list('"\\/aZ é€😀\u2028\x7f')
+    texts: list[Any] = [
+        "".join(rng.choice(alphabet, size=int(rng.integers(0, 12)))) for _ in range(3_000)
+    ]
+    texts += ["ZTF26aaaaaaa"] * 50 + ["", None, math.nan]
+    mixed = ["x", 1.5, b"raw", True]
+    for values in (texts, texts[-53:], mixed):  # escapes, none, not only texts
+        column = pd.Series(values, dtype=object)
+        assert rows.column_texts(column) == [rows.cell_text(v) for v in values]
+        (_, records), *_ = rows.packed_records(pd.DataFrame({"t": column}), {"i": ["t"]})
+        for value, record in zip(values, records, strict=True):
+            member = rows._json_text(value)
+            assert record == (None if member is None else f'{{"t":{member}}}'.encode()), value
+
+
 def test_arrow_writes_every_float_as_repr_does() -> None:
     """Floats and histories are formatted by Arrow, whose texts differ from repr's in
     places (19 for 19.0, no exponent for 1e-05, one for 1.2e14); the mended texts must

@@ -7,6 +7,8 @@ what happybase sent before.
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pytest
 from happybase.connection import Hbase
 from Hbase_thrift import BatchMutation, Mutation
 from thriftpy2.protocol import TBinaryProtocol
@@ -72,3 +74,23 @@ def test_requests_hold_whole_rows_and_close_once_they_reach_the_cell_count() -> 
         thriftpy2_call(b"t", [keys[i] for i in group], [cells[i] for i in group])
         for group in groups
     ]
+
+
+def test_rows_encoded_a_block_at_a_time_from_arrow_columns_are_thriftpy2s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Columns as Arrow arrays (texts and bytes, with nulls, sliced) or Python lists, rows
+    encoded three at a time: rows without a cell at a block's edges are left out, and the
+    call is still the bytes thriftpy2 writes."""
+    monkeypatch.setattr(thrift_mutations, "ROWS_AT_ONCE", 3)
+    keys = [f"row{i}".encode() for i in range(8)]
+    texts = pa.array(["a", None, "é", None, None, "", "z", None, "cut"], pa.string()).slice(1)
+    columns = [
+        (b"i:text", texts),
+        (b"i:raw", pa.array([b"\x00\xff", None, None, None, None, b"r", None, None], pa.binary())),
+        (b"d:list", [b"[1]", None, None, None, None, None, None, b"[2]"]),
+    ]
+    rows = thrift_mutations.encoded_rows(keys, columns)
+    assert [cells for _, cells in rows] == [2, 1, 1, 2, 2]  # rows 2, 3 and 6 have no cell
+    message = thrift_mutations.call(b"t", [row for row, _ in rows])
+    assert message == thriftpy2_call(b"t", keys, cells_by_row(columns, len(keys)))
