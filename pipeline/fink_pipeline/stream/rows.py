@@ -120,7 +120,7 @@ def packed_records(frame: pd.DataFrame, families: Mapping[str, Sequence[str]]) -
             joined = pc.binary_join_element_wise(*members, "")
             wrapped = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(joined, 1), "}", "")
             texts = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), wrapped)
-        records.append((f"{family}:{PACKED_QUALIFIER}".encode(), _as_bytes(texts)))
+        records.append((f"{family}:{PACKED_QUALIFIER}".encode(), binary_values(texts)))
     return records
 
 
@@ -193,7 +193,7 @@ def cells_by_row(columns: Sequence[CellColumn], rows: int) -> list[dict[bytes, b
     """The cells of each row as {b"family:column": value}: what a reader of the table sees."""
     cells: list[dict[bytes, bytes]] = [{} for _ in range(rows)]
     for qualifier, values in columns:
-        texts = _as_bytes(values) if isinstance(values, pa.Array) else values
+        texts = binary_values(values) if isinstance(values, pa.Array) else values
         for row, value in zip(cells, texts, strict=True):
             if value is not None:
                 row[qualifier] = value
@@ -217,11 +217,6 @@ def column_cells(column: pd.Series) -> pa.Array:
     if strings is not None:
         return strings
     return pa.array([cell_text(value) for value in column.tolist()], pa.binary())
-
-
-def column_texts(column: pd.Series) -> list[bytes | None]:
-    """column_cells as Python bytes."""
-    return _as_bytes(column_cells(column))
 
 
 def _json_array_texts(column: pd.Series) -> pa.Array | None:
@@ -254,11 +249,6 @@ def _json_array_texts(column: pd.Series) -> pa.Array | None:
     offsets = pc.subtract(lists.offsets, lists.offsets[0])
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, texts), ", ")
     return pc.binary_join_element_wise("[", joined, "]", "")
-
-
-def _as_bytes(texts: pa.Array) -> list[bytes | None]:
-    """The strings' UTF-8 bytes (None for a null), cut from Arrow's buffer."""
-    return binary_values(texts)
 
 
 def _number_texts(values: pa.Array) -> pa.Array:

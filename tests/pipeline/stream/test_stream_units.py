@@ -36,6 +36,12 @@ from fink_pipeline.stream.runner import _finish_the_batch_in_flight, failure_mes
 from fink_pipeline.stream.science_step import HBaseTarget, ScienceStep, hbase_families
 from fink_pipeline.stream.sinks import TransactionalKafka, dictionary_columns, readable_cause
 from fink_pipeline.stream.task_outputs import BatchTally, driver_rows
+from fink_pipeline.stream.thrift_mutations import binary_values
+
+
+def cell_bytes(column: pd.Series) -> list[bytes | None]:
+    """The cells the pipeline stores for one column, as Python bytes (None: not stored)."""
+    return binary_values(rows.column_cells(column))
 
 
 def test_row_keys_are_object_then_time_and_salting_is_stable() -> None:
@@ -136,9 +142,9 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
     frame = _every_kind_of_column()
     for column in frame.columns:
         expected = [rows.cell_text(value) for value in frame[column].tolist()]
-        assert rows.column_texts(frame[column]) == expected, column
+        assert cell_bytes(frame[column]) == expected, column
     # arrays take a fast path of their own inside cell_text: JSON as json.dumps writes it
-    assert rows.column_texts(frame["history"]) == [
+    assert cell_bytes(frame["history"]) == [
         b"[19.0, 18.5]",
         b"[19.0, null]",
         b"[1.0, null]",
@@ -146,13 +152,13 @@ def test_cells_built_a_column_at_a_time_are_the_bytes_of_cell_text() -> None:
         b"[1e+300, -2.5e-08, 3]",
         b"[]",
     ]
-    assert rows.column_texts(frame["mixed"])[-1] == b"[Infinity]"
+    assert cell_bytes(frame["mixed"])[-1] == b"[Infinity]"
     for column in ("float_history", "float32_history", "int_history"):  # column-wide path
         column_wide = rows._json_array_texts(frame[column])
         assert column_wide is not None, column
-        assert rows._as_bytes(column_wide) == rows.column_texts(frame[column]), column
-    assert rows.column_texts(frame["float_history"])[1] == b"[19.0, null, null]"
-    assert rows.column_texts(frame["int_among_floats"])[1] == b"[2]"
+        assert binary_values(column_wide) == cell_bytes(frame[column]), column
+    assert cell_bytes(frame["float_history"])[1] == b"[19.0, null, null]"
+    assert cell_bytes(frame["int_among_floats"])[1] == b"[2]"
 
 
 def test_a_packed_record_holds_the_values_of_the_rows_cells_as_one_json_object() -> None:
@@ -201,7 +207,7 @@ def test_texts_are_stored_and_quoted_as_value_by_value() -> None:
     mixed = ["x", 1.5, b"raw", True]
     for values in (texts, texts[-53:], mixed):  # escapes, none, not only texts
         column = pd.Series(values, dtype=object)
-        assert rows.column_texts(column) == [rows.cell_text(v) for v in values]
+        assert cell_bytes(column) == [rows.cell_text(v) for v in values]
         (_, records), *_ = rows.packed_records(pd.DataFrame({"t": column}), {"i": ["t"]})
         for value, record in zip(values, records, strict=True):
             member = rows._json_text(value)
@@ -220,12 +226,12 @@ def test_arrow_writes_every_float_as_repr_does() -> None:
     edges = [1e-4, np.nextafter(1e-4, 0), 1e16, np.nextafter(1e16, 0), 1e15 + 0.5, 5e-324]
     odd = [0.0, -0.0, math.nan, math.inf, -math.inf, 1.7976931348623157e308, 0.1 + 0.2]
     values = np.concatenate([decades, -decades, bits, whole, edges, odd, rng.normal(18, 2, 5_000)])
-    assert rows.column_texts(pd.Series(values)) == [rows.cell_text(v) for v in values]
+    assert cell_bytes(pd.Series(values)) == [rows.cell_text(v) for v in values]
     finite = values[np.isfinite(values)]
     histories = pd.Series([finite[i : i + 11] for i in range(0, len(finite), 11)])
     column_wide = rows._json_array_texts(histories)
     assert column_wide is not None
-    assert rows._as_bytes(column_wide) == [rows.cell_text(h) for h in histories]
+    assert binary_values(column_wide) == [rows.cell_text(h) for h in histories]
     # a packed record reads back as the very same doubles (NaN: no value; inf: Infinity)
     (_, records), *_ = rows.packed_records(pd.DataFrame({"x": values}), {"i": ["x"]})
     for value, record in zip(values.tolist(), records, strict=True):
